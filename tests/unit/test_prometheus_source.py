@@ -1,0 +1,213 @@
+"""PrometheusSource against a scripted HTTP server on loopback speaking the query API.
+
+The server answers from a table (query text -> list of responses, the last one repeating),
+so each test states exactly what Prometheus said and counts what was asked.
+The real Prometheus is exercised in tests/integration/test_prometheus_real.py.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from autoscaler.core.observation import MetricRequest
+from autoscaler.sources.prometheus import PrometheusSource
+from autoscaler.sources.promql import fill
+
+
+def vector(*series: tuple[dict[str, str], str]) -> tuple[int, dict[str, Any]]:
+    result = [{"metric": labels, "value": [1700000000.0, value]} for labels, value in series]
+    return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+def scalar(value: str) -> tuple[int, dict[str, Any]]:
+    return 200, {"status": "success", "data": {"resultType": "scalar", "result": [1700000000.0, value]}}
+
+
+def error(status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
+    return status, {"status": "error", "errorType": kind, "error": message}
+
+
+class ScriptedPrometheus:
+    def __init__(self) -> None:
+        self.answers: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self.asked: Counter[str] = Counter()
+        script = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = parse_qs(urlparse(self.path).query)["query"][0]
+                script.asked[query] += 1
+                queue = script.answers.get(query) or [error(400, "bad_data", f"unscripted {query}")]
+                status, body = queue.pop(0) if len(queue) > 1 else queue[0]
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def prom() -> Iterator[ScriptedPrometheus]:
+    server = ScriptedPrometheus()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def source(prom: ScriptedPrometheus) -> Any:
+    src = PrometheusSource(prom.url, timeout=2.0, retries=2)
+    yield src
+    await src.close()
+
+
+TEMPLATE = 'sum(rate(requests_total{service="{{ service }}"}[1m]))'
+
+
+def templated(service: str, metric: str = "rps") -> MetricRequest:
+    return MetricRequest(service=service, metric=metric, kind="prometheus", query=TEMPLATE)
+
+
+GROUPED = "sum by (service) (rate(requests_total[1m]))"
+
+
+def grouped(service: str) -> MetricRequest:
+    return MetricRequest(
+        service=service, metric="rps", kind="prometheus", query=GROUPED, series_label="service"
+    )
+
+
+async def test_templated_queries_are_filled_and_deduped_by_text(
+    prom: ScriptedPrometheus, source: PrometheusSource
+) -> None:
+    prom.answers[fill(TEMPLATE, "web")] = [vector(({}, "12.5"))]
+    prom.answers[fill(TEMPLATE, 'we"ird')] = [vector(({}, "3"))]
+    twice = [templated("web"), templated("web", "rps_again"), templated('we"ird')]
+    readings = await source.fetch(twice)
+    assert readings[twice[0]].value == 12.5
+    assert readings[twice[1]].value == 12.5
+    assert readings[twice[2]].value == 3.0
+    assert sum(prom.asked.values()) == 2 == source.http_requests
+
+
+async def test_grouped_query_is_sent_once_and_each_service_picks_its_series(
+    prom: ScriptedPrometheus, source: PrometheusSource
+) -> None:
+    prom.answers[GROUPED] = [
+        vector(({"service": "a"}, "1"), ({"service": "b"}, "2"), ({"service": "c"}, "NaN"))
+    ]
+    wanted = [grouped("a"), grouped("b"), grouped("c"), grouped("absent")]
+    readings = await source.fetch(wanted)
+    assert [readings[r].value for r in wanted[:2]] == [1.0, 2.0]
+    assert readings[wanted[2]].error == "NaN"
+    assert readings[wanted[3]].error == "no data"
+    assert prom.asked[GROUPED] == 1
+
+
+async def test_result_shapes(prom: ScriptedPrometheus, source: PrometheusSource) -> None:
+    cases = {
+        "empty": (vector(), lambda r: r.error == "no data"),
+        "several": (vector(({"i": "1"}, "1"), ({"i": "2"}, "2")), lambda r: "2 series" in r.error),
+        "nan": (vector(({}, "NaN")), lambda r: r.error == "NaN"),
+        "inf": (vector(({}, "+Inf")), lambda r: r.error == "Inf"),
+        "scalar": (scalar("4.25"), lambda r: r.value == 4.25),
+    }
+    requests = {}
+    for name, (answer, _) in cases.items():
+        prom.answers[f"q_{name}"] = [answer]
+        requests[name] = MetricRequest(service="s", metric=name, kind="prometheus", query=f"q_{name}")
+    readings = await source.fetch(list(requests.values()))
+    for name, (_, check) in cases.items():
+        reading = readings[requests[name]]
+        assert reading.name == name
+        assert check(reading), (name, reading)
+
+
+async def test_bad_query_is_reported_not_retried_and_does_not_break_others(
+    prom: ScriptedPrometheus, source: PrometheusSource
+) -> None:
+    prom.answers["sum("] = [error(400, "bad_data", "parse error: unexpected end of input")]
+    prom.answers["up"] = [vector(({}, "1"))]
+    bad = MetricRequest(service="s", metric="broken", kind="prometheus", query="sum(")
+    good = MetricRequest(service="s", metric="up", kind="prometheus", query="up")
+    readings = await source.fetch([bad, good])
+    assert readings[bad].value is None
+    assert readings[bad].error is not None
+    assert readings[bad].error.startswith("prometheus: HTTP 400")
+    assert "parse error" in readings[bad].error
+    assert readings[good].value == 1.0
+    assert prom.asked["sum("] == 1
+
+
+async def test_server_errors_are_retried_then_succeed(
+    prom: ScriptedPrometheus, source: PrometheusSource
+) -> None:
+    prom.answers["flaky"] = [error(503, "unavailable", "busy"), vector(({}, "7"))]
+    request = MetricRequest(service="s", metric="m", kind="prometheus", query="flaky")
+    readings = await source.fetch([request])
+    assert readings[request].value == 7.0
+    assert prom.asked["flaky"] == 2
+
+
+async def test_retries_are_bounded(prom: ScriptedPrometheus, source: PrometheusSource) -> None:
+    prom.answers["down"] = [error(500, "internal", "boom")]
+    request = MetricRequest(service="s", metric="m", kind="prometheus", query="down")
+    readings = await source.fetch([request])
+    assert readings[request].error is not None
+    assert "boom" in readings[request].error
+    assert prom.asked["down"] == 3  # retries=2 in the fixture
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_unreachable_prometheus_gives_missing_readings_and_asks_once_per_attempt() -> None:
+    source = PrometheusSource(f"http://127.0.0.1:{_closed_port()}", timeout=1.0, retries=1)
+    try:
+        many = [templated(f"svc{i}") for i in range(40)]
+        readings = await source.fetch(many)
+    finally:
+        await source.close()
+    assert all(r.value is None and r.error is not None for r in readings.values())
+    assert all("connection refused" in (r.error or "") for r in readings.values())
+    # Threads already running when the first failure lands still try; the queued rest do not.
+    assert source.http_requests < len(many)
+
+
+async def test_raw_string_template_and_foreign_kind_are_missing_with_reason(source: PrometheusSource) -> None:
+    raw = MetricRequest(service="s", metric="m", kind="prometheus", query="up{service=`{{ service }}`}")
+    ipvs = MetricRequest(service="s", metric="c", kind="ipvs", query="activeConnections")
+    readings = await source.fetch([raw, ipvs])
+    assert "raw string" in (readings[raw].error or "")
+    assert "ipvs" in (readings[ipvs].error or "")
+    assert source.http_requests == 0
+
+
+def test_bad_url_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="http://"):
+        PrometheusSource("localhost:9090")
