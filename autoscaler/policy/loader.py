@@ -1,0 +1,214 @@
+"""Load ScalingPolicy YAML files and directories, and hot-reload them safely.
+
+* A file holds one or more documents separated by ``---``.
+* A directory loads its ``*.yaml`` and ``*.yml`` files in name order. It is *not*
+  recursive, like ``kubectl apply -f DIR``: operators park drafts and disabled policies in
+  sub-directories. Hidden files (``.web.yaml``, editor lock files) are skipped. A file
+  named explicitly is loaded whatever its extension.
+* Every problem of every file is reported at once, each as ``path:line: field: message``
+  (see ``Problem``); a policy name or a service claimed twice is a problem too.
+
+``PolicyStore`` re-reads only what changed and never drops a working policy because its
+file was saved half-edited: a broken file keeps its last good policies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoscaler.policy.documents import LoadedPolicy, PolicyPlaces, check_collisions, parse_policy_text
+from autoscaler.policy.problems import PolicyLoadError, Problem
+
+__all__ = [
+    "LoadedPolicy",
+    "PolicyLoadError",
+    "PolicyStore",
+    "Problem",
+    "ReloadResult",
+    "expand_paths",
+    "load_file",
+    "load_paths",
+]
+
+POLICY_SUFFIXES = (".yaml", ".yml")
+
+
+def load_file(path: Path) -> list[LoadedPolicy]:
+    """Every policy in ``path``; raises ``PolicyLoadError`` listing every problem of the file."""
+    places, problems = _read_and_parse(path)
+    problems.extend(problem for _, problem in check_collisions(places))
+    if problems:
+        raise PolicyLoadError(problems)
+    return [place.loaded for place in places]
+
+
+def load_paths(paths: Sequence[Path]) -> list[LoadedPolicy]:
+    """Every policy in the given files and directories, in load order.
+
+    Raises ``PolicyLoadError`` with the problems of every file (in load order), followed by
+    the collisions between files. An empty directory is not an error: it holds no policies.
+    """
+    files, problems = expand_paths(paths)
+    places: list[PolicyPlaces] = []
+    for file in files:
+        found, file_problems = _read_and_parse(file)
+        places.extend(found)
+        problems.extend(file_problems)
+    problems.extend(problem for _, problem in check_collisions(places))
+    if problems:
+        raise PolicyLoadError(problems)
+    return [place.loaded for place in places]
+
+
+def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
+    """The policy files named by ``paths`` (directories expanded, duplicates dropped)."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    seen: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            candidates = sorted(
+                child
+                for child in path.iterdir()
+                if child.suffix in POLICY_SUFFIXES and not child.name.startswith(".") and child.is_file()
+            )
+        elif path.exists():
+            candidates = [path]
+        else:
+            problems.append(Problem(path, 0, None, "", "no such file or directory"))
+            continue
+        for candidate in candidates:
+            key = candidate.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(candidate)
+    return files, problems
+
+
+def _read_and_parse(path: Path) -> tuple[list[PolicyPlaces], list[Problem]]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return [], [Problem(path, 0, None, "", f"cannot read: {exc.strerror or exc}")]
+    return _parse_bytes(data, path)
+
+
+def _parse_bytes(data: bytes, path: Path) -> tuple[list[PolicyPlaces], list[Problem]]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return [], [Problem(path, line, None, "", "not UTF-8 text; save the file as UTF-8")]
+    return parse_policy_text(text, path)
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """What one ``PolicyStore.reload`` changed, by policy name, and what it refused."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def unchanged(self) -> bool:
+        return not (self.added or self.changed or self.removed)
+
+
+@dataclass
+class _FileState:
+    fingerprint: tuple[int, int]  # (mtime_ns, size): cheap check before hashing
+    digest: str
+    good: list[PolicyPlaces]  # what this file contributes to the effective set
+    pending: list[PolicyPlaces] | None  # valid new content not accepted yet (it collided)
+    problems: list[Problem]  # why the file's current content is not (yet) in effect
+
+
+class PolicyStore:
+    """The effective policy set of some files and directories, reloaded on demand.
+
+    Nothing is read until the first ``reload()`` (which then reports every policy as added).
+    A file is re-parsed when its mtime, size or content hash changed. A file that is now
+    broken keeps its last good policies (none if it never had any) and its problems are
+    reported on every reload until it is fixed. Valid new content that would claim a name
+    or service another file already holds is held back the same way, and retried on every
+    reload (so it takes effect once the other file lets go). A deleted file's policies are
+    removed.
+    """
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self._paths = list(paths)
+        self._files: dict[Path, _FileState] = {}
+
+    @property
+    def policies(self) -> list[LoadedPolicy]:
+        return [place.loaded for state in self._files.values() for place in state.good]
+
+    def reload(self) -> ReloadResult:
+        before = {p.policy.name: p.policy for p in self.policies}
+        files, problems = expand_paths(self._paths)
+        current = {path: _refresh(path, self._files.get(path)) for path in files}
+        _accept_pending(current)
+        self._files = current
+        for state in current.values():
+            problems.extend(state.problems)
+        after = {p.policy.name: p.policy for p in self.policies}
+        return ReloadResult(
+            added=sorted(after.keys() - before.keys()),
+            changed=sorted(n for n in after.keys() & before.keys() if after[n] != before[n]),
+            removed=sorted(before.keys() - after.keys()),
+            problems=problems,
+        )
+
+
+def _refresh(path: Path, old: _FileState | None) -> _FileState:
+    """The file's state after looking at it again; ``good`` is still the old one."""
+    kept = old.good if old is not None else []
+    try:
+        stat = path.stat()
+        fingerprint = (stat.st_mtime_ns, stat.st_size)
+        if old is not None and old.fingerprint == fingerprint:
+            return old
+        data = path.read_bytes()
+    except OSError as exc:
+        problem = Problem(path, 0, None, "", f"cannot read: {exc.strerror or exc}")
+        return _FileState((0, 0), "", kept, None, [problem])
+    digest = hashlib.sha256(data).hexdigest()
+    if old is not None and old.digest == digest:
+        # Touched but not edited (a save without changes, a checkout): nothing to parse.
+        return _FileState(fingerprint, digest, old.good, old.pending, old.problems)
+    places, problems = _parse_bytes(data, path)
+    if problems:
+        return _FileState(fingerprint, digest, kept, None, problems)
+    return _FileState(fingerprint, digest, kept, places, [])
+
+
+def _accept_pending(files: dict[Path, _FileState]) -> None:
+    """Put each file's pending policies in effect unless they collide; roll back those that do.
+
+    Settled policies come first in the collision check so the blame (which falls on the
+    later of two colliding policies) always lands on pending ones. Every round removes at
+    least one file from ``pending``, and the settled set had no collisions, so this ends.
+    """
+    pending = {path for path, state in files.items() if state.pending is not None}
+    while True:
+        settled = [place for path, state in files.items() if path not in pending for place in state.good]
+        proposed = [place for path in files if path in pending for place in files[path].pending or []]
+        collisions = [(blamed, problem) for blamed, problem in check_collisions(settled + proposed)]
+        blamed_files = {blamed.loaded.path for blamed, _ in collisions} & pending
+        if not blamed_files:
+            break
+        for path in blamed_files:
+            pending.discard(path)
+            files[path].problems = [problem for blamed, problem in collisions if blamed.loaded.path == path]
+    for path in pending:
+        state = files[path]
+        state.good, state.pending, state.problems = state.pending or [], None, []

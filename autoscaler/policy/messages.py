@@ -1,0 +1,156 @@
+"""Turn pydantic's validation errors into sentences an operator can act on.
+
+Pydantic speaks to programmers ("Extra inputs are not permitted", "Input should be 'Max',
+'Min' or 'Disabled'"). An operator needs the field, what was given, and what is allowed,
+and for a typo the name they probably meant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic_core import ErrorDetails
+
+from autoscaler.policy.yaml_documents import YamlPath
+
+# Patterns in the model, said in words (the regex stays in the message for the precise rule).
+_PATTERN_WORDS = {
+    r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$": (
+        "1-63 characters of letters, digits, '-', '_' or '.', starting with a letter or digit"
+    ),
+    r"^[a-zA-Z_][a-zA-Z0-9_]*$": (
+        "a Prometheus label name: letters, digits and '_', not starting with a digit"
+    ),
+}
+
+_COMPARISONS = {
+    "greater_than": ("gt", "greater than"),
+    "greater_than_equal": ("ge", "at least"),
+    "less_than": ("lt", "less than"),
+    "less_than_equal": ("le", "at most"),
+}
+
+_TYPE_WORDS = {
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string (quote it if it looks like a number or yes/no)",
+    "model_type": "a mapping of fields",
+    "model_attributes_type": "a mapping of fields",
+    "dict_type": "a mapping",
+    "tuple_type": "a list",
+    "list_type": "a list",
+}
+
+
+def describe(error: ErrorDetails, root: type[BaseModel]) -> str:
+    """The operator-language message for one pydantic error at ``error['loc']`` in ``root``."""
+    kind = error["type"]
+    loc: YamlPath = tuple(error["loc"])
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    given = error.get("input")
+    if kind == "extra_forbidden":
+        return _unknown_field(str(loc[-1]), allowed_fields(root, loc[:-1]))
+    if kind == "missing":
+        return f"missing required field '{loc[-1]}'"
+    if kind in ("literal_error", "enum"):
+        return f"{_show(given)} is not allowed; use one of: {ctx.get('expected', '?')}"
+    if kind in _COMPARISONS:
+        key, words = _COMPARISONS[kind]
+        return f"must be {words} {_number(ctx.get(key))}, got {_show(given)}"
+    if kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern", ""))
+        pattern_words = _PATTERN_WORDS.get(pattern)
+        shape = f"{pattern_words} (pattern {pattern})" if pattern_words else f"the pattern {pattern}"
+        return f"{_show(given)} is not valid here: must be {shape}"
+    if kind in ("too_short", "too_long"):
+        bound = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        side = "at least" if kind == "too_short" else "at most"
+        return f"must have {side} {bound} item{'s' if bound != 1 else ''}, got {ctx.get('actual_length')}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind in _TYPE_WORDS:
+        return f"must be {_TYPE_WORDS[kind]}, got {_show(given)}"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", error["msg"]))
+    return str(error["msg"])
+
+
+def allowed_fields(root: type[BaseModel], loc: YamlPath) -> list[str]:
+    """The YAML keys accepted at ``loc`` (empty when ``loc`` is not inside a model)."""
+    model = _model_at(root, loc)
+    if model is None:
+        return []
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _unknown_field(name: str, allowed: list[str]) -> str:
+    message = f"unknown field '{name}'"
+    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+    if not close:
+        # snake_case for camelCase is the usual slip; difflib scores it low on short names.
+        squashed = name.replace("_", "").replace("-", "").lower()
+        close = [a for a in allowed if a.lower() == squashed]
+    if close:
+        return f"{message} (did you mean {close[0]}?)"
+    if allowed:
+        return f"{message}; allowed here: {', '.join(allowed)}"
+    return message
+
+
+def _model_at(root: type[BaseModel], loc: YamlPath) -> type[BaseModel] | None:
+    current: Any = root
+    for part in loc:
+        if isinstance(part, int):
+            continue  # list items: the element model was already unwrapped from the field type
+        model = _as_model(current)
+        if model is None:
+            return None
+        field = next(
+            (info for name, info in model.model_fields.items() if (info.alias or name) == part),
+            None,
+        )
+        if field is None:
+            return None
+        current = field.annotation
+    return _as_model(current)
+
+
+def _as_model(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel inside ``X | None``, ``tuple[X, ...]``, ``Annotated[X, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType, tuple, list, Annotated):
+        for arg in get_args(annotation):
+            model = _as_model(arg)
+            if model is not None:
+                return model
+    return None
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return str(value)

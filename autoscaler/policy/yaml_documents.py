@@ -1,0 +1,142 @@
+"""Parse a YAML stream into documents that remember the line of every key.
+
+PyYAML's ``safe_load_all`` throws the node marks away and silently keeps the last of two
+equal keys; an operator then edits the first one and nothing changes. So we compose the
+node tree ourselves, report duplicate keys, and keep a map from each YAML path (the same
+shape as pydantic's error ``loc``) to its line, before constructing plain Python data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from autoscaler.policy.problems import Problem
+
+# A YAML path as pydantic reports it: mapping keys are strings, sequence items are ints.
+YamlPath = tuple[str | int, ...]
+
+_MERGE_KEY = "<<"
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """One ``---``-separated document of a file."""
+
+    data: object
+    number: int  # 1-based position in the file, for messages
+    line: int  # where the document's content starts
+    lines: dict[YamlPath, int] = field(repr=False)
+
+    def line_of(self, path: YamlPath) -> int:
+        """Line of ``path``, or of its nearest existing parent (a missing field's mapping)."""
+        for end in range(len(path), -1, -1):
+            found = self.lines.get(path[:end])
+            if found is not None:
+                return found
+        return self.line
+
+
+def format_path(path: YamlPath) -> str:
+    """``("spec", "metrics", 0, "target")`` -> ``spec.metrics[0].target``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def parse_documents(text: str, path: Path) -> tuple[list[YamlDocument], list[Problem]]:
+    """Every non-empty document of ``text``, and the problems found while reading it.
+
+    A syntax error stops the parser, so the documents before it are still returned (and
+    validated by the caller) and the error is the last problem.
+    """
+    documents: list[YamlDocument] = []
+    problems: list[Problem] = []
+    try:
+        for number, node in enumerate(_compose_all(text), start=1):
+            if _is_empty(node):
+                continue  # a stray '---' at the end of a file is common and harmless
+            lines: dict[YamlPath, int] = {}
+            _index_lines(node, (), lines, problems, path, set())
+            data = yaml.SafeLoader("").construct_document(node)
+            documents.append(YamlDocument(data, number, node.start_mark.line + 1, lines))
+    except yaml.MarkedYAMLError as exc:
+        problems.append(_syntax_problem(exc, path))
+    except yaml.YAMLError as exc:  # unmarked: reader errors such as bad bytes
+        problems.append(Problem(path, 1, None, "", f"not readable as YAML: {exc}"))
+    return documents, problems
+
+
+def _compose_all(text: str) -> Iterator[yaml.Node]:
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is not None:
+                yield node
+    finally:
+        loader.dispose()
+
+
+def _is_empty(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null" and not node.value
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, path: Path) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark is not None else 1
+    column = mark.column + 1 if mark is not None else None
+    what = exc.problem or "invalid YAML"
+    if exc.context:
+        context = exc.context
+        if exc.context_mark is not None and exc.context_mark.line + 1 != line:
+            context += f" at line {exc.context_mark.line + 1}"
+        what = f"{what} ({context})"
+    return Problem(path, line, column, "", f"YAML syntax error: {what}")
+
+
+def _index_lines(
+    node: yaml.Node,
+    at: YamlPath,
+    lines: dict[YamlPath, int],
+    problems: list[Problem],
+    path: Path,
+    visiting: set[int],
+) -> None:
+    lines.setdefault(at, node.start_mark.line + 1)
+    if id(node) in visiting:
+        return  # a recursive alias (&a [*a]); construction will report or handle it
+    visiting.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first_seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # complex keys never match a policy field; pydantic reports them
+            key = str(key_node.value)
+            key_line = key_node.start_mark.line + 1
+            if key in first_seen and key != _MERGE_KEY:
+                problems.append(
+                    Problem(
+                        path,
+                        key_line,
+                        None,
+                        format_path((*at, key)),
+                        f"duplicate key '{key}' (first given at line {first_seen[key]}); "
+                        "YAML would silently keep only the last one, so remove one of them",
+                    )
+                )
+                continue
+            first_seen[key] = key_line
+            lines[(*at, key)] = key_line
+            _index_lines(value_node, (*at, key), lines, problems, path, visiting)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index_lines(item, (*at, index), lines, problems, path, visiting)
+    visiting.discard(id(node))
