@@ -203,6 +203,22 @@ class Selector(_Model):
     labels: Annotated[dict[str, str], Field(min_length=1)]
 
 
+class OnTimeout(StrEnum):
+    """What to do when a node's lost tasks are not replaced and running in time."""
+
+    ALERT = "alert"  # report only
+    FORCE_UPDATE = "forceUpdate"  # bump TaskTemplate.ForceUpdate: Swarm recreates every task
+    SCALE_UP = "scaleUp"  # add scaleUpBy replicas (within maxReplicas)
+
+
+class NodeFailure(_Model):
+    """Confirming that tasks lost with a node came back healthy elsewhere (``nodeFailure``)."""
+
+    confirm_within_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    on_timeout: OnTimeout = OnTimeout.ALERT
+    scale_up_by: Annotated[int, Field(ge=1, le=100)] = 1
+
+
 class PolicySpec(_Model):
     service: str | None = None
     selector: Selector | None = None
@@ -212,6 +228,7 @@ class PolicySpec(_Model):
     metrics: Annotated[tuple[MetricSpec, ...], Field(min_length=1)]
     behavior: Behavior = Behavior()
     panic: Panic = Panic()
+    node_failure: NodeFailure = NodeFailure()
 
     @field_validator("service")
     @classmethod
