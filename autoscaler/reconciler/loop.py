@@ -1,0 +1,284 @@
+"""The reconcile loop: level-triggered, one pass per tick, event-nudged, failure-isolated.
+
+Each pass lists services once, pairs them with policies, fetches every metric with one
+call per source, then decides and scales each service on its own: a service that raises
+is recorded as failed and the others carry on. Clock and sleep are injected so tests
+drive time by hand and never sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoscaler.core.decision import MetricReading
+from autoscaler.core.observation import MetricRequest
+from autoscaler.observability.metrics import ControllerMetrics
+from autoscaler.reconciler.events import touched_services
+from autoscaler.reconciler.matching import Assignment, match, metric_requests
+from autoscaler.reconciler.policies import PolicyWatcher
+from autoscaler.reconciler.ports import EngineFactory, MetricSource, PolicyCatalog, Target
+from autoscaler.reconciler.records import Outcome, ServiceRecord
+from autoscaler.reconciler.service_pass import EngineSlot, ServiceReconciler
+
+log = logging.getLogger("autoscaler.reconciler")
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """One pass: which services were looked at, scaled and failed (``--once`` exits on ``failed``)."""
+
+    services: tuple[str, ...] = ()
+    scaled: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    target_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.target_error is None
+
+
+@dataclass
+class LoopStatus:
+    """What health and readiness checks read."""
+
+    last_pass_at: float | None = None
+    passes: int = 0
+    target_reachable: bool = False
+    target_error: str | None = None
+    records: dict[str, ServiceRecord] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+
+
+def default_engine_factory() -> EngineFactory:
+    from autoscaler.core.engine import Engine
+
+    factory: EngineFactory = Engine
+    return factory
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        target: Target,
+        sources: Mapping[str, MetricSource],
+        policies: PolicyCatalog,
+        metrics: ControllerMetrics,
+        engine_factory: EngineFactory | None = None,
+        interval: float = 5.0,
+        dry_run: bool = False,
+        debounce: float = 0.5,
+        clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.target = target
+        self.sources = dict(sources)
+        self.metrics = metrics
+        self.interval = interval
+        self.dry_run = dry_run
+        self.debounce = debounce
+        self.clock = clock
+        self.sleep = sleep
+        self.policies = PolicyWatcher(policies, metrics)
+        self.status = LoopStatus()
+        self._engines: dict[tuple[str, str], EngineSlot] = {}
+        self._services = ServiceReconciler(
+            target=target,
+            metrics=metrics,
+            engine_factory=engine_factory or default_engine_factory(),
+            engines=self._engines,
+            clock=clock,
+            dry_run=dry_run,
+        )
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._pending: set[str] | None = set()  # None: every service is pending
+        self._reload_requested = False
+
+    # -- control from outside (signals, events, HTTP) --------------------------------------
+
+    def stop(self) -> None:
+        """Stop taking new work; the pass in progress finishes its in-flight scale calls."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def request_reload(self) -> None:
+        """SIGHUP: re-read policy files at the next wake, even if no mtime changed."""
+        self._reload_requested = True
+        self.nudge(None)
+
+    def nudge(self, services: frozenset[str] | None) -> None:
+        """Reconcile ``services`` (None: all) soon, after the debounce delay."""
+        if services is None or self._pending is None:
+            self._pending = None
+        else:
+            self._pending |= services
+        self._wake.set()
+
+    # -- one pass ----------------------------------------------------------------------------
+
+    async def run_once(self) -> PassResult:
+        self.policies.reload()
+        return await self.reconcile()
+
+    async def reconcile(self, only: frozenset[str] | None = None) -> PassResult:
+        """One pass over every governed service (or only those named in ``only``)."""
+        started = time.perf_counter()
+        try:
+            return await self._reconcile(only)
+        finally:
+            self.metrics.reconcile_duration.observe(time.perf_counter() - started)
+            self.status.last_pass_at = self.clock()
+            self.status.passes += 1
+            self.metrics.last_tick.set(self.status.last_pass_at)
+
+    async def _reconcile(self, only: frozenset[str] | None) -> PassResult:
+        try:
+            services = await self.target.list_services()
+        except Exception as exc:
+            self.metrics.target_errors.labels("list").inc()
+            self.status.target_reachable = False
+            self.status.target_error = f"{type(exc).__name__}: {exc}"
+            log.error("cannot list services: %s", self.status.target_error, extra={"event": "target_error"})
+            return PassResult(target_error=self.status.target_error)
+        self.status.target_reachable = True
+        self.status.target_error = None
+
+        assignments, conflicts = match(self.policies.current(), services)
+        self.status.conflicts = [c.message for c in conflicts]
+        if only is None:
+            self._forget_gone(assignments)
+        else:
+            assignments = [a for a in assignments if a.service.name in only]
+        for conflict in conflicts:
+            log.warning(
+                conflict.message, extra={"event": "policy_conflict", "service": conflict.service.name}
+            )
+
+        readings = await self._fetch(assignments)
+        outcomes = await asyncio.gather(
+            *(self._services.reconcile(a, readings, stopping=self._stopping) for a in assignments)
+        )
+        for record in outcomes:
+            if record is not None:
+                self.status.records[record.service] = record
+        return PassResult(
+            services=tuple(a.service.name for a in assignments),
+            scaled=tuple(r.service for r in outcomes if r is not None and r.outcome is Outcome.SCALED),
+            failed=tuple(r.service for r in outcomes if r is not None and r.outcome is Outcome.FAILED),
+        )
+
+    def _forget_gone(self, assignments: Sequence[Assignment]) -> None:
+        """Drop engines and records of services no policy governs any more (removed or relabelled)."""
+        live = {(a.policy.name, a.service.name) for a in assignments}
+        for key in [k for k in self._engines if k not in live]:
+            del self._engines[key]
+        governed = {a.service.name for a in assignments}
+        for name in [n for n in self.status.records if n not in governed]:
+            del self.status.records[name]
+            self.metrics.forget_service(name)
+
+    async def _fetch(self, assignments: Sequence[Assignment]) -> dict[MetricRequest, MetricReading]:
+        """One call per source for every request of this pass; a failed source marks its readings missing."""
+        by_kind: dict[str, list[MetricRequest]] = {}
+        for a in assignments:
+            if a.service.is_global or a.service.updating:
+                continue  # not decided on this pass, so not worth a query
+            for request in metric_requests(a.policy, a.service.name):
+                by_kind.setdefault(request.kind, []).append(request)
+
+        async def fetch_one(kind: str, requests: list[MetricRequest]) -> dict[MetricRequest, MetricReading]:
+            source = self.sources.get(kind)
+            if source is None:
+                why = f"no {kind} source configured (see 'swarm-autoscaler run --help')"
+                return {r: MetricReading.missing(r.metric, why) for r in requests}
+            try:
+                got = await source.fetch(requests)
+            except Exception as exc:
+                self.metrics.source_errors.labels(kind).inc()
+                why = f"{kind}: {type(exc).__name__}: {exc}"
+                log.warning("metric fetch failed: %s", why, extra={"event": "source_error", "source": kind})
+                return {r: MetricReading.missing(r.metric, why) for r in requests}
+            return {r: got.get(r) or MetricReading.missing(r.metric, f"{kind}: no data") for r in requests}
+
+        results = await asyncio.gather(*(fetch_one(k, rs) for k, rs in by_kind.items()))
+        merged: dict[MetricRequest, MetricReading] = {}
+        for part in results:
+            merged.update(part)
+        return merged
+
+    # -- forever -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Pass every ``interval`` and soon after events, until ``stop()``."""
+        watcher = asyncio.create_task(self._watch_events(), name="autoscaler-events")
+        try:
+            while not self._stopping.is_set():
+                self._pending = set()
+                self._wake.clear()
+                self.policies.reload()
+                self._reload_requested = False
+                await self.reconcile()
+                await self._until_next_tick(self.clock() + self.interval)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _until_next_tick(self, deadline: float) -> None:
+        while not self._stopping.is_set():
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return
+            if not await self._wait_for_wake(remaining):
+                return
+            # Debounce: a burst of task events for one rollout becomes one early pass.
+            await self._wait_for_wake(self.debounce, wake=False)
+            if self._stopping.is_set():
+                return
+            pending, self._pending = self._pending, set()
+            self._wake.clear()
+            if self._reload_requested:
+                self._reload_requested = False
+                self.policies.reload()
+                pending = None
+            await self.reconcile(only=None if pending is None else frozenset(pending))
+
+    async def _wait_for_wake(self, delay: float, *, wake: bool = True) -> bool:
+        """Wait ``delay`` (injected sleep), or less if stopped (or woken); True if woken early."""
+        timer: asyncio.Future[Any] = asyncio.ensure_future(self.sleep(delay))
+        waiters: set[asyncio.Future[Any]] = {timer, asyncio.ensure_future(self._stopping.wait())}
+        woken: asyncio.Future[Any] | None = None
+        if wake:
+            woken = asyncio.ensure_future(self._wake.wait())
+            waiters.add(woken)
+        try:
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        return woken in done and timer not in done
+
+    async def _watch_events(self) -> None:
+        """Nudge the loop on Swarm events; reconnect after errors (the tick covers the gap)."""
+        while not self._stopping.is_set():
+            try:
+                async for event in self.target.events():
+                    self.nudge(touched_services(event))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.target_errors.labels("events").inc()
+                log.warning("event stream failed, retrying: %s: %s", type(exc).__name__, exc)
+            await self._wait_for_wake(self.interval, wake=False)

@@ -1,0 +1,85 @@
+"""Which policy governs which service, and which metrics each pair needs.
+
+A policy names one service (``spec.service``) or selects services by labels
+(``spec.selector.labels``, all must match). A service claimed by a policy that names it
+belongs to that policy even if selectors also match it: the explicit claim is the more
+specific one. Two claims of the same kind are a conflict; the service is then left alone
+and the conflict reported, because scaling it by either policy would be a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from autoscaler.core.observation import MetricRequest, ServiceState
+from autoscaler.core.policy import ScalingPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    policy: ScalingPolicy
+    service: ServiceState
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    service: ServiceState
+    policies: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        names = ", ".join(self.policies)
+        return (
+            f"service {self.service.name!r} is claimed by several policies ({names}); "
+            "it is not scaled until exactly one policy names or selects it"
+        )
+
+
+def _selects(policy: ScalingPolicy, service: ServiceState) -> bool:
+    selector = policy.spec.selector
+    if selector is None:
+        return False
+    return all(service.labels.get(key) == value for key, value in selector.labels.items())
+
+
+def match(
+    policies: Iterable[ScalingPolicy], services: Sequence[ServiceState]
+) -> tuple[list[Assignment], list[Conflict]]:
+    """Pair each service with its one governing policy; report services with several."""
+    by_name = [p for p in policies if p.spec.service is not None]
+    by_selector = [p for p in policies if p.spec.selector is not None]
+    assignments: list[Assignment] = []
+    conflicts: list[Conflict] = []
+    for service in services:
+        claims = [p for p in by_name if p.spec.service == service.name]
+        if not claims:
+            claims = [p for p in by_selector if _selects(p, service)]
+        if len(claims) == 1:
+            assignments.append(Assignment(claims[0], service))
+        elif claims:
+            conflicts.append(Conflict(service, tuple(sorted(p.name for p in claims))))
+    return assignments, conflicts
+
+
+def metric_requests(policy: ScalingPolicy, service_name: str) -> list[MetricRequest]:
+    """One request per metric of ``policy`` for ``service_name`` (sources dedupe and batch)."""
+    requests: list[MetricRequest] = []
+    for metric in policy.spec.metrics:
+        if metric.prometheus is not None:
+            requests.append(
+                MetricRequest(
+                    service=service_name,
+                    metric=metric.name,
+                    kind="prometheus",
+                    query=metric.prometheus.query,
+                    series_label=metric.prometheus.series_label,
+                )
+            )
+        elif metric.ipvs is not None:
+            requests.append(
+                MetricRequest(
+                    service=service_name, metric=metric.name, kind="ipvs", query=metric.ipvs.counter.value
+                )
+            )
+    return requests

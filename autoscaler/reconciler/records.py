@@ -1,0 +1,91 @@
+"""What the controller last did for each service, as served by ``/decisions`` and logged.
+
+A record exists for every service a policy governs, whatever happened to it: scaled,
+left alone, held, skipped or failed. A person reading ``explain`` must never have to guess
+why a service did not move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from autoscaler.core.decision import Decision
+from autoscaler.core.policy import MetricSpec, ScalingPolicy
+
+
+class Outcome(StrEnum):
+    SCALED = "scaled"
+    DRY_RUN = "dry_run"
+    UNCHANGED = "unchanged"
+    HELD = "held"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRecord:
+    service: str
+    service_id: str
+    policy: ScalingPolicy
+    at: float
+    outcome: Outcome
+    reason: str
+    current: int | None
+    running: int
+    decision: Decision | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain-JSON view; ``ratio`` is value/target as HPA computes it (per replica for AverageValue)."""
+        body: dict[str, Any] = {
+            "service": self.service,
+            "service_id": self.service_id,
+            "policy": self.policy.name,
+            "at": self.at,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "current": self.current,
+            "running": self.running,
+            "min_replicas": self.policy.spec.min_replicas,
+            "max_replicas": self.policy.spec.max_replicas,
+            "error": self.error,
+            "decision": None,
+        }
+        if self.decision is not None:
+            d = self.decision
+            specs = {m.name: m for m in self.policy.spec.metrics}
+            body["decision"] = {
+                "at": d.at,
+                "current": d.current,
+                "running": d.running,
+                "recommendation": d.recommendation,
+                "desired": d.desired,
+                "direction": d.direction.value,
+                "panic": d.panic,
+                "limits": list(d.limits),
+                "reason": d.reason,
+                "metrics": [
+                    {
+                        "name": m.name,
+                        "value": m.value,
+                        "desired": m.desired,
+                        "reason": m.reason,
+                        **_target_view(specs.get(m.name), m.value, d.running),
+                    }
+                    for m in d.metrics
+                ],
+            }
+        return body
+
+
+def _target_view(spec: MetricSpec | None, value: float | None, running: int) -> dict[str, Any]:
+    if spec is None:
+        return {"target": None, "target_kind": None, "ratio": None}
+    target = spec.target
+    ratio: float | None = None
+    if value is not None:
+        denominator = target.amount * running if target.kind == "AverageValue" else target.amount
+        ratio = value / denominator if denominator > 0 else None
+    return {"target": target.amount, "target_kind": target.kind, "ratio": ratio}

@@ -1,0 +1,227 @@
+"""Deciding and scaling one service within a pass, isolated from every other service.
+
+Anything this raises is caught here and becomes a FAILED record: one broken service (a
+bad query, a Docker error, an engine bug) must never stall the rest of the swarm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from autoscaler.core.decision import Decision, MetricReading
+from autoscaler.core.observation import MetricRequest, ServiceState
+from autoscaler.core.policy import PolicySpec, ScalingPolicy
+from autoscaler.errors import TargetError, VersionConflictError
+from autoscaler.observability.metrics import ControllerMetrics
+from autoscaler.reconciler.matching import Assignment, metric_requests
+from autoscaler.reconciler.ports import DecisionEngine, EngineFactory, Target
+from autoscaler.reconciler.records import Outcome, ServiceRecord
+
+log = logging.getLogger("autoscaler.reconciler")
+
+GLOBAL_REASON = "global-mode service: Swarm runs one task per node, there is no replica count to set"
+UPDATING_REASON = "rolling update in progress (UpdateStatus.State={state}); held until it completes"
+
+
+@dataclass
+class EngineSlot:
+    """An engine with the service incarnation it remembers: a re-created service gets a fresh one."""
+
+    service_id: str
+    spec: PolicySpec
+    engine: DecisionEngine
+
+
+class ServiceReconciler:
+    def __init__(
+        self,
+        *,
+        target: Target,
+        metrics: ControllerMetrics,
+        engine_factory: EngineFactory,
+        engines: dict[tuple[str, str], EngineSlot],
+        clock: Callable[[], float],
+        dry_run: bool,
+    ) -> None:
+        self.target = target
+        self.metrics = metrics
+        self.engine_factory = engine_factory
+        self.engines = engines
+        self.clock = clock
+        self.dry_run = dry_run
+
+    async def reconcile(
+        self,
+        assignment: Assignment,
+        readings: Mapping[MetricRequest, MetricReading],
+        *,
+        stopping: asyncio.Event,
+    ) -> ServiceRecord | None:
+        """Decide and maybe scale one service; None when shutdown began before it started."""
+        if stopping.is_set():
+            return None
+        policy, service = assignment.policy, assignment.service
+        try:
+            record = await self._reconcile(policy, service, readings)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            record = self._record(policy, service, Outcome.FAILED, f"failed: {error}", error=error)
+            if isinstance(exc, TargetError):
+                self.metrics.target_errors.labels("scale").inc()
+            log.exception(
+                "%s: reconcile failed: %s",
+                service.name,
+                exc,
+                extra={"event": "failure", "service": service.name},
+            )
+        self.metrics.outcomes.labels(service.name, record.outcome.value).inc()
+        return record
+
+    def _record(
+        self,
+        policy: ScalingPolicy,
+        service: ServiceState,
+        outcome: Outcome,
+        reason: str,
+        decision: Decision | None = None,
+        *,
+        error: str | None = None,
+    ) -> ServiceRecord:
+        return ServiceRecord(
+            service=service.name,
+            service_id=service.id,
+            policy=policy,
+            at=self.clock(),
+            outcome=outcome,
+            reason=reason,
+            current=service.replicas,
+            running=service.running,
+            decision=decision,
+            error=error,
+        )
+
+    async def _reconcile(
+        self, policy: ScalingPolicy, service: ServiceState, readings: Mapping[MetricRequest, MetricReading]
+    ) -> ServiceRecord:
+        if service.replicas is None:
+            return self._record(policy, service, Outcome.SKIPPED, GLOBAL_REASON)
+        self.metrics.observe_state(service.name, current=service.replicas, running=service.running)
+        if service.updating:
+            reason = UPDATING_REASON.format(state=service.update_state)
+            log.info("%s: %s", service.name, reason, extra={"event": "held", "service": service.name})
+            return self._record(policy, service, Outcome.HELD, reason)
+
+        metric_readings = self._readings_for(policy, service.name, readings)
+        engine = self._engine_for(policy, service)
+        decision = self._decide(engine, policy, service, metric_readings)
+        if decision.desired == service.replicas:
+            return self._record(policy, service, Outcome.UNCHANGED, decision.reason, decision)
+        if self.dry_run:
+            self._log_action(service, decision, "dry run, not scaling")
+            return self._record(policy, service, Outcome.DRY_RUN, decision.reason, decision)
+
+        try:
+            await self.target.scale(service, decision.desired)
+        except VersionConflictError:
+            # Someone changed the service since we listed it: re-read and decide again, once.
+            log.info("%s: version conflict, re-reading", service.name, extra={"event": "conflict"})
+            fresh = await self.target.get_service(service.name)
+            if fresh is None:
+                return self._record(policy, service, Outcome.SKIPPED, "service removed while scaling it")
+            if fresh.replicas is None or fresh.updating:
+                return await self._reconcile(policy, fresh, readings)
+            service = fresh
+            decision = self._decide(engine, policy, service, metric_readings)
+            if decision.desired == service.replicas:
+                return self._record(policy, service, Outcome.UNCHANGED, decision.reason, decision)
+            await self.target.scale(service, decision.desired)
+        assert service.replicas is not None  # checked above, on this exact state
+        engine.record_scale(at=self.clock(), from_replicas=service.replicas, to_replicas=decision.desired)
+        self._log_action(service, decision, "scaled")
+        return self._record(policy, service, Outcome.SCALED, decision.reason, decision)
+
+    def _decide(
+        self,
+        engine: DecisionEngine,
+        policy: ScalingPolicy,
+        service: ServiceState,
+        readings: Mapping[str, MetricReading],
+    ) -> Decision:
+        assert service.replicas is not None
+        decision = engine.decide(
+            now=self.clock(),
+            current=service.replicas,
+            running=service.running,
+            readings=readings,
+            changed_at=service.updated_at,
+        )
+        self.metrics.observe_decision(
+            service.name,
+            decision,
+            min_replicas=policy.spec.min_replicas,
+            max_replicas=policy.spec.max_replicas,
+        )
+        log.info(
+            "%s: current=%d running=%d desired=%d (%s): %s",
+            service.name,
+            decision.current,
+            decision.running,
+            decision.desired,
+            decision.direction.value,
+            decision.reason,
+            extra={
+                "event": "decision",
+                "service": service.name,
+                "policy": policy.name,
+                "current": decision.current,
+                "running": decision.running,
+                "desired": decision.desired,
+                "limits": list(decision.limits),
+                "panic": decision.panic,
+                "metrics": {m.name: m.value for m in decision.metrics},
+            },
+        )
+        return decision
+
+    def _log_action(self, service: ServiceState, decision: Decision, what: str) -> None:
+        log.warning(
+            "%s: %s %d -> %d",
+            service.name,
+            what,
+            decision.current,
+            decision.desired,
+            extra={
+                "event": "action",
+                "action": what,
+                "service": service.name,
+                "from": decision.current,
+                "to": decision.desired,
+            },
+        )
+
+    @staticmethod
+    def _readings_for(
+        policy: ScalingPolicy, service: str, readings: Mapping[MetricRequest, MetricReading]
+    ) -> dict[str, MetricReading]:
+        found: dict[str, MetricReading] = {}
+        for request in metric_requests(policy, service):
+            found[request.metric] = readings.get(request) or MetricReading.missing(
+                request.metric, "not fetched"
+            )
+        return found
+
+    def _engine_for(self, policy: ScalingPolicy, service: ServiceState) -> DecisionEngine:
+        assert service.replicas is not None
+        key = (policy.name, service.name)
+        slot = self.engines.get(key)
+        if slot is None or slot.service_id != service.id:
+            engine = self.engine_factory(policy.spec, now=self.clock(), current=service.replicas)
+            self.engines[key] = EngineSlot(service.id, policy.spec, engine)
+            return engine
+        if slot.spec != policy.spec:
+            slot.engine.update_spec(policy.spec)
+            slot.spec = policy.spec
+        return slot.engine
