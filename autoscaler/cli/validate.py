@@ -1,0 +1,115 @@
+"""``swarm-autoscaler validate PATH...``: check policy files before deploying them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from autoscaler.core.policy import MetricSpec, ScalingPolicy
+from autoscaler.policy.loader import LoadedPolicy, PolicyLoadError, Problem, load_paths
+
+EXIT_OK = 0
+EXIT_INPUT = 1
+
+_EPILOG = """\
+examples:
+  swarm-autoscaler validate policies/
+  swarm-autoscaler validate web.yaml worker.yaml --output json
+
+Directories load their *.yaml and *.yml files (not sub-directories, not hidden files).
+Every problem of every file is printed as 'path:line: field: message' and the exit status
+is 1; when all is valid, one line per policy is printed and the exit status is 0.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check policy files and print every problem with file:line",
+        description=(
+            "Load ScalingPolicy YAML files and directories exactly as the autoscaler would, "
+            "and report every problem at once, or summarise the valid policies."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="policy file or directory")
+    parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="'json' prints one object {valid, policies, problems} for CI tools (default: text)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_paths(args.paths)
+    except PolicyLoadError as exc:
+        _report_problems(exc.problems, args.output)
+        return EXIT_INPUT
+    if not loaded:
+        problem = Problem(
+            Path(" ".join(str(p) for p in args.paths)),
+            0,
+            None,
+            "",
+            "no policies found (directories are searched for *.yaml and *.yml files)",
+        )
+        _report_problems([problem], args.output)
+        return EXIT_INPUT
+    if args.output == "json":
+        body = {"valid": True, "policies": [_as_json(p) for p in loaded], "problems": []}
+        print(json.dumps(body, indent=2))
+    else:
+        for policy in loaded:
+            print(summarise(policy))
+    return EXIT_OK
+
+
+def summarise(loaded: LoadedPolicy) -> str:
+    """One line: name, what it scales, replica range, and each metric with its target."""
+    policy = loaded.policy
+    metrics = ", ".join(_metric_text(m) for m in policy.spec.metrics)
+    return (
+        f"{policy.name}: {_scaled(policy)}, replicas {policy.spec.min_replicas}..{policy.spec.max_replicas}, "
+        f"metrics: {metrics}  ({loaded.path}:{loaded.line})"
+    )
+
+
+def _scaled(policy: ScalingPolicy) -> str:
+    spec = policy.spec
+    if spec.service is not None:
+        return f"service {spec.service}"
+    assert spec.selector is not None
+    return "selector " + ",".join(f"{k}={v}" for k, v in sorted(spec.selector.labels.items()))
+
+
+def _metric_text(metric: MetricSpec) -> str:
+    source = f"ipvs {metric.ipvs.counter}" if metric.ipvs is not None else "prometheus"
+    target = "averageValue" if metric.target.kind == "AverageValue" else "value"
+    return f"{metric.name} ({source}) {target} {metric.target.amount:g}"
+
+
+def _report_problems(problems: list[Problem], output: str) -> None:
+    if output == "json":
+        body = {"valid": False, "policies": [], "problems": [p.as_dict() for p in problems]}
+        print(json.dumps(body, indent=2))
+        return
+    for problem in problems:
+        print(problem)
+    count = len(problems)
+    print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+
+
+def _as_json(loaded: LoadedPolicy) -> dict[str, object]:
+    return {
+        "name": loaded.policy.name,
+        "path": str(loaded.path),
+        "line": loaded.line,
+        "policy": loaded.policy.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
