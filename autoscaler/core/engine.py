@@ -1,0 +1,325 @@
+"""The decision engine: one policy, one service, HPA's algorithm plus Knative's panic mode.
+
+Pure: every method takes the time as a parameter. ``decide`` runs, in this order:
+
+1. Out-of-band change. If ``current`` is not the count the engine last knew (its own
+   ``record_scale``, or ``current`` at the previous ``decide``), someone else scaled the
+   service: that change is recorded as a scale event (rate limits) and ``current`` as a
+   recommendation (stabilization), both at ``changed_at`` (the spec's ``UpdatedAt``).
+2. Target tracking per metric (``tracking.py``); the largest desired count wins. An
+   invalid reading never allows a scale-down: if any metric has no usable reading and the
+   valid ones do not ask for more than ``current``, nothing changes (HPA since 1.21).
+3. HPA's out-of-range rules, before behavior: 0 replicas with minReplicas > 0 means
+   autoscaling is switched off (``ScalingDisabled``, HPA's convention); above maxReplicas
+   or below minReplicas the service goes straight to the bound.
+4. Panic (Knative KPA): when the recommendation is at least ``threshold`` x running, a
+   scale-up skips stabilization and rate limits. Panic mode lasts until the condition has
+   been false for ``stableWindowSeconds`` (Knative: strictly longer); scale-down is
+   suspended throughout.
+5. Stabilization windows, then the start-up guard: no scale-down until a whole scale-down
+   window has passed since the engine started (HPA seeds its history with the start size
+   for the same reason, but a later scale-up would let it scale down early).
+6. ``hold_scale_down`` (e.g. node failover in progress) forbids any scale-down.
+7. Rate-limit policies, then minReplicas/maxReplicas.
+
+``decide`` records its recommendation for stabilization but not a scale event: the caller
+calls ``record_scale`` once the scale call succeeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from autoscaler.core.behavior import (
+    DirectionRules,
+    RatePolicy,
+    RecommendationHistory,
+    ScaleEvents,
+    compile_rules,
+    scale_down_limit,
+    scale_up_limit,
+)
+from autoscaler.core.decision import Decision, MetricReading, MetricRecommendation
+from autoscaler.core.policy import PolicySpec
+from autoscaler.core.tracking import invalid_why, track_average, track_value
+
+# Times this large are Unix timestamps (reconciler); smaller ones are simulation seconds.
+_EPOCH_LIKE = 365 * 86400.0
+
+
+def _when(t: float) -> str:
+    if t >= _EPOCH_LIKE:
+        return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"t={t:g}s"
+
+
+class Engine:
+    """Decision state for one policy (one service). Pure: time is passed in."""
+
+    __slots__ = (
+        "_down",
+        "_history",
+        "_known",
+        "_max",
+        "_metrics",
+        "_min",
+        "_panic_enabled",
+        "_panic_last",
+        "_panic_threshold",
+        "_panic_window",
+        "_scale_events",
+        "_started",
+        "_tolerance",
+        "_up",
+        "spec",
+    )
+
+    def __init__(self, spec: PolicySpec, *, now: float, current: int) -> None:
+        self._started = now
+        self._known = current
+        self._panic_last: float | None = None  # last time the panic condition held
+        self._compile(spec)
+        self._history = RecommendationHistory(self._up.window, self._down.window)
+        self._scale_events = ScaleEvents(max(self._up.longest_period, self._down.longest_period))
+        # HPA seeds the history with the size found at start so the first scale-down waits.
+        self._history.add(now, current)
+
+    def _compile(self, spec: PolicySpec) -> None:
+        self.spec = spec
+        b = spec.behavior
+        self._up: DirectionRules = compile_rules(b.up_window, b.scale_up.select_policy, b.up_policies)
+        self._down: DirectionRules = compile_rules(b.down_window, b.scale_down.select_policy, b.down_policies)
+        self._min = spec.min_replicas
+        self._max = spec.max_replicas
+        self._tolerance = spec.tolerance
+        self._metrics = tuple(
+            (m.name, m.target.average_value is not None, m.target.amount) for m in spec.metrics
+        )
+        self._panic_enabled = spec.panic.enabled
+        self._panic_threshold = spec.panic.threshold
+        self._panic_window = float(spec.panic.stable_window_seconds)
+
+    def update_spec(self, spec: PolicySpec) -> None:
+        """Adopt a hot-reloaded policy; keep history, scale events and the start time."""
+        self._compile(spec)
+        self._history.set_windows(self._up.window, self._down.window)
+        self._scale_events.set_keep(max(self._up.longest_period, self._down.longest_period))
+        if not self._panic_enabled:
+            self._panic_last = None
+
+    def record_scale(self, *, at: float, from_replicas: int, to_replicas: int) -> None:
+        """The service was scaled (by us): count it against the rate limits."""
+        self._scale_events.record(at, from_replicas, to_replicas)
+        self._known = to_replicas
+
+    def decide(
+        self,
+        *,
+        now: float,
+        current: int,
+        running: int,
+        readings: Mapping[str, MetricReading],
+        changed_at: float | None = None,
+        hold_scale_down: str | None = None,
+    ) -> Decision:
+        parts: list[str] = []
+        if current != self._known:
+            at = now if changed_at is None or changed_at > now else changed_at
+            self._scale_events.record(at, self._known, current)
+            self._history.add(at, current)
+            parts.append(f"service was scaled out of band from {self._known} to {current} at {_when(at)}")
+            self._known = current
+        self._scale_events.prune(now)
+
+        # 2. Target tracking, largest wins; invalid readings noted.
+        tolerance = self._tolerance
+        recs: list[MetricRecommendation] = []
+        best: int | None = None
+        best_name = ""
+        missing: list[str] = []
+        for name, per_replica, target in self._metrics:
+            reading = readings.get(name)
+            why = invalid_why(reading)
+            if why is not None:
+                text = f"{name}: no reading ({why})"
+                recs.append(MetricRecommendation(name, None, None, text))
+                missing.append(text)
+                continue
+            value: float = reading.value  # type: ignore[union-attr,assignment]  # checked by invalid_why
+            track = track_average if per_replica else track_value
+            desired, text = track(name, value, target, current, running, tolerance)
+            recs.append(MetricRecommendation(name, value, desired, text))
+            if best is None or desired > best:
+                best, best_name = desired, name
+        metrics = tuple(recs)
+        if len(recs) == 1:
+            parts.append(recs[0].reason)
+        else:
+            parts.append(", ".join(r.reason for r in recs))
+            if best is not None and len(recs) - len(missing) > 1:
+                parts.append(f"largest: {best_name} -> {best}")
+
+        limits: list[str] = []
+        recommendation = current if best is None else best
+        usable = best is not None and (not missing or best > current)
+        if not usable:
+            limits.append("MissingMetrics")
+            if best is None:
+                parts.append("MissingMetrics: no metric has a usable reading")
+            else:
+                parts.append(
+                    f"MissingMetrics: no scale-down while a metric is missing (the others say {best})"
+                )
+            recommendation = current
+        elif missing:
+            parts.append("scaling up on the metrics that have readings")
+
+        # 4. Panic state: only judged on usable data.
+        panic_cond = False
+        if usable and self._panic_enabled:
+            panic_cond = recommendation >= self._panic_threshold * (running if running > 1 else 1)
+            if panic_cond:
+                self._panic_last = now
+        in_panic = self._panic_last is not None and now <= self._panic_last + self._panic_window
+        if not in_panic:
+            self._panic_last = None
+
+        # 3. HPA's out-of-range rules.
+        desired = current
+        if current == 0 and self._min > 0:
+            limits.append("ScalingDisabled")
+            parts.append(
+                f"ScalingDisabled: service is at 0 replicas and minReplicas is {self._min}; "
+                "HPA treats 0 as autoscaling switched off, scale the service up to resume"
+            )
+        elif current > self._max or current < self._min:
+            bound, name = (
+                (self._max, "TooManyReplicas") if current > self._max else (self._min, "TooFewReplicas")
+            )
+            if bound < current and hold_scale_down is not None:
+                limits.append("Hold")
+                parts.append(f"{name} not applied: {hold_scale_down}")
+            else:
+                desired = bound
+                limits.append(name)
+                side = "above maxReplicas" if name == "TooManyReplicas" else "below minReplicas"
+                parts.append(f"{name}: current {current} is {side} {bound}")
+        elif usable:
+            self._history.add(now, recommendation)
+            desired = self._behave(
+                now, current, recommendation, panic_cond, in_panic, hold_scale_down, parts, limits
+            )
+
+        if desired == current:
+            parts.append(f"keep {current}")
+        else:
+            parts.append(f"scale {current} -> {desired}")
+        return Decision(
+            at=now,
+            current=current,
+            running=running,
+            desired=desired,
+            recommendation=recommendation,
+            reason="; ".join(parts),
+            panic=in_panic,
+            metrics=metrics,
+            limits=tuple(limits),
+        )
+
+    def _behave(
+        self,
+        now: float,
+        current: int,
+        rec: int,
+        panic_cond: bool,
+        in_panic: bool,
+        hold: str | None,
+        parts: list[str],
+        limits: list[str],
+    ) -> int:
+        """Stabilization, panic, start-up guard, hold, rate limits and min/max for ``rec``."""
+        if panic_cond and rec > current:
+            if rec > self._max:
+                limits.append("Panic")
+                limits.append("TooManyReplicas")
+                parts.append(
+                    f"panic: skipping stabilization and rate limits, capped by maxReplicas {self._max}"
+                )
+                return self._max
+            limits.append("Panic")
+            parts.append(
+                f"panic: {rec} >= {self._panic_threshold:g} x running, skipping stabilization and rate limits"
+            )
+            return rec
+
+        # bounds() includes ``rec`` itself, so the record decide() just added changes nothing.
+        up_bound, down_bound = self._history.bounds(now, rec)
+        stabilized = current
+        if stabilized < up_bound:
+            stabilized = up_bound
+        if stabilized > down_bound:
+            stabilized = down_bound
+        if stabilized != rec:
+            if rec > current:
+                limits.append("ScaleUpStabilized")
+                parts.append(
+                    f"ScaleUpStabilized: lowest recommendation in the last {self._up.window:g}s is {up_bound}"
+                )
+            elif rec < current:
+                limits.append("ScaleDownStabilized")
+                parts.append(
+                    "ScaleDownStabilized: highest recommendation in the last "
+                    f"{self._down.window:g}s is {down_bound}"
+                )
+
+        if stabilized < current:
+            age = now - self._started
+            if hold is not None:
+                limits.append("Hold")
+                parts.append(f"no scale-down: {hold}")
+                stabilized = current
+            elif in_panic:
+                assert self._panic_last is not None
+                left = self._panic_last + self._panic_window - now
+                limits.append("Panic")
+                parts.append(f"panic mode: scale-down suspended for {left:g}s more")
+                stabilized = current
+            elif age < self._down.window:
+                limits.append("ScaleDownStabilized")
+                parts.append(
+                    f"ScaleDownStabilized: controller started {age:g}s ago, "
+                    f"scale-down needs a full {self._down.window:g}s window"
+                )
+                stabilized = current
+
+        if stabilized > current:
+            limit, policy, start = scale_up_limit(current, now, self._scale_events, self._up)
+            if self._max <= limit:
+                if stabilized > self._max:
+                    limits.append("TooManyReplicas")
+                    parts.append(f"TooManyReplicas: capped by maxReplicas {self._max}")
+                    return self._max
+            elif stabilized > limit:
+                limits.append("ScaleUpLimit")
+                parts.append(self._rate_text("scaleUp", policy, start, current))
+                return limit
+        elif stabilized < current:
+            limit, policy, start = scale_down_limit(current, now, self._scale_events, self._down)
+            if self._min >= limit:
+                if stabilized < self._min:
+                    limits.append("TooFewReplicas")
+                    parts.append(f"TooFewReplicas: held at minReplicas {self._min}")
+                    return self._min
+            elif stabilized < limit:
+                limits.append("ScaleDownLimit")
+                parts.append(self._rate_text("scaleDown", policy, start, current))
+                return limit
+        return stabilized
+
+    @staticmethod
+    def _rate_text(direction: str, policy: RatePolicy | None, start: int, current: int) -> str:
+        if policy is None:
+            return f"{direction} selectPolicy Disabled"
+        since = f" (from {start} at period start)" if start != current else ""
+        return f"capped by {direction} policy {policy.label}{since}"
