@@ -128,7 +128,10 @@ class Target(_Model):
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
         if (self.average_value is None) == (self.value is None):
-            raise ValueError("give exactly one of averageValue (per replica) or value (whole service)")
+            given = "both are given" if self.value is not None else "neither is given"
+            raise ValueError(
+                f"give exactly one of averageValue (per replica) or value (whole service); {given}"
+            )
         return self
 
     @property
@@ -243,7 +246,8 @@ class PolicySpec(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if (self.service is None) == (self.selector is None):
-            raise ValueError("give exactly one of service (a name) or selector (labels)")
+            given = "both are given" if self.service is not None else "neither is given"
+            raise ValueError(f"give exactly one of service (a name) or selector (labels); {given}")
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"minReplicas ({self.min_replicas}) is above maxReplicas ({self.max_replicas})")
         names = [m.name for m in self.metrics]

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from autoscaler.core.policy import API_VERSION, KIND, ScalingPolicy
-from autoscaler.policy.messages import describe
+from autoscaler.policy.messages import allowed_fields, describe, suggest
 from autoscaler.policy.problems import Problem
 from autoscaler.policy.yaml_documents import YamlDocument, YamlPath, format_path, parse_documents
 
@@ -210,10 +210,24 @@ def _template_mistakes(query: str) -> list[str]:
 
 
 def _without_knock_on_errors(errors: list[ErrorDetails]) -> list[ErrorDetails]:
-    # Pydantic reports "too short" for a list whose items all failed; the item errors say it.
+    """Drop errors that only repeat another one.
+
+    A list whose items all failed is also "too short"; a misspelt required field is also
+    "missing". The operator needs only the item errors and the "did you mean" one.
+    """
+    misspelt: set[YamlPath] = set()
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            loc: YamlPath = tuple(error["loc"])
+            meant = suggest(str(loc[-1]), allowed_fields(ScalingPolicy, loc[:-1]))
+            if meant is not None:
+                misspelt.add((*loc[:-1], meant))
+
     def knock_on(error: ErrorDetails) -> bool:
         given = error.get("input")
-        return error["type"] == "too_short" and isinstance(given, list) and len(given) > 0
+        if error["type"] == "too_short" and isinstance(given, list) and len(given) > 0:
+            return True
+        return error["type"] == "missing" and tuple(error["loc"]) in misspelt
 
     return [error for error in errors if not knock_on(error)]
 

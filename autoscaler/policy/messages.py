@@ -8,13 +8,14 @@ and for a typo the name they probably meant.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
-from autoscaler.policy.yaml_documents import YamlPath
+from autoscaler.policy.yaml_documents import YamlPath, format_path
 
 # Patterns in the model, said in words (the regex stays in the message for the precise rule).
 _PATTERN_WORDS = {
@@ -59,9 +60,13 @@ def describe(error: ErrorDetails, root: type[BaseModel]) -> str:
     if kind == "extra_forbidden":
         return _unknown_field(str(loc[-1]), allowed_fields(root, loc[:-1]))
     if kind == "missing":
-        return f"missing required field '{loc[-1]}'"
+        parent = f"under '{format_path(loc[:-1])}'" if len(loc) > 1 else "at the top of the document"
+        return f"missing required field '{loc[-1]}'; add it {parent}"
     if kind in ("literal_error", "enum"):
-        return f"{_show(given)} is not allowed; use one of: {ctx.get('expected', '?')}"
+        expected = str(ctx.get("expected", "?"))
+        message = f"{_show(given)} is not allowed; use one of: {expected}"
+        close = suggest(str(given), re.findall(r"'([^']*)'", expected))
+        return f"{message} (did you mean {close}?)" if close else message
     if kind in _COMPARISONS:
         key, words = _COMPARISONS[kind]
         return f"must be {words} {_number(ctx.get(key))}, got {_show(given)}"
@@ -79,7 +84,10 @@ def describe(error: ErrorDetails, root: type[BaseModel]) -> str:
     if kind in _TYPE_WORDS:
         return f"must be {_TYPE_WORDS[kind]}, got {_show(given)}"
     if kind in ("value_error", "assertion_error"):
-        return str(ctx.get("error", error["msg"]))
+        message = str(ctx.get("error", error["msg"]))
+        # Field-level checks (a name's shape) do not repeat the value; model-level ones do.
+        scalar = isinstance(given, str | int | float) and not isinstance(given, bool)
+        return f"{message}, got {_show(given)}" if scalar else message
     return str(error["msg"])
 
 
@@ -91,15 +99,21 @@ def allowed_fields(root: type[BaseModel], loc: YamlPath) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
+def suggest(name: str, allowed: list[str]) -> str | None:
+    """The allowed name closest to ``name``, if one is close enough to be a typo."""
+    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    # snake_case for camelCase is the usual slip; difflib scores it low on short names.
+    squashed = name.replace("_", "").replace("-", "").lower()
+    return next((a for a in allowed if a.lower() == squashed), None)
+
+
 def _unknown_field(name: str, allowed: list[str]) -> str:
     message = f"unknown field '{name}'"
-    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-    if not close:
-        # snake_case for camelCase is the usual slip; difflib scores it low on short names.
-        squashed = name.replace("_", "").replace("-", "").lower()
-        close = [a for a in allowed if a.lower() == squashed]
+    close = suggest(name, allowed)
     if close:
-        return f"{message} (did you mean {close[0]}?)"
+        return f"{message} (did you mean {close}?)"
     if allowed:
         return f"{message}; allowed here: {', '.join(allowed)}"
     return message
