@@ -7,24 +7,16 @@ event costs at most one interval.
 
 from __future__ import annotations
 
-ALL_SERVICES: frozenset[str] = frozenset()
-
 
 def touched_services(event: object) -> frozenset[str] | None:
     """The service names an event concerns; None when it may concern any service.
 
-    Service and task events name their service; node events (a node going down or
-    coming back) may move tasks of every service, so they wake everything.
+    Service and task events carry their service's ``name`` (``targets.swarm_events``);
+    node events (a node going down or coming back) may move tasks of every service, and an
+    event without a name cannot be attributed, so both wake everything.
     """
     kind = getattr(event, "kind", None)
-    if kind == "node":
-        return None
-    for attribute in ("service", "service_name"):
-        name = getattr(event, attribute, None)
-        if isinstance(name, str) and name:
-            return frozenset({name})
-    if kind == "service":
-        name = getattr(event, "name", None)
-        if isinstance(name, str) and name:
-            return frozenset({name})
+    name = getattr(event, "name", None)
+    if kind in ("service", "task") and isinstance(name, str) and name:
+        return frozenset({name})
     return None

@@ -39,7 +39,9 @@ class PolicyWatcher:
         self.loaded = True
         if problems != self.problems:
             for problem in problems:
-                log.error("policy problem (last good version kept): %s", problem, extra={"event": "policy_error"})
+                log.error(
+                    "policy problem (last good version kept): %s", problem, extra={"event": "policy_error"}
+                )
             if not problems and not first:
                 log.info("policy problems resolved", extra={"event": "policy_ok"})
         self.problems = problems

@@ -1,0 +1,245 @@
+"""``swarm-autoscaler run``: the live controller.
+
+Wires settings to the Swarm target, the metric sources, the policy store, the reconcile
+loop and the HTTP server, then runs until SIGTERM/SIGINT (or one pass with ``--once``).
+``serve`` takes its collaborators as arguments so component tests drive the real wiring
+with in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import logging
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from autoscaler.cli import EXIT_INPUT, EXIT_OK
+from autoscaler.observability.http import ObservabilityServer
+from autoscaler.observability.logs import configure_logging
+from autoscaler.observability.metrics import ControllerMetrics
+from autoscaler.reconciler.loop import Clock, Reconciler, Sleep
+from autoscaler.reconciler.ports import EngineFactory, MetricSource, PolicyCatalog, Target
+from autoscaler.reconciler.status import ReconcilerStatus
+from autoscaler.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("autoscaler.run")
+
+EXAMPLES = """\
+examples:
+  # every policy in ./policies, against the local daemon, scraping Prometheus
+  swarm-autoscaler run --policies policies/ --prometheus-url http://127.0.0.1:9090
+
+  # see what it would do without touching anything, one pass, JSON logs
+  swarm-autoscaler run --policies policies/web.yaml --dry-run --once --log-format json
+
+  # a lab node's daemon, metrics served on loopback only
+  swarm-autoscaler run --docker-host unix:///run/lab/node1/docker.sock --listen 127.0.0.1:8080
+
+Every option can also be set by environment (AUTOSCALER_LOOP__INTERVAL=10,
+AUTOSCALER_PROMETHEUS__URL=...) or a settings file (--config settings.yaml); flags win.
+SIGHUP re-reads policy files; SIGTERM/SIGINT finish in-flight scale calls and exit.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "run",
+        help="run the autoscaler controller",
+        description="Reconcile every policy's services every --interval seconds and on Swarm events.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="settings file, YAML or .env (else $AUTOSCALER_CONFIG)")
+    parser.add_argument(
+        "--policies",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="policy files or directories (default: policies)",
+    )
+    parser.add_argument(
+        "--docker-host", help="Docker API of a manager (default: $DOCKER_HOST or the local socket)"
+    )
+    parser.add_argument("--prometheus-url", help="Prometheus base URL, e.g. http://127.0.0.1:9090")
+    parser.add_argument("--ipvs-agent", action="append", metavar="URL", help="an IPVS agent URL (repeatable)")
+    parser.add_argument(
+        "--interval", type=float, metavar="SECONDS", help="seconds between passes (default 5)"
+    )
+    parser.add_argument(
+        "--listen", metavar="HOST:PORT", help="HTTP address (default 0.0.0.0:8080; '' disables)"
+    )
+    parser.add_argument("--dry-run", action="store_true", default=None, help="decide and log, never scale")
+    parser.add_argument(
+        "--once", action="store_true", default=None, help="one pass then exit; exit 1 if any service failed"
+    )
+    parser.add_argument("--log-format", choices=["text", "json"], help="log line format (default text)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
+    parser.set_defaults(handler=handle)
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Only the flags actually given, as nested settings groups (so env and file fill the rest)."""
+    given: dict[str, tuple[str, str]] = {
+        "docker_host": ("docker", "host"),
+        "prometheus_url": ("prometheus", "url"),
+        "ipvs_agent": ("ipvs", "agents"),
+        "policies": ("policies", "paths"),
+        "interval": ("loop", "interval"),
+        "dry_run": ("loop", "dry_run"),
+        "once": ("loop", "once"),
+        "listen": ("http", "listen"),
+        "log_format": ("log", "format"),
+        "log_level": ("log", "level"),
+    }
+    overrides: dict[str, dict[str, Any]] = {}
+    for attribute, (group, name) in given.items():
+        value = getattr(args, attribute, None)
+        if value is not None:
+            overrides.setdefault(group, {})[name] = value
+    return overrides
+
+
+def handle(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config, overrides_from(args))
+    except SettingsError as exc:
+        print(f"swarm-autoscaler run: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    configure_logging(settings.log.format, settings.log.level)
+    return asyncio.run(serve(settings))
+
+
+def _real_collaborators(settings: Settings) -> tuple[Target, dict[str, MetricSource], PolicyCatalog]:
+    # Imported here so `--help` and `explain` work even where aiodocker or requests are absent.
+    from autoscaler.policy.loader import PolicyStore
+    from autoscaler.sources.prometheus import PrometheusSource
+    from autoscaler.targets.swarm import SwarmTarget
+
+    sources: dict[str, MetricSource] = {}
+    if settings.prometheus.url:
+        sources["prometheus"] = PrometheusSource(settings.prometheus.url, timeout=settings.prometheus.timeout)
+    if settings.ipvs.agents or settings.ipvs.dns_name:
+        log.error(
+            "IPVS agents are configured but this build has no IPVS source yet; ipvs metrics stay missing"
+        )
+    return SwarmTarget(settings.docker.host), sources, PolicyStore(settings.policies.paths)
+
+
+async def _close(thing: object) -> None:
+    close = getattr(thing, "close", None)
+    if close is None:
+        return
+    try:
+        result = close()
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:  # closing must not hide the exit status
+        log.warning("closing %s failed: %s", type(thing).__name__, exc)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    target: Target | None = None,
+    sources: Mapping[str, MetricSource] | None = None,
+    catalog: PolicyCatalog | None = None,
+    registry: CollectorRegistry | None = None,
+    engine_factory: EngineFactory | None = None,
+    clock: Clock | None = None,
+    sleep: Sleep | None = None,
+    started: asyncio.Future[tuple[Reconciler, ObservabilityServer | None]] | None = None,
+) -> int:
+    """Run the controller until stopped; the exit code. ``started`` resolves once it serves."""
+    if target is None or sources is None or catalog is None:
+        real_target, real_sources, real_catalog = _real_collaborators(settings)
+        target = target or real_target
+        sources = real_sources if sources is None else sources
+        catalog = catalog or real_catalog
+    registry = registry or CollectorRegistry()
+    timing: dict[str, Any] = {k: v for k, v in (("clock", clock), ("sleep", sleep)) if v is not None}
+    reconciler = Reconciler(
+        target=target,
+        sources=sources,
+        policies=catalog,
+        metrics=ControllerMetrics(registry),
+        engine_factory=engine_factory,
+        interval=settings.loop.interval,
+        dry_run=settings.loop.dry_run,
+        debounce=settings.loop.debounce,
+        **timing,
+    )
+    try:
+        if settings.loop.once:
+            return await _once(reconciler, started)
+        return await _forever(reconciler, settings, registry, started)
+    finally:
+        await _close(target)
+        for source in sources.values():
+            await _close(source)
+
+
+async def _once(
+    reconciler: Reconciler, started: asyncio.Future[tuple[Reconciler, ObservabilityServer | None]] | None
+) -> int:
+    if started is not None:
+        started.set_result((reconciler, None))
+    result = await reconciler.run_once()
+    problems = reconciler.policies.problems
+    if result.target_error:
+        log.error("pass failed: cannot reach Docker: %s", result.target_error)
+    if result.failed:
+        log.error("pass failed for: %s", ", ".join(result.failed))
+    if problems:
+        log.error("%d policy problem(s); fix the files named above", len(problems))
+    return EXIT_OK if result.ok and not problems else EXIT_INPUT
+
+
+async def _forever(
+    reconciler: Reconciler,
+    settings: Settings,
+    registry: CollectorRegistry,
+    started: asyncio.Future[tuple[Reconciler, ObservabilityServer | None]] | None,
+) -> int:
+    loop = asyncio.get_running_loop()
+    server: ObservabilityServer | None = None
+    if settings.http.listen:
+        status = ReconcilerStatus(reconciler)
+        server = ObservabilityServer(registry, status, host=settings.http.host, port=settings.http.port)
+        await server.start()
+        log.info("serving /metrics /healthz /readyz /decisions on port %d", server.port)
+    run_task = asyncio.create_task(reconciler.run(), name="autoscaler-reconciler")
+
+    def shutdown(signame: str) -> None:
+        if reconciler.stopping:
+            return
+        log.info("%s: finishing in-flight work, then exiting", signame, extra={"event": "shutdown"})
+        reconciler.stop()
+        # A pass stuck on a dead daemon must not keep the process alive past the grace period.
+        loop.call_later(settings.loop.shutdown_grace, run_task.cancel)
+
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, shutdown, sig.name)
+    loop.add_signal_handler(signal.SIGHUP, reconciler.request_reload)
+    if started is not None:
+        started.set_result((reconciler, server))
+    try:
+        await run_task
+    except asyncio.CancelledError:
+        if not reconciler.stopping:
+            raise
+        log.warning("in-flight work did not finish within %.1f s; abandoned", settings.loop.shutdown_grace)
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        if server is not None:
+            await server.stop()
+    log.info("stopped", extra={"event": "stopped"})
+    return EXIT_OK

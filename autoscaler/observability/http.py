@@ -1,0 +1,85 @@
+"""The controller's HTTP face: /metrics, /healthz, /readyz and /decisions (aiohttp.web).
+
+The server knows nothing of the loop: it asks a ``StatusProvider`` (implemented in the
+reconciler) for health and for the decisions document, so this layer imports only core.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+
+class StatusProvider(Protocol):
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """(alive, details): the process runs and its loop ticked recently."""
+        ...
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, details): policies loaded, a pass completed, Docker reachable."""
+        ...
+
+    def decisions(self) -> dict[str, Any]:
+        """The last decision per service and the policy problems, as plain JSON."""
+        ...
+
+
+def _json(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(body, indent=2, default=str), status=status, content_type="application/json"
+    )
+
+
+class ObservabilityServer:
+    def __init__(self, registry: CollectorRegistry, status: StatusProvider, *, host: str, port: int) -> None:
+        self.registry = registry
+        self.status = status
+        self.host = host
+        self.requested_port = port
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/decisions", self._decisions)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self.host, self.requested_port)
+        await self._site.start()
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started on port 0)."""
+        if self._runner is None or not self._runner.addresses:
+            raise RuntimeError("server not started")
+        address = self._runner.addresses[0]
+        return int(address[1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        alive, details = self.status.liveness()
+        return _json({"ok": alive, **details}, 200 if alive else 503)
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        ready, details = self.status.readiness()
+        return _json({"ok": ready, **details}, 200 if ready else 503)
+
+    async def _decisions(self, request: web.Request) -> web.Response:
+        return _json(self.status.decisions())

@@ -1,0 +1,236 @@
+"""High availability: one leader among the controller replicas, by a lease held on Swarm.
+
+The lease is two labels on the controller's OWN service spec (``Spec.Labels``), written
+with ``POST /services/{id}/update?version=N``: Swarm rejects the write if the spec changed
+since it was read at version N, so two candidates can never both take it.
+
+Why a service label and not a Docker config or secret: configs are immutable (no update,
+so no compare-and-swap; remove + create is not atomic and races). Why not a node label or
+the Raft leader: a service label needs no node write rights and moves with the service.
+Why it does not restart the controller: Swarm restarts tasks only when ``TaskTemplate``
+changes; ``Spec.Labels`` is outside it (checked on the lab by
+``tests/integration/test_lease_swarm.py::test_label_writes_do_not_restart_tasks``).
+
+Timing and safety rules are pure, in ``autoscaler.core.lease_rules``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiodocker
+import aiohttp
+
+from autoscaler.core import lease_rules as rules
+from autoscaler.errors import PermanentTargetError, TemporaryTargetError, VersionConflictError
+
+log = logging.getLogger(__name__)
+
+
+def default_identity() -> str:
+    """Unique per process: two processes sharing an identity could both believe they lead.
+
+    In a Swarm task the hostname is the container ID, so the holder label names the task.
+    """
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True, slots=True)
+class SpecLabels:
+    """The service's spec labels at one ``Version.Index``."""
+
+    version: int
+    labels: dict[str, str]
+
+
+class LabelStore(Protocol):
+    """Where the lease labels live: read them, and write them only at the version read."""
+
+    async def read(self) -> SpecLabels: ...
+
+    async def write(self, version: int, labels: dict[str, str]) -> None:
+        """Set ``labels`` (merged into the existing ones). Raises ``VersionConflictError``."""
+        ...
+
+
+class ServiceLabelStore:
+    """The lease labels on a Swarm service spec, through the Docker Engine API."""
+
+    def __init__(self, docker: aiodocker.Docker, service: str) -> None:
+        self._docker = docker
+        self._service = service
+        self._spec: dict[str, Any] | None = None
+        self._spec_version = -1
+
+    async def read(self) -> SpecLabels:
+        try:
+            info = await self._docker.services.inspect(self._service)
+        except aiodocker.DockerError as exc:
+            raise _map_error(exc, f"reading service {self._service!r}") from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TemporaryTargetError(f"reading service {self._service!r}: {exc!r}") from exc
+        self._spec = info["Spec"]
+        self._spec_version = int(info["Version"]["Index"])
+        return SpecLabels(version=self._spec_version, labels=dict(self._spec.get("Labels") or {}))
+
+    async def write(self, version: int, labels: dict[str, str]) -> None:
+        if self._spec is None or self._spec_version != version:
+            # Only the spec read at ``version`` may be sent back: anything else could undo
+            # another writer's change that the CAS would not notice.
+            await self.read()
+            if self._spec_version != version:
+                raise VersionConflictError(f"service {self._service!r} changed since version {version}")
+        assert self._spec is not None
+        spec = dict(self._spec)
+        spec["Labels"] = {**(spec.get("Labels") or {}), **labels}
+        try:
+            await self._docker._query_json(
+                f"services/{self._service}/update",
+                method="POST",
+                params={"version": str(version)},
+                data=json.dumps(spec),
+            )
+        except aiodocker.DockerError as exc:
+            raise _map_error(exc, f"writing the lease on service {self._service!r}") from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TemporaryTargetError(f"writing the lease on service {self._service!r}: {exc!r}") from exc
+        finally:
+            self._spec = None  # the version moved on (or is unknown): read before the next write
+
+
+def _map_error(exc: aiodocker.DockerError, doing: str) -> Exception:
+    message = str(exc.message)
+    if "out of sequence" in message:
+        return VersionConflictError(f"{doing}: version conflict ({message})")
+    if exc.status == 404:
+        return PermanentTargetError(
+            f"{doing}: no such service ({message}). Set AUTOSCALER_HA__SERVICE_NAME to the "
+            "controller's own service name (in a stack: <stack>_<service>)"
+        )
+    if exc.status >= 500:
+        return TemporaryTargetError(f"{doing}: {message}")
+    return PermanentTargetError(f"{doing}: {message}")
+
+
+class Lease:
+    """Take and keep the lease; ``is_leader()`` tells the loop whether it may scale now.
+
+    ``run()`` loops until cancelled; ``release()`` hands the lease over on a clean shutdown
+    so a standby takes over at once instead of after a lease period.
+    """
+
+    def __init__(
+        self,
+        store: LabelStore,
+        *,
+        identity: str | None = None,
+        lease_seconds: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.identity = identity or default_identity()
+        self.timing = rules.LeaseTiming(lease_seconds)
+        self._store = store
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._on_change = on_change
+        self._observation: rules.Observation | None = None
+        self._valid_until: float | None = None
+        self._was_leader = False
+        self._became_leader = asyncio.Event()
+        self.last_reason = "not started"
+        self.transitions = 0
+
+    def is_leader(self) -> bool:
+        leading = self._valid_until is not None and self._clock() < self._valid_until
+        if not leading and self._was_leader:
+            self._set_leader(False, "lease lapsed: no successful renewal in time")
+        return leading
+
+    async def wait_leader(self) -> None:
+        while not self.is_leader():
+            self._became_leader.clear()
+            await self._became_leader.wait()
+
+    async def run(self) -> None:
+        while True:
+            delay = await self.step()
+            await asyncio.sleep(delay)
+
+    async def step(self) -> float:
+        """One read-decide-write round; returns the seconds to wait before the next one."""
+        try:
+            current = await self._store.read()
+        except TemporaryTargetError as exc:
+            self.last_reason = f"cannot read the lease: {exc}"
+            self.is_leader()  # lapses leadership if this went on too long
+            return self.timing.retry_every
+        now = self._clock()
+        record = rules.LeaseRecord.from_labels(current.labels)
+        self._observation = rules.observe(self._observation, record, now)
+        plan = rules.plan(self.identity, self._observation, now, self.timing, leading=self.is_leader())
+        self.last_reason = plan.reason
+        if plan.step is rules.Step.WAIT:
+            return plan.wait
+        if plan.step is rules.Step.STEP_DOWN:
+            self._valid_until = None
+            self._set_leader(False, plan.reason)
+            return self.timing.renew_every
+        return await self._write(current.version, plan.reason)
+
+    async def _write(self, version: int, reason: str) -> float:
+        started = self._clock()
+        labels = rules.holder_labels(self.identity, self._wall_clock(), self.timing.lease_seconds)
+        try:
+            await self._store.write(version, labels)
+        except VersionConflictError:
+            return 0.0  # someone wrote in between: read again right away and re-plan
+        except TemporaryTargetError as exc:
+            self.last_reason = f"lease write failed: {exc}"
+            self.is_leader()
+            return self.timing.retry_every
+        self._valid_until = rules.valid_until(started, self.timing)
+        self._observation = None  # our own write: not something to time out
+        self._set_leader(True, reason)
+        return self.timing.renew_every
+
+    async def release(self) -> None:
+        """Stop acting first, then mark the lease released so a standby need not wait."""
+        was_leading = self.is_leader()
+        self._valid_until = None
+        self._set_leader(False, "released")
+        if not was_leading:
+            return
+        for _ in range(3):
+            try:
+                current = await self._store.read()
+                if rules.LeaseRecord.from_labels(current.labels).holder != self.identity:
+                    return
+                await self._store.write(current.version, rules.released_labels())
+                return
+            except VersionConflictError:
+                continue
+            except TemporaryTargetError as exc:
+                log.warning("could not release the lease (standbys will wait it out): %s", exc)
+                return
+
+    def _set_leader(self, leading: bool, reason: str) -> None:
+        if leading == self._was_leader:
+            return
+        self._was_leader = leading
+        self.transitions += 1
+        if leading:
+            self._became_leader.set()
+        log.warning("%s %s the lease: %s", self.identity, "took" if leading else "lost", reason)
+        if self._on_change is not None:
+            self._on_change(leading)
