@@ -1,0 +1,417 @@
+"""Node failure tracking: which tasks a lost node took with it and whether they came back.
+
+Swarm reschedules the tasks of a node that goes down or is drained; nothing in Swarm tells
+anyone whether the replacements actually came up. ``FailoverTracker`` is the pure state
+machine that does: it is fed complete snapshots of nodes and tasks (level-triggered, so a
+missed event or a controller restart costs nothing but latency) and the time, and answers
+with events for the I/O around it to act on (log, metrics, ``onTimeout`` actions).
+
+Lifecycle of one ``Failover`` (one node, from failure to return):
+- opened when a node is seen not ``ready`` or ``drain``ed; ``lost`` lists the tasks of
+  managed services that were on it, one per (service, slot);
+- each lost task waits for a replacement: a newer task of the same service and slot on
+  another node; it is confirmed when that task is ``running``. Swarm only reports a task
+  with a HEALTHCHECK as running once healthy (see docs/failover.md), so running is healthy;
+- ``confirmWithinSeconds`` after the node failed, a service with tasks still waiting gets
+  one ``ConfirmationTimedOut`` (its policy's ``onTimeout``), with Swarm's pending reasons;
+- when the node is ``ready`` and active again the failover closes: tasks running again
+  (on it or elsewhere) count as recovered, the rest as unconfirmed.
+All times are Unix seconds: Swarm's own timestamps and the ``now`` the caller passes in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from autoscaler.core.policy import NodeFailure, OnTimeout
+
+# A task in one of these states may still be (or become) running on its node.
+LIVE_TASK_STATES = frozenset(
+    {"new", "pending", "assigned", "accepted", "ready", "preparing", "starting", "running"}
+)
+# Swarm timestamps task shutdowns slightly before or after it updates the node: a drained
+# node's tasks stopped within this margin of the node's change count as lost with it.
+_DRAIN_SLACK_SECONDS = 5.0
+_CLOSED_KEPT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """One Swarm node. ``updated_at`` is Swarm's ``UpdatedAt`` (when its state last changed)."""
+
+    id: str
+    hostname: str
+    state: str  # ready | down | unknown | disconnected
+    availability: str  # active | pause | drain
+    updated_at: float | None = None
+
+    @property
+    def failure(self) -> str | None:
+        """Why this node's tasks must run elsewhere, or None when it is fine."""
+        if self.state != "ready":
+            return self.state
+        if self.availability == "drain":
+            return "drain"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """One Swarm task: ``status_at`` is ``Status.Timestamp`` (when it reached ``state``)."""
+
+    id: str
+    service_id: str
+    node_id: str | None
+    slot: int | None
+    state: str
+    desired_state: str
+    created_at: float
+    status_at: float
+    error: str | None = None
+    message: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running" and self.desired_state == "running"
+
+    def why_not_running(self) -> str:
+        detail = self.error or self.message or "no reason given"
+        return f"task {self.id[:12]} is {self.state}: {detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedService:
+    """A service a policy governs, with that policy's ``nodeFailure`` settings."""
+
+    id: str
+    name: str
+    node_failure: NodeFailure = field(default_factory=NodeFailure)
+
+
+class LostStatus(StrEnum):
+    WAITING = "waiting"
+    CONFIRMED = "confirmed"  # a replacement is running on another node
+    RECOVERED = "recovered"  # the node came back and the task is running again
+    UNCONFIRMED = "unconfirmed"  # the node came back, nothing of this slot is running
+    DROPPED = "dropped"  # the service was removed or is no longer managed
+
+
+@dataclass(slots=True)
+class LostTask:
+    """A task that was on the failed node, and what became of its slot."""
+
+    service_id: str
+    service_name: str
+    slot: int | None
+    task_id: str
+    created_at: float
+    status: LostStatus = LostStatus.WAITING
+    replacement_id: str | None = None
+    replacement_node: str | None = None
+    replacement_created_at: float | None = None
+    running_at: float | None = None  # Swarm's timestamp of the replacement reaching running
+    confirmed_at: float | None = None  # when we first saw it running
+    pending_reason: str | None = None
+    timed_out: bool = False
+
+
+@dataclass(slots=True)
+class TimeoutRecord:
+    """One ``onTimeout`` firing; ``outcome`` is filled in by whoever performs the action."""
+
+    service_id: str
+    service_name: str
+    action: OnTimeout
+    at: float
+    waiting: int
+    reasons: tuple[str, ...]
+    outcome: str | None = None
+
+
+@dataclass(slots=True)
+class Failover:
+    number: int
+    node_id: str
+    hostname: str
+    kind: str  # down | unknown | disconnected | drain | removed
+    failed_at: float  # Swarm's time of the node change, else when we first saw it
+    detected_at: float
+    found_at_start: bool  # opened on the first snapshot (controller (re)start), not a transition
+    lost: list[LostTask] = field(default_factory=list)
+    timeouts: list[TimeoutRecord] = field(default_factory=list)
+    settled_at: float | None = None  # every lost task resolved
+    closed_at: float | None = None
+    close_reason: str | None = None
+
+    @property
+    def waiting(self) -> list[LostTask]:
+        return [t for t in self.lost if t.status is LostStatus.WAITING]
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverOpened:
+    failover: Failover
+
+
+@dataclass(frozen=True, slots=True)
+class ReplacementConfirmed:
+    failover: Failover
+    task: LostTask
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationTimedOut:
+    """Perform ``record.action`` for ``service`` and write what happened into ``record.outcome``."""
+
+    failover: Failover
+    service: ManagedService
+    record: TimeoutRecord
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverSettled:
+    """Every lost task is resolved (or the failover closed first): time for the log line."""
+
+    failover: Failover
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverClosed:
+    failover: Failover
+
+
+FailoverEvent = (
+    FailoverOpened | ReplacementConfirmed | ConfirmationTimedOut | FailoverSettled | FailoverClosed
+)
+
+
+class FailoverTracker:
+    """Feed ``observe`` complete snapshots; read ``hold_reason``, ``failovers()`` and the events."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, NodeView] | None = None  # None until the first snapshot
+        self._tasks: dict[str, TaskView] = {}
+        self._open: dict[str, Failover] = {}
+        self._closed: deque[Failover] = deque(maxlen=_CLOSED_KEPT)
+        self._numbers = 0
+
+    @property
+    def open_failovers(self) -> list[Failover]:
+        return list(self._open.values())
+
+    def observe(
+        self,
+        now: float,
+        nodes: Iterable[NodeView],
+        tasks: Iterable[TaskView],
+        managed: Mapping[str, ManagedService],
+    ) -> list[FailoverEvent]:
+        """Advance on one snapshot: every node, every task of the managed services (by service id)."""
+        node_map = {n.id: n for n in nodes}
+        task_list = [t for t in tasks if t.service_id in managed]
+        events: list[FailoverEvent] = []
+        first = self._nodes is None
+        for node in node_map.values():
+            failover = self._open.get(node.id)
+            if node.failure is not None and failover is None:
+                failover = self._open_failover(now, node, task_list, managed, found_at_start=first)
+                events.append(FailoverOpened(failover))
+            elif failover is not None and node.failure is not None:
+                failover.kind = node.failure
+        for node_id, failover in list(self._open.items()):
+            if node_id not in node_map:
+                failover.kind = "removed"
+        for failover in list(self._open.values()):
+            # Replacements first: one that is running elsewhere is confirmed even if its node
+            # came back in the same snapshot.
+            events.extend(self._advance(now, failover, task_list, managed))
+            back = node_map.get(failover.node_id)
+            if back is not None and back.failure is None and failover.closed_at is None:
+                self._recover(failover, task_list)
+                events.extend(self._close(now, failover, f"node {back.hostname} is ready and active again"))
+        self._nodes = node_map
+        self._tasks = {t.id: t for t in task_list}
+        return events
+
+    def hold_reason(self, service_id: str, now: float) -> str | None:
+        """Why scale-down waits for ``service_id`` (its lost tasks are not all back), else None."""
+        reasons = []
+        for failover in self._open.values():
+            lost = [t for t in failover.lost if t.service_id == service_id]
+            waiting = [t for t in lost if t.status is LostStatus.WAITING]
+            if waiting:
+                since = now - failover.failed_at
+                reasons.append(
+                    f"failover: node {failover.hostname} {failover.kind} for {since:.0f}s, "
+                    f"{len(waiting)} of {len(lost)} lost tasks not yet running elsewhere"
+                )
+        return "; ".join(reasons) or None
+
+    def unconfirmed(self) -> dict[str, int]:
+        """Waiting lost tasks per service name (every managed service that has any)."""
+        counts: dict[str, int] = {}
+        for failover in self._open.values():
+            for task in failover.waiting:
+                counts[task.service_name] = counts.get(task.service_name, 0) + 1
+        return counts
+
+    def failovers(self) -> list[Failover]:
+        """Open failovers, then recently closed ones, newest first."""
+        return sorted([*self._open.values(), *self._closed], key=lambda f: f.number, reverse=True)
+
+    # -- transitions -----------------------------------------------------------------------------
+
+    def _open_failover(
+        self,
+        now: float,
+        node: NodeView,
+        tasks: list[TaskView],
+        managed: Mapping[str, ManagedService],
+        *,
+        found_at_start: bool,
+    ) -> Failover:
+        self._numbers += 1
+        failed_at = node.updated_at if node.updated_at is not None and node.updated_at <= now else now
+        failover = Failover(
+            number=self._numbers,
+            node_id=node.id,
+            hostname=node.hostname,
+            kind=node.failure or "down",
+            failed_at=failed_at,
+            detected_at=now,
+            found_at_start=found_at_start,
+        )
+        newest: dict[tuple[str, int | str], TaskView] = {}
+        for task in self._lost_with(node, failed_at, tasks):
+            key = (task.service_id, task.slot if task.slot is not None else task.id)
+            if key not in newest or task.created_at > newest[key].created_at:
+                newest[key] = task
+        for task in sorted(newest.values(), key=lambda t: (managed[t.service_id].name, t.slot or 0)):
+            failover.lost.append(
+                LostTask(
+                    service_id=task.service_id,
+                    service_name=managed[task.service_id].name,
+                    slot=task.slot,
+                    task_id=task.id,
+                    created_at=task.created_at,
+                )
+            )
+        self._open[node.id] = failover
+        return failover
+
+    def _lost_with(self, node: NodeView, failed_at: float, tasks: list[TaskView]) -> Iterable[TaskView]:
+        """Tasks that were meant to run on ``node`` when it failed.
+
+        The previous snapshot says so directly. Without one (first snapshot, or Swarm acted
+        between two snapshots), a task still live on the node counts (a dead node's tasks keep
+        their last reported state), and so does one stopped by Swarm around the failure.
+        """
+        for task in tasks:
+            if task.node_id != node.id:
+                continue
+            before = self._tasks.get(task.id)
+            if (
+                (before is not None and before.desired_state == "running")
+                or task.desired_state == "running"
+                or task.state in LIVE_TASK_STATES
+                or task.status_at >= failed_at - _DRAIN_SLACK_SECONDS
+            ):
+                yield task
+
+    def _advance(
+        self, now: float, failover: Failover, tasks: list[TaskView], managed: Mapping[str, ManagedService]
+    ) -> list[FailoverEvent]:
+        events: list[FailoverEvent] = []
+        claimed = {t.replacement_id for t in failover.lost if t.replacement_id is not None}
+        for lost in failover.waiting:
+            if lost.service_id not in managed:
+                lost.status = LostStatus.DROPPED
+                lost.pending_reason = "service removed or no longer governed by a policy"
+                continue
+            candidates = sorted(
+                (
+                    t
+                    for t in tasks
+                    if t.service_id == lost.service_id
+                    and (lost.slot is None or t.slot == lost.slot)
+                    and t.id != lost.task_id
+                    and t.id not in claimed
+                    and t.node_id != failover.node_id
+                    and t.created_at > lost.created_at
+                ),
+                key=lambda t: t.created_at,
+            )
+            running = [t for t in candidates if t.running]
+            if running:
+                replacement = running[0]
+                claimed.add(replacement.id)
+                lost.status = LostStatus.CONFIRMED
+                lost.replacement_id = replacement.id
+                lost.replacement_node = replacement.node_id
+                lost.replacement_created_at = replacement.created_at
+                lost.running_at = replacement.status_at
+                lost.confirmed_at = now
+                lost.pending_reason = None
+                events.append(ReplacementConfirmed(failover, lost))
+            elif candidates:
+                newest = candidates[-1]
+                lost.replacement_created_at = candidates[0].created_at
+                lost.pending_reason = newest.why_not_running()
+            else:
+                lost.pending_reason = "Swarm has not created a replacement task yet"
+        events.extend(self._timeouts(now, failover, managed))
+        if failover.settled_at is None and not failover.waiting:
+            failover.settled_at = now
+            events.append(FailoverSettled(failover))
+        if failover.kind == "removed" and failover.settled_at is not None:
+            events.extend(self._close(now, failover, f"node {failover.hostname} was removed from the swarm"))
+        return events
+
+    def _timeouts(
+        self, now: float, failover: Failover, managed: Mapping[str, ManagedService]
+    ) -> list[FailoverEvent]:
+        events: list[FailoverEvent] = []
+        fired = {r.service_id for r in failover.timeouts}
+        by_service: dict[str, list[LostTask]] = {}
+        for lost in failover.waiting:
+            by_service.setdefault(lost.service_id, []).append(lost)
+        for service_id, waiting in by_service.items():
+            service = managed[service_id]
+            deadline = failover.failed_at + service.node_failure.confirm_within_seconds
+            if service_id in fired or now < deadline:
+                continue
+            for lost in waiting:
+                lost.timed_out = True
+            record = TimeoutRecord(
+                service_id=service_id,
+                service_name=service.name,
+                action=service.node_failure.on_timeout,
+                at=now,
+                waiting=len(waiting),
+                reasons=tuple(sorted({t.pending_reason for t in waiting if t.pending_reason})),
+            )
+            failover.timeouts.append(record)
+            events.append(ConfirmationTimedOut(failover, service, record))
+        return events
+
+    def _recover(self, failover: Failover, tasks: list[TaskView]) -> None:
+        """The node is back: a slot with any task running again is recovered, others unconfirmed."""
+        for lost in failover.waiting:
+            same_slot = (t for t in tasks if t.service_id == lost.service_id and t.slot == lost.slot)
+            back = any(t.running for t in same_slot)
+            lost.status = LostStatus.RECOVERED if back else LostStatus.UNCONFIRMED
+
+    def _close(self, now: float, failover: Failover, reason: str) -> list[FailoverEvent]:
+        failover.closed_at = now
+        failover.close_reason = reason
+        del self._open[failover.node_id]
+        self._closed.append(failover)
+        events: list[FailoverEvent] = []
+        if failover.settled_at is None:
+            failover.settled_at = now
+            events.append(FailoverSettled(failover))
+        events.append(FailoverClosed(failover))
+        return events
