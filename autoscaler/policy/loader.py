@@ -15,6 +15,7 @@ file was saved half-edited: a broken file keeps its last good policies.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 POLICY_SUFFIXES = (".yaml", ".yml")
+# Coarse file-system clocks tick every few ms (ext4, tmpfs) or 2 s (FAT); mtime plus size
+# is trusted only for files older than this.
+_RACY_WINDOW_NS = 3_000_000_000
 
 
 def load_file(path: Path) -> list[LoadedPolicy]:
@@ -130,6 +134,9 @@ class _FileState:
     good: list[PolicyPlaces]  # what this file contributes to the effective set
     pending: list[PolicyPlaces] | None  # valid new content not accepted yet (it collided)
     problems: list[Problem]  # why the file's current content is not (yet) in effect
+    # Modified so recently that a same-size rewrite in the same mtime tick would look
+    # unchanged (git's "racy clean" problem): such a file is hashed again next time.
+    racy: bool = False
 
 
 class PolicyStore:
@@ -175,20 +182,21 @@ def _refresh(path: Path, old: _FileState | None) -> _FileState:
     try:
         stat = path.stat()
         fingerprint = (stat.st_mtime_ns, stat.st_size)
-        if old is not None and old.fingerprint == fingerprint:
+        if old is not None and old.fingerprint == fingerprint and not old.racy:
             return old
         data = path.read_bytes()
+        racy = time.time_ns() - stat.st_mtime_ns < _RACY_WINDOW_NS
     except OSError as exc:
         problem = Problem(path, 0, None, "", f"cannot read: {exc.strerror or exc}")
         return _FileState((0, 0), "", kept, None, [problem])
     digest = hashlib.sha256(data).hexdigest()
     if old is not None and old.digest == digest:
         # Touched but not edited (a save without changes, a checkout): nothing to parse.
-        return _FileState(fingerprint, digest, old.good, old.pending, old.problems)
+        return _FileState(fingerprint, digest, old.good, old.pending, old.problems, racy)
     places, problems = _parse_bytes(data, path)
     if problems:
-        return _FileState(fingerprint, digest, kept, None, problems)
-    return _FileState(fingerprint, digest, kept, places, [])
+        return _FileState(fingerprint, digest, kept, None, problems, racy)
+    return _FileState(fingerprint, digest, kept, places, [], racy)
 
 
 def _accept_pending(files: dict[Path, _FileState]) -> None:

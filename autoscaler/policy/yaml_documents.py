@@ -21,6 +21,16 @@ YamlPath = tuple[str | int, ...]
 
 _MERGE_KEY = "<<"
 
+# PyYAML's wording for the usual slips, followed by what the operator most likely did.
+_SYNTAX_HINTS = (
+    (
+        "mapping values are not allowed",
+        "; is this line indented deeper than the key above it, or does a value contain ': ' and need quotes?",
+    ),
+    ("found character '\\t'", "; YAML indentation must use spaces, not tabs"),
+    ("could not find expected ':'", "; a key is missing its ':', or a quoted value is not closed"),
+)
+
 
 @dataclass(frozen=True)
 class YamlDocument:
@@ -68,7 +78,7 @@ def parse_documents(text: str, path: Path) -> tuple[list[YamlDocument], list[Pro
             data = yaml.SafeLoader("").construct_document(node)
             documents.append(YamlDocument(data, number, node.start_mark.line + 1, lines))
     except yaml.MarkedYAMLError as exc:
-        problems.append(_syntax_problem(exc, path))
+        problems.append(_syntax_problem(exc, path, len(text)))
     except yaml.YAMLError as exc:  # unmarked: reader errors such as bad bytes
         problems.append(Problem(path, 1, None, "", f"not readable as YAML: {exc}"))
     return documents, problems
@@ -89,17 +99,22 @@ def _is_empty(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null" and not node.value
 
 
-def _syntax_problem(exc: yaml.MarkedYAMLError, path: Path) -> Problem:
+def _syntax_problem(exc: yaml.MarkedYAMLError, path: Path, text_length: int) -> Problem:
     mark = exc.problem_mark or exc.context_mark
+    if mark is not None and mark.index >= text_length and exc.context_mark is not None:
+        # "unexpected end of stream" points past the last line; where the unfinished
+        # thing (a quoted string, a flow list) began is where the operator must look.
+        mark = exc.context_mark
     line = mark.line + 1 if mark is not None else 1
     column = mark.column + 1 if mark is not None else None
     what = exc.problem or "invalid YAML"
+    hint = next((h for start, h in _SYNTAX_HINTS if what.startswith(start)), "")
     if exc.context:
         context = exc.context
         if exc.context_mark is not None and exc.context_mark.line + 1 != line:
             context += f" at line {exc.context_mark.line + 1}"
         what = f"{what} ({context})"
-    return Problem(path, line, column, "", f"YAML syntax error: {what}")
+    return Problem(path, line, column, "", f"YAML syntax error: {what}{hint}")
 
 
 def _index_lines(
