@@ -1,0 +1,355 @@
+"""Read IPVS over generic netlink, decoding the kernel's attributes with ``struct``.
+
+Layout (include/uapi/linux/ip_vs.h, filled by ip_vs_genl_fill_* in ip_vs_ctl.c): a dump of
+IPVS_CMD_GET_SERVICE answers IPVS_CMD_NEW_SERVICE messages holding a nested
+IPVS_CMD_ATTR_SERVICE; a dump of IPVS_CMD_GET_DEST (asked per service) answers
+IPVS_CMD_NEW_DEST messages holding a nested IPVS_CMD_ATTR_DEST. Integers are host order except
+ports (be16); addresses are the 16-byte ``union nf_inet_addr``; STATS carries u32 counters and
+STATS64 u64 ones, possibly after zero-length IPVS_STATS_ATTR_PAD attributes. We decode by hand
+rather than with pyroute2's nlmsg classes: see docs/ipvs.md (speed, and fwmark services and
+stats that the high-level pyroute2 API drops).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Iterator
+
+from autoscaler.sources.ipvs.model import IpvsFormatError, RealServer, VirtualService
+
+NETLINK_GENERIC = 16
+GENL_ID_CTRL = 0x10
+CTRL_CMD_GETFAMILY = 3
+CTRL_ATTR_FAMILY_ID = 1
+CTRL_ATTR_FAMILY_NAME = 2
+
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_DUMP = 0x300
+NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
+
+IPVS_GENL_NAME = "IPVS"
+IPVS_GENL_VERSION = 1
+IPVS_CMD_NEW_SERVICE = 1
+IPVS_CMD_GET_SERVICE = 4
+IPVS_CMD_NEW_DEST = 5
+IPVS_CMD_GET_DEST = 8
+IPVS_CMD_ATTR_SERVICE = 1
+IPVS_CMD_ATTR_DEST = 2
+
+SVC_AF, SVC_PROTOCOL, SVC_ADDR, SVC_PORT, SVC_FWMARK, SVC_SCHED_NAME = 1, 2, 3, 4, 5, 6
+SVC_STATS, SVC_STATS64 = 10, 12
+DEST_ADDR, DEST_PORT, DEST_FWD_METHOD, DEST_WEIGHT = 1, 2, 3, 4
+DEST_ACTIVE_CONNS, DEST_INACT_CONNS, DEST_PERSIST_CONNS = 7, 8, 9
+DEST_STATS, DEST_ADDR_FAMILY, DEST_STATS64 = 10, 11, 12
+STATS_CONNS, STATS_CPS = 1, 6
+
+_NLMSGHDR = struct.Struct("=IHHII")
+_GENLMSGHDR = struct.Struct("=BBH")
+_NLATTR = struct.Struct("=HH")
+_U16 = struct.Struct("=H")
+_U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
+_BE16 = struct.Struct("!H")
+_I32 = struct.Struct("=i")
+
+_PROTOCOLS = {6: "TCP", 17: "UDP", 132: "SCTP"}
+# IP_VS_CONN_F_FWD_MASK values, named as ip_vs_fwd_name() prints them.
+_FORWARD = {0: "Masq", 1: "Local", 2: "Tunnel", 3: "Route"}
+
+
+class NetlinkError(OSError):
+    """The kernel answered a request with an error (errno set)."""
+
+
+class FamilyNotFoundError(NetlinkError):
+    """The generic netlink family is not registered: here, the kernel has no IPVS."""
+
+
+def _attrs(buf: bytes, start: int, end: int, where: str) -> Iterator[tuple[int, int, int]]:
+    """(type, payload start, payload end) of each attribute in buf[start:end]."""
+    pos = start
+    while pos + 4 <= end:
+        length, atype = _NLATTR.unpack_from(buf, pos)
+        if length < 4 or pos + length > end:
+            raise IpvsFormatError(f"netlink {where}: attribute at byte {pos} claims length {length}")
+        yield atype & NLA_TYPE_MASK, pos + 4, pos + length
+        pos += (length + 3) & ~3
+    if pos < end and end - pos >= 4:
+        raise IpvsFormatError(f"netlink {where}: {end - pos} trailing bytes at {pos}")
+
+
+def _fixed(buf: bytes, a: int, b: int, codec: struct.Struct, name: str) -> int:
+    if b - a != codec.size:
+        raise IpvsFormatError(f"netlink: {name} has {b - a} bytes, expected {codec.size}")
+    value: int = codec.unpack_from(buf, a)[0]
+    return value
+
+
+def _address(buf: bytes, a: int, b: int, family: int, name: str) -> str:
+    raw = buf[a:b]
+    if family == socket.AF_INET6:
+        if len(raw) != 16:
+            raise IpvsFormatError(f"netlink: {name} has {len(raw)} bytes, an IPv6 address needs 16")
+        return str(ipaddress.IPv6Address(raw))
+    if len(raw) not in (4, 16):
+        raise IpvsFormatError(f"netlink: {name} has {len(raw)} bytes, expected 4 or 16")
+    return str(ipaddress.IPv4Address(raw[:4]))
+
+
+def _stats(buf: bytes, a: int, b: int, wide: bool) -> tuple[int | None, int | None]:
+    """(cumulative connections, connections per second) from a STATS or STATS64 nest."""
+    codec = _U64 if wide else _U32
+    conns = cps = None
+    for atype, pa, pb in _attrs(buf, a, b, "stats"):
+        if atype == STATS_CONNS:
+            conns = _fixed(buf, pa, pb, codec, "IPVS_STATS_ATTR_CONNS")
+        elif atype == STATS_CPS:
+            cps = _fixed(buf, pa, pb, codec, "IPVS_STATS_ATTR_CPS")
+    return conns, cps
+
+
+def _messages(buf: bytes, family_id: int, command: int) -> Iterator[tuple[int, int]]:
+    """(attributes start, end) of each message of ``command``; raises on NLMSG_ERROR."""
+    pos = 0
+    while pos + _NLMSGHDR.size <= len(buf):
+        length, mtype, _flags, _seq, _pid = _NLMSGHDR.unpack_from(buf, pos)
+        if length < _NLMSGHDR.size or pos + length > len(buf):
+            raise IpvsFormatError(f"netlink: message at byte {pos} claims length {length} of {len(buf)}")
+        body = pos + _NLMSGHDR.size
+        if mtype == NLMSG_DONE:
+            return
+        if mtype == NLMSG_ERROR:
+            if length < _NLMSGHDR.size + 4:
+                raise IpvsFormatError(f"netlink: truncated error message at byte {pos}")
+            code = -_I32.unpack_from(buf, body)[0]
+            if code:
+                raise NetlinkError(code, f"netlink request failed: {os.strerror(code)}")
+        elif mtype == family_id:
+            if length < _NLMSGHDR.size + _GENLMSGHDR.size:
+                raise IpvsFormatError(f"netlink: message at byte {pos} has no generic netlink header")
+            cmd = buf[body]
+            if cmd == command:
+                yield body + _GENLMSGHDR.size, pos + length
+        pos += (length + 3) & ~3
+
+
+def decode_services(buf: bytes, family_id: int) -> list[VirtualService]:
+    """The virtual services of an IPVS_CMD_GET_SERVICE dump (real servers not included)."""
+    services = []
+    for start, end in _messages(buf, family_id, IPVS_CMD_NEW_SERVICE):
+        for atype, a, b in _attrs(buf, start, end, "service message"):
+            if atype == IPVS_CMD_ATTR_SERVICE:
+                services.append(_service(buf, a, b))
+    return services
+
+
+def _service(buf: bytes, a: int, b: int) -> VirtualService:
+    spans = {atype: (pa, pb) for atype, pa, pb in _attrs(buf, a, b, "service")}
+    if SVC_AF not in spans:
+        raise IpvsFormatError("netlink: service without IPVS_SVC_ATTR_AF")
+    family = _fixed(buf, *spans[SVC_AF], _U16, "IPVS_SVC_ATTR_AF")
+    sched = bytes(buf[slice(*spans[SVC_SCHED_NAME])]).split(b"\0", 1)[0] if SVC_SCHED_NAME in spans else b""
+    conns = cps = None
+    if SVC_STATS64 in spans:
+        conns, cps = _stats(buf, *spans[SVC_STATS64], wide=True)
+    elif SVC_STATS in spans:
+        conns, cps = _stats(buf, *spans[SVC_STATS], wide=False)
+    scheduler = sched.decode("ascii", "replace")
+    rate = None if cps is None else float(cps)
+    if SVC_FWMARK in spans:
+        return VirtualService(
+            fwmark=_fixed(buf, *spans[SVC_FWMARK], _U32, "IPVS_SVC_ATTR_FWMARK"),
+            protocol=None,
+            address=None,
+            port=None,
+            scheduler=scheduler,
+            connections_total=conns,
+            connection_rate=rate,
+        )
+    missing = [
+        n for n, t in (("PROTOCOL", SVC_PROTOCOL), ("ADDR", SVC_ADDR), ("PORT", SVC_PORT)) if t not in spans
+    ]
+    if missing:
+        raise IpvsFormatError(f"netlink: service has neither FWMARK nor {', '.join(missing)}")
+    proto = _fixed(buf, *spans[SVC_PROTOCOL], _U16, "IPVS_SVC_ATTR_PROTOCOL")
+    return VirtualService(
+        fwmark=None,
+        protocol=_PROTOCOLS.get(proto, f"IP_{proto}"),
+        address=_address(buf, *spans[SVC_ADDR], family, "IPVS_SVC_ATTR_ADDR"),
+        port=_fixed(buf, *spans[SVC_PORT], _BE16, "IPVS_SVC_ATTR_PORT"),
+        scheduler=scheduler,
+        connections_total=conns,
+        connection_rate=rate,
+    )
+
+
+def decode_real_servers(buf: bytes, family_id: int, service_family: int) -> list[RealServer]:
+    """The real servers of an IPVS_CMD_GET_DEST dump."""
+    servers = []
+    for start, end in _messages(buf, family_id, IPVS_CMD_NEW_DEST):
+        for atype, a, b in _attrs(buf, start, end, "dest message"):
+            if atype == IPVS_CMD_ATTR_DEST:
+                servers.append(_real_server(buf, a, b, service_family))
+    return servers
+
+
+def _real_server(buf: bytes, a: int, b: int, service_family: int) -> RealServer:
+    spans = {atype: (pa, pb) for atype, pa, pb in _attrs(buf, a, b, "dest")}
+    for name, t in (
+        ("ADDR", DEST_ADDR),
+        ("ACTIVE_CONNS", DEST_ACTIVE_CONNS),
+        ("INACT_CONNS", DEST_INACT_CONNS),
+    ):
+        if t not in spans:
+            raise IpvsFormatError(f"netlink: destination without IPVS_DEST_ATTR_{name}")
+    family = service_family
+    if DEST_ADDR_FAMILY in spans:
+        family = _fixed(buf, *spans[DEST_ADDR_FAMILY], _U16, "IPVS_DEST_ATTR_ADDR_FAMILY")
+
+    def u32(t: int, name: str) -> int | None:
+        return _fixed(buf, *spans[t], _U32, name) if t in spans else None
+
+    conns = None
+    if DEST_STATS64 in spans:
+        conns = _stats(buf, *spans[DEST_STATS64], wide=True)[0]
+    elif DEST_STATS in spans:
+        conns = _stats(buf, *spans[DEST_STATS], wide=False)[0]
+    fwd = u32(DEST_FWD_METHOD, "IPVS_DEST_ATTR_FWD_METHOD") or 0
+    weight = u32(DEST_WEIGHT, "IPVS_DEST_ATTR_WEIGHT") or 0
+    return RealServer(
+        address=_address(buf, *spans[DEST_ADDR], family, "IPVS_DEST_ATTR_ADDR"),
+        port=_fixed(buf, *spans[DEST_PORT], _BE16, "IPVS_DEST_ATTR_PORT") if DEST_PORT in spans else 0,
+        forward=_FORWARD.get(fwd & 0x7, f"fwd{fwd}"),
+        weight=weight - (1 << 32) if weight >= 1 << 31 else weight,  # the kernel's int weight
+        active_connections=u32(DEST_ACTIVE_CONNS, "IPVS_DEST_ATTR_ACTIVE_CONNS") or 0,
+        inactive_connections=u32(DEST_INACT_CONNS, "IPVS_DEST_ATTR_INACT_CONNS") or 0,
+        persistent_connections=u32(DEST_PERSIST_CONNS, "IPVS_DEST_ATTR_PERSIST_CONNS"),
+        connections_total=conns,
+    )
+
+
+# --- requests and the socket -------------------------------------------------------------
+
+
+def _attr(atype: int, payload: bytes) -> bytes:
+    raw = _NLATTR.pack(4 + len(payload), atype) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def _request(family_id: int, flags: int, seq: int, cmd: int, version: int, attrs: bytes) -> bytes:
+    body = _GENLMSGHDR.pack(cmd, version, 0) + attrs
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), family_id, flags, seq, 0) + body
+
+
+def service_selector(service: VirtualService, family: int = socket.AF_INET) -> bytes:
+    """The nested IPVS_CMD_ATTR_SERVICE that names ``service`` in an IPVS_CMD_GET_DEST request."""
+    inner = _attr(SVC_AF, _U16.pack(family))
+    if service.fwmark is not None:
+        inner += _attr(SVC_FWMARK, _U32.pack(service.fwmark))
+    else:
+        proto = {v: k for k, v in _PROTOCOLS.items()}.get(service.protocol or "", 0)
+        packed = ipaddress.ip_address(service.address or "0.0.0.0").packed
+        inner += _attr(SVC_PROTOCOL, _U16.pack(proto))
+        inner += _attr(SVC_ADDR, packed + b"\0" * (16 - len(packed)))
+        inner += _attr(SVC_PORT, _BE16.pack(service.port or 0))
+    return _attr(IPVS_CMD_ATTR_SERVICE | 0x8000, inner)
+
+
+class IpvsNetlink:
+    """A generic netlink socket bound in the calling thread's network namespace.
+
+    Open it after entering the namespace: a netlink socket stays in the namespace it was
+    created in, whatever the thread does afterwards.
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+        self._sock.settimeout(5.0)
+        self._sock.bind((0, 0))
+        self._seq = 0
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> IpvsNetlink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _exchange(self, family_id: int, flags: int, cmd: int, version: int, attrs: bytes) -> bytes:
+        self._seq += 1
+        self._sock.send(_request(family_id, flags, self._seq, cmd, version, attrs))
+        chunks = []
+        while True:
+            chunk = self._sock.recv(1 << 20)
+            chunks.append(chunk)
+            if _ends_exchange(chunk):
+                return b"".join(chunks)
+
+    def family_id(self, name: str) -> int:
+        """The id of a generic netlink family; FamilyNotFoundError when not registered."""
+        attrs = _attr(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0")
+        try:
+            reply = self._exchange(GENL_ID_CTRL, NLM_F_REQUEST | NLM_F_ACK, CTRL_CMD_GETFAMILY, 1, attrs)
+            for start, end in _messages(reply, GENL_ID_CTRL, 1):  # CTRL_CMD_NEWFAMILY
+                for atype, a, b in _attrs(reply, start, end, "ctrl"):
+                    if atype == CTRL_ATTR_FAMILY_ID:
+                        return _fixed(reply, a, b, _U16, "CTRL_ATTR_FAMILY_ID")
+        except NetlinkError as exc:
+            if exc.errno == errno.ENOENT:
+                raise FamilyNotFoundError(
+                    errno.ENOENT, f"generic netlink family {name!r} not found"
+                ) from None
+            raise
+        raise FamilyNotFoundError(errno.ENOENT, f"generic netlink family {name!r}: no id in the reply")
+
+    def read(self) -> list[VirtualService]:
+        """Every virtual service in this namespace with its real servers and counters."""
+        fid = self.family_id(IPVS_GENL_NAME)
+        reply = self._exchange(fid, NLM_F_REQUEST | NLM_F_DUMP, IPVS_CMD_GET_SERVICE, IPVS_GENL_VERSION, b"")
+        result = []
+        for svc in decode_services(reply, fid):
+            family = socket.AF_INET6 if svc.address and ":" in svc.address else socket.AF_INET
+            dests = self._exchange(
+                fid,
+                NLM_F_REQUEST | NLM_F_DUMP,
+                IPVS_CMD_GET_DEST,
+                IPVS_GENL_VERSION,
+                service_selector(svc, family),
+            )
+            servers = tuple(decode_real_servers(dests, fid, family))
+            result.append(
+                VirtualService(
+                    fwmark=svc.fwmark,
+                    protocol=svc.protocol,
+                    address=svc.address,
+                    port=svc.port,
+                    scheduler=svc.scheduler,
+                    real_servers=servers,
+                    connections_total=svc.connections_total,
+                    connection_rate=svc.connection_rate,
+                )
+            )
+        return result
+
+
+def _ends_exchange(chunk: bytes) -> bool:
+    """True when a received chunk holds NLMSG_DONE or NLMSG_ERROR (an error or the ack).
+
+    Every request we send asks for an ack or a dump, so one of the two always ends it.
+    """
+    pos = 0
+    while pos + _NLMSGHDR.size <= len(chunk):
+        length, mtype = _NLMSGHDR.unpack_from(chunk, pos)[:2]
+        if mtype in (NLMSG_DONE, NLMSG_ERROR) or length < _NLMSGHDR.size:
+            return True
+        pos += (length + 3) & ~3
+    return False
