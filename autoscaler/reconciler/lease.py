@@ -177,7 +177,7 @@ class Lease:
             return self.timing.retry_every
         now = self._clock()
         record = rules.LeaseRecord.from_labels(current.labels)
-        self._observation = rules.observe(self._observation, record, now)
+        self._observation = rules.observe(self._observation, record, current.version, now)
         plan = rules.plan(self.identity, self._observation, now, self.timing, leading=self.is_leader())
         self.last_reason = plan.reason
         if plan.step is rules.Step.WAIT:
