@@ -1,0 +1,126 @@
+"""``swarm-autoscaler lab``: the local multi-node Swarm + Prometheus test bed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from autoscaler import lab
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "lab",
+        help="run a local multi-node Swarm with Prometheus and a sample app",
+        description="A real N-node Docker Swarm in network namespaces on this machine (needs root).",
+    )
+    actions = parser.add_subparsers(dest="lab_action", metavar="ACTION", required=True)
+
+    up = actions.add_parser("up", help="create the lab (a healthy lab is left as is)")
+    up.add_argument("--nodes", type=int, default=3, help="node count, 1 manager + N-1 workers (default 3)")
+    up.add_argument("--sample", action="store_true", help="also deploy the sample web app and loadgen")
+    up.set_defaults(handler=_up)
+
+    actions.add_parser("down", help="remove everything the lab made (keeps the image cache)").set_defaults(
+        handler=_down
+    )
+    status = actions.add_parser("status", help="nodes, services, Prometheus URL")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_status)
+    actions.add_parser("env", help="print export lines for DOCKER_HOST and the Prometheus URL").set_defaults(
+        handler=_env
+    )
+    sample = actions.add_parser("deploy-sample", help="deploy the web service and an idle loadgen")
+    sample.add_argument("--replicas", type=int, default=2)
+    sample.add_argument("--work-ms", type=float, default=2.0, help="CPU milliseconds per request")
+    sample.set_defaults(handler=_deploy_sample)
+
+    load = actions.add_parser("load", help="set the offered load (requests/s) on a service")
+    load.add_argument("--rps", type=float, required=True, help="requests per second; 0 stops the load")
+    load.add_argument("--service", default="web", help="target service on the lab overlay (default web)")
+    load.add_argument("--duration", type=float, default=3600.0, help="seconds before the load stops")
+    load.set_defaults(handler=_load)
+
+    down = actions.add_parser("node-down", help="fail a node (for failure experiments)")
+    down.add_argument("node", type=int, help="node number, 1 is the manager")
+    down.add_argument("--mode", choices=("link", "kill", "stop"), default="link")
+    down.set_defaults(handler=_node_down)
+    node_up = actions.add_parser("node-up", help="repair a failed node")
+    node_up.add_argument("node", type=int)
+    node_up.set_defaults(handler=_node_up)
+
+
+def _guard(action: str, fn: object) -> int:
+    try:
+        assert callable(fn)
+        fn()
+    except lab.LabError as exc:
+        print(f"lab {action}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _up(args: argparse.Namespace) -> int:
+    return _guard("up", lambda: lab.up(args.nodes, sample=args.sample))
+
+
+def _down(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    result = _guard("down", lab.down)
+    if result == EXIT_OK:
+        print(f"lab: down in {time.monotonic() - started:.1f}s")
+    return result
+
+
+def _status(args: argparse.Namespace) -> int:
+    report = lab.status()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    if not report["up"]:
+        print("lab: down")
+        return EXIT_OK
+    print(f"Prometheus: {report['prometheus_url']}    manager: {report['manager_url']}")
+    print(f"memory (all lab processes, RSS): {report['memory_rss_mib']} MiB")
+    if "error" in report:
+        print(f"error: {report['error']}")
+    for node in report.get("swarm_nodes", []):
+        print(f"  node {node['hostname']:<10} {node['role']:<8} {node['state']:<8} {node['addr']}")
+    for name, daemon in report["dockerd"].items():
+        if daemon["pid"] is None or not daemon["link_up"]:
+            print(f"  {name}: dockerd pid {daemon['pid']}, link {'up' if daemon['link_up'] else 'DOWN'}")
+    for service in report.get("services", []):
+        print(f"  service {service['name']:<12} {service['running']}/{service['replicas']} running")
+    return EXIT_OK
+
+
+def _env(args: argparse.Namespace) -> int:
+    try:
+        info = lab.info()
+    except lab.LabError as exc:
+        print(f"lab env: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"export DOCKER_HOST={info.manager_url}")
+    print(f"export AUTOSCALER_PROMETHEUS_URL={info.prometheus_url}")
+    return EXIT_OK
+
+
+def _deploy_sample(args: argparse.Namespace) -> int:
+    return _guard("deploy-sample", lambda: lab.deploy_sample(args.replicas, args.work_ms))
+
+
+def _load(args: argparse.Namespace) -> int:
+    return _guard("load", lambda: lab.set_load(args.rps, args.service, args.duration))
+
+
+def _node_down(args: argparse.Namespace) -> int:
+    return _guard("node-down", lambda: lab.node_down(args.node, args.mode))
+
+
+def _node_up(args: argparse.Namespace) -> int:
+    return _guard("node-up", lambda: lab.node_up(args.node))

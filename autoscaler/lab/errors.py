@@ -1,0 +1,7 @@
+"""The lab's single error type: a step failed, with enough context to fix it."""
+
+from __future__ import annotations
+
+
+class LabError(RuntimeError):
+    """A lab step failed. The message says which step, why, and (when known) how to fix it."""

@@ -1,0 +1,195 @@
+"""The lab's Swarm: init on node 1, join the others, the attachable overlay, and lab services."""
+
+from __future__ import annotations
+
+import hashlib
+import string
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import docker
+from docker.types import ConfigReference, EndpointSpec, Mount, RestartPolicy, ServiceMode
+
+from autoscaler.lab import daemons, images, layout
+from autoscaler.lab.errors import LabError
+
+HEARTBEAT_NS = 1_000_000_000  # 1 s: a lost node is Down in ~3 s instead of ~11 s
+SCRAPE_LABEL = "prometheus.scrape"
+PORT_LABEL = "prometheus.port"
+WEB = "web"
+LOADGEN = "loadgen"
+PROMETHEUS = "prometheus"
+
+
+def ensure_swarm(nodes: Sequence[layout.Node]) -> None:
+    manager = nodes[0]
+    with daemons.client(manager) as client:
+        if client.info()["Swarm"]["LocalNodeState"] != "active":
+            client.swarm.init(
+                advertise_addr=manager.ip,
+                listen_addr=f"{manager.ip}:2377",
+                default_addr_pool=[layout.ADDRESS_POOL],
+                subnet_size=24,
+                dispatcher_heartbeat_period=HEARTBEAT_NS,
+            )
+        client.swarm.reload()
+        token = client.swarm.attrs["JoinTokens"]["Worker"]
+    for node in nodes[1:]:
+        with daemons.client(node) as worker:
+            if worker.info()["Swarm"]["LocalNodeState"] != "active":
+                worker.swarm.join(
+                    remote_addrs=[f"{manager.ip}:2377"],
+                    join_token=token,
+                    listen_addr=f"{node.ip}:2377",
+                    advertise_addr=node.ip,
+                )
+    wait_nodes_ready(len(nodes))
+    with daemons.client(manager) as client:
+        if not client.networks.list(names=[layout.NETWORK]):
+            client.networks.create(layout.NETWORK, driver="overlay", attachable=True, scope="swarm")
+
+
+def node_states() -> list[dict[str, str]]:
+    with daemons.client(layout.MANAGER, timeout=5) as client:
+        return [
+            {
+                "id": n.attrs["ID"],
+                "hostname": n.attrs["Description"]["Hostname"],
+                "role": n.attrs["Spec"]["Role"],
+                "state": n.attrs["Status"]["State"],
+                "availability": n.attrs["Spec"]["Availability"],
+                "addr": n.attrs["Status"].get("Addr", ""),
+            }
+            for n in client.nodes.list()
+        ]
+
+
+def wait_nodes_ready(count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    states: list[dict[str, str]] = []
+    while time.monotonic() < deadline:
+        states = node_states()
+        if sum(s["state"] == "ready" for s in states) >= count:
+            return
+        time.sleep(0.2)
+    raise LabError(f"only {[s['hostname'] + ':' + s['state'] for s in states]} after {timeout:.0f}s")
+
+
+def scrape_labels(port: int) -> dict[str, str]:
+    """Labels that make the lab Prometheus scrape a service's tasks on ``port``."""
+    return {SCRAPE_LABEL: "true", PORT_LABEL: str(port)}
+
+
+def create_service(
+    client: docker.DockerClient,
+    name: str,
+    image: str,
+    *,
+    replicas: int = 1,
+    env: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    constraints: Sequence[str] = (),
+    host_ports: Mapping[int, int] | None = None,
+    **extra: Any,
+) -> Any:
+    """A replicated service on the lab overlay in dnsrr mode (no IPVS here, so no VIP)."""
+    ports = {published: (target, "tcp", "host") for published, target in (host_ports or {}).items()}
+    return client.services.create(
+        image,
+        name=name,
+        env=[f"{k}={v}" for k, v in (env or {}).items()],
+        labels=dict(labels or {}),
+        constraints=list(constraints),
+        networks=[layout.NETWORK],
+        endpoint_spec=EndpointSpec(mode="dnsrr", ports=ports or None),
+        mode=ServiceMode("replicated", replicas=replicas),
+        restart_policy=RestartPolicy(condition="any", delay=0),
+        **extra,
+    )
+
+
+def _find_service(client: docker.DockerClient, name: str) -> Any | None:
+    found = [s for s in client.services.list(filters={"name": name}) if s.name == name]
+    return found[0] if found else None
+
+
+def prometheus_config(nodes: Sequence[layout.Node]) -> str:
+    template = string.Template((images.ASSETS / "prometheus" / "prometheus.yml.tmpl").read_text())
+    targets = "[" + ", ".join(f"'{n.ip}:{layout.DOCKER_METRICS_PORT}'" for n in nodes) + "]"
+    return template.substitute(DOCKERD_TARGETS=targets, NETWORK=layout.NETWORK)
+
+
+def ensure_prometheus(nodes: Sequence[layout.Node]) -> None:
+    config = prometheus_config(nodes)
+    config_name = "swl-prometheus-" + hashlib.sha256(config.encode()).hexdigest()[:12]
+    with daemons.client(nodes[0]) as client:
+        existing = client.configs.list(filters={"name": config_name})
+        config_id = existing[0].id if existing else client.configs.create(name=config_name, data=config).id
+        service = _find_service(client, PROMETHEUS)
+        if service is not None:
+            refs = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"].get("Configs") or []
+            if any(r["ConfigName"] == config_name for r in refs):
+                return
+            service.remove()  # config changed: recreate (host port 9090 frees when the task stops)
+        create_service(
+            client,
+            PROMETHEUS,
+            images.PROMETHEUS,
+            labels=scrape_labels(layout.PROMETHEUS_PORT),
+            constraints=["node.role==manager"],
+            host_ports={layout.PROMETHEUS_PORT: layout.PROMETHEUS_PORT},
+            # Service discovery reads the manager's Swarm API through its socket.
+            mounts=[Mount("/var/run/docker.sock", str(nodes[0].socket), type="bind")],
+            configs=[ConfigReference(config_id, config_name, filename="/etc/prometheus/prometheus.yml")],
+        )
+
+
+def deploy_sample(replicas: int = 2, work_ms: float = 2.0) -> None:
+    """The sample app ``web`` and an idle ``loadgen`` aimed at it. Existing ones are left as they are."""
+    with daemons.client(layout.MANAGER) as client:
+        if _find_service(client, WEB) is None:
+            create_service(
+                client,
+                WEB,
+                images.WEB,
+                replicas=replicas,
+                env={"WORK_MS": str(work_ms)},
+                labels=scrape_labels(8000),
+            )
+        if _find_service(client, LOADGEN) is None:
+            create_service(
+                client,
+                LOADGEN,
+                images.LOADGEN,
+                replicas=0,
+                env={"RATE": "0", "TARGET": WEB},
+                labels=scrape_labels(8001),
+            )
+
+
+def set_load(rps: float, target: str = WEB, duration_s: float = 3600.0) -> None:
+    """Offer ``rps`` requests/s to ``target`` from the loadgen service; 0 stops it."""
+    if rps < 0:
+        raise LabError(f"--rps must be >= 0, got {rps}")
+    with daemons.client(layout.MANAGER) as client:
+        service = _find_service(client, LOADGEN)
+        if service is None:
+            raise LabError("no loadgen service: run `swarm-autoscaler lab deploy-sample` first")
+        env = {"RATE": f"{rps:g}", "TARGET": target, "DURATION": f"{duration_s:g}"}
+        service.update(
+            env=[f"{k}={v}" for k, v in env.items()],
+            mode=ServiceMode("replicated", replicas=1 if rps > 0 else 0),
+            force_update=True,
+        )
+
+
+def services_summary() -> list[dict[str, Any]]:
+    with daemons.client(layout.MANAGER, timeout=5) as client:
+        summary = []
+        for service in client.services.list():
+            tasks = service.tasks(filters={"desired-state": "running"})
+            running = sum(t["Status"]["State"] == "running" for t in tasks)
+            replicas = service.attrs["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
+            summary.append({"name": service.name, "replicas": replicas, "running": running})
+        return summary
