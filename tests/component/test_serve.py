@@ -1,0 +1,188 @@
+"""The `run` wiring end to end with fakes: exit codes, signals and the HTTP endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from autoscaler.cli import EXIT_INPUT, EXIT_OK
+from autoscaler.cli.run import serve
+from autoscaler.observability.http import ObservabilityServer
+from autoscaler.policy.loader import PolicyStore
+from autoscaler.reconciler.loop import Reconciler
+from autoscaler.settings import load_settings
+
+from .fakes import FakeClock, FakeSource, FakeTarget, eventually, service, write_policy
+
+Started = asyncio.Future[tuple[Reconciler, ObservabilityServer | None]]
+
+
+def settings_for(policy_dir: Path, **loop: Any) -> Any:
+    return load_settings(
+        overrides={"policies": {"paths": [policy_dir]}, "http": {"listen": "127.0.0.1:0"}, "loop": loop}
+    )
+
+
+async def test_once_exits_zero_when_every_service_is_fine(policy_dir: Path, clock: FakeClock) -> None:
+    write_policy(policy_dir, "web")
+    target = FakeTarget(service("web", 1))
+    code = await serve(
+        settings_for(policy_dir, once=True),
+        target=target,
+        sources={"prometheus": FakeSource({("web", "rps"): 30.0})},
+        catalog=PolicyStore([policy_dir]),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert code == EXIT_OK
+    assert len(target.scale_calls) == 1 and target.closed
+
+
+async def test_once_exits_non_zero_when_a_service_failed(policy_dir: Path, clock: FakeClock) -> None:
+    for name in ("good", "bad"):
+        write_policy(policy_dir, name)
+    target = FakeTarget(service("good", 1), service("bad", 1))
+    target.fail_scale["bad"] = RuntimeError("boom")
+    code = await serve(
+        settings_for(policy_dir, once=True),
+        target=target,
+        sources={"prometheus": FakeSource({("good", "rps"): 30.0, ("bad", "rps"): 30.0})},
+        catalog=PolicyStore([policy_dir]),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert code == EXIT_INPUT
+    assert [c.service for c in target.scale_calls] == ["good"]
+
+
+async def test_once_exits_non_zero_on_a_broken_policy_file(policy_dir: Path, clock: FakeClock) -> None:
+    (policy_dir / "typo.yaml").write_text("apiVersion: autoscaler.swarm/v1\nkind: ScalingPolicy\nmetadata: {}\n")
+    code = await serve(
+        settings_for(policy_dir, once=True),
+        target=FakeTarget(),
+        sources={},
+        catalog=PolicyStore([policy_dir]),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert code == EXIT_INPUT
+
+
+async def test_sigterm_stops_the_controller_cleanly(policy_dir: Path, clock: FakeClock) -> None:
+    write_policy(policy_dir, "web")
+    target = FakeTarget(service("web", 1))
+    started: Started = asyncio.get_running_loop().create_future()
+    run = asyncio.create_task(
+        serve(
+            settings_for(policy_dir),
+            target=target,
+            sources={"prometheus": FakeSource({("web", "rps"): 10.0})},
+            catalog=PolicyStore([policy_dir]),
+            clock=clock,
+            sleep=clock.sleep,
+            started=started,
+        )
+    )
+    reconciler, _ = await asyncio.wait_for(started, timeout=5)
+    await eventually(lambda: reconciler.status.passes >= 1, what="first pass")
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    code = await asyncio.wait_for(run, timeout=5)
+
+    assert code == EXIT_OK and reconciler.stopping and target.closed
+    # The handler is removed again: a later SIGTERM must not reach a dead controller.
+    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.default_int_handler)
+
+
+async def test_http_endpoints_report_metrics_health_and_decisions(policy_dir: Path, clock: FakeClock) -> None:
+    write_policy(policy_dir, "web", target=10.0, min_replicas=1, max_replicas=7)
+    write_policy(policy_dir, "agent")
+    target = FakeTarget(service("web", 1), service("agent", None, running=3))
+    registry = CollectorRegistry()
+    started: Started = asyncio.get_running_loop().create_future()
+    run = asyncio.create_task(
+        serve(
+            settings_for(policy_dir),
+            target=target,
+            sources={"prometheus": FakeSource({("web", "rps"): 30.0})},
+            catalog=PolicyStore([policy_dir]),
+            registry=registry,
+            clock=clock,
+            sleep=clock.sleep,
+            started=started,
+        )
+    )
+    try:
+        reconciler, server = await asyncio.wait_for(started, timeout=5)
+        assert server is not None
+        await eventually(lambda: reconciler.status.passes >= 1, what="first pass")
+        base = f"http://127.0.0.1:{server.port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/healthz") as r:
+                assert r.status == 200
+            async with http.get(f"{base}/readyz") as r:
+                ready = await r.json()
+                assert r.status == 200 and all(ready["checks"].values())
+            async with http.get(f"{base}/metrics") as r:
+                exposition = await r.text()
+            async with http.get(f"{base}/decisions") as r:
+                decisions = json.loads(await r.text())
+    finally:
+        reconciler.stop()
+        await asyncio.wait_for(run, timeout=5)
+
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+    }
+    web_desired = target.services["web"].replicas
+    assert samples[("autoscaler_desired_replicas", (("service", "web"),))] == web_desired
+    assert samples[("autoscaler_max_replicas", (("service", "web"),))] == 7
+    assert samples[("autoscaler_policy_load_errors", ())] == 0
+    assert any(name == "autoscaler_reconcile_duration_seconds_count" for name, _ in samples)
+
+    web = decisions["services"]["web"]
+    assert web["outcome"] == "scaled" and web["decision"]["desired"] == web_desired
+    metric = web["decision"]["metrics"][0]
+    assert metric["name"] == "rps" and metric["value"] == 30.0 and metric["target"] == 10.0
+    assert decisions["services"]["agent"]["outcome"] == "skipped"
+    assert decisions["policy_problems"] == []
+
+
+async def test_readyz_fails_while_docker_is_unreachable(policy_dir: Path, clock: FakeClock) -> None:
+    write_policy(policy_dir, "web")
+    target = FakeTarget(service("web", 1))
+    target.fail_list = ConnectionRefusedError("docker.sock: connection refused")
+    started: Started = asyncio.get_running_loop().create_future()
+    run = asyncio.create_task(
+        serve(
+            settings_for(policy_dir),
+            target=target,
+            sources={},
+            catalog=PolicyStore([policy_dir]),
+            clock=clock,
+            sleep=clock.sleep,
+            started=started,
+        )
+    )
+    try:
+        reconciler, server = await asyncio.wait_for(started, timeout=5)
+        assert server is not None
+        await eventually(lambda: reconciler.status.passes >= 1, what="first pass")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{server.port}/readyz") as r:
+                body = await r.json()
+    finally:
+        reconciler.stop()
+        await asyncio.wait_for(run, timeout=5)
+    assert r.status == 503
+    assert body["checks"]["docker_reachable"] is False and "connection refused" in body["docker_error"]
