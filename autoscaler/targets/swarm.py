@@ -128,16 +128,18 @@ class SwarmTarget:
             self._docker = None
 
     async def list_services(self) -> list[ServiceState]:
-        services, tasks = await asyncio.gather(
-            self._call(lambda d: d._query_json("services")),
-            self._call(
-                lambda d: d._query_json(
-                    "tasks", params={"filters": json.dumps({"desired-state": ["running"]})}
+        filters = json.dumps({"desired-state": ["running"]})
+        try:
+            # A TaskGroup, unlike gather, cancels the sibling call when one fails.
+            async with asyncio.TaskGroup() as group:
+                services = group.create_task(self._call(lambda d: d._query_json("services")))
+                tasks = group.create_task(
+                    self._call(lambda d: d._query_json("tasks", params={"filters": filters}))
                 )
-            ),
-        )
-        running = _running_by_service(tasks)
-        return [_state_of(service, running[service["ID"]]) for service in services]
+        except BaseExceptionGroup as group_error:
+            raise group_error.exceptions[0] from None
+        running = _running_by_service(tasks.result())
+        return [_state_of(service, running[service["ID"]]) for service in services.result()]
 
     async def get_service(self, name_or_id: str) -> ServiceState | None:
         service = await self._inspect(name_or_id)
