@@ -48,10 +48,10 @@ class FakeClock:
                 future.set_result(None)
 
 
-async def eventually(condition: Callable[[], bool], *, timeout: float = 5.0, what: str = "condition") -> None:
-    """Let the event loop run until ``condition()`` holds; fail after ``timeout`` real seconds."""
+async def eventually(condition: Callable[[], bool], *, within: float = 5.0, what: str = "condition") -> None:
+    """Let the event loop run until ``condition()`` holds; fail after ``within`` real seconds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not condition():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -195,7 +195,7 @@ def write_policy(
         "  metrics:\n"
         f"    - name: {metric}\n"
         "      prometheus:\n"
-        "        query: sum(rate(requests_total{service=\"{{ service }}\"}[1m]))\n"
+        '        query: sum(rate(requests_total{service="{{ service }}"}[1m]))\n'
         f"      target:\n        averageValue: {target}\n"
     )
     return path

@@ -64,7 +64,8 @@ async def test_once_exits_non_zero_when_a_service_failed(policy_dir: Path, clock
 
 
 async def test_once_exits_non_zero_on_a_broken_policy_file(policy_dir: Path, clock: FakeClock) -> None:
-    (policy_dir / "typo.yaml").write_text("apiVersion: autoscaler.swarm/v1\nkind: ScalingPolicy\nmetadata: {}\n")
+    no_name = "apiVersion: autoscaler.swarm/v1\nkind: ScalingPolicy\nmetadata: {}\n"
+    (policy_dir / "typo.yaml").write_text(no_name)
     code = await serve(
         settings_for(policy_dir, once=True),
         target=FakeTarget(),
@@ -178,9 +179,9 @@ async def test_readyz_fails_while_docker_is_unreachable(policy_dir: Path, clock:
         reconciler, server = await asyncio.wait_for(started, timeout=5)
         assert server is not None
         await eventually(lambda: reconciler.status.passes >= 1, what="first pass")
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{server.port}/readyz") as r:
-                body = await r.json()
+        url = f"http://127.0.0.1:{server.port}/readyz"
+        async with aiohttp.ClientSession() as http, http.get(url) as r:
+            body = await r.json()
     finally:
         reconciler.stop()
         await asyncio.wait_for(run, timeout=5)
