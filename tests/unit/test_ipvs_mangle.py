@@ -1,0 +1,85 @@
+"""iptables-save parsing and fwmark mapping without a namespace (the real-iptables run is in
+tests/integration/test_ipvs_mangle.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autoscaler.sources.ipvs.mangle import (
+    MarkRule,
+    SwarmServiceRecord,
+    map_fwmarks,
+    parse_iptables_save,
+    parse_network_inspect,
+)
+from autoscaler.sources.ipvs.model import IpvsFormatError
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "ipvs"
+
+
+def test_only_the_mangle_table_counts() -> None:
+    text = (
+        "*nat\n-A PREROUTING -p tcp -m tcp --dport 80 -j MARK --set-xmark 0x5/0xffffffff\nCOMMIT\n"
+        '*mangle\n-A INPUT -d 10.0.0.5/32 -m comment --comment "swarm vip" '
+        "-j MARK --set-xmark 0x100/0xffffffff\n"
+        "COMMIT\n"
+    )
+    assert parse_iptables_save(text) == [MarkRule("INPUT", 0x100, None, None, "10.0.0.5")]
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [
+        ('-A INPUT -m comment --comment "unterminated -j MARK --set-mark 1', "cannot split"),
+        ("-A INPUT -d 10.0.0.5/32 -j MARK --set-xmark 0xZZ/0xffffffff", "unreadable mark"),
+        ("-A PREROUTING -p tcp --dport http -j MARK --set-mark 1", "unreadable mark or port"),
+        ("-A INPUT -d not-an-ip -j MARK --set-mark 1", "bad destination"),
+    ],
+)
+def test_garbage_rules_name_the_line(line: str, match: str) -> None:
+    with pytest.raises(IpvsFormatError, match=f"line 2: {match}"):
+        parse_iptables_save("*mangle\n" + line + "\n")
+
+
+@given(st.text(max_size=300))
+def test_any_text_parses_or_fails_clearly(text: str) -> None:
+    try:
+        parse_iptables_save("*mangle\n" + text)
+    except IpvsFormatError as exc:
+        assert "iptables-save line" in str(exc)
+
+
+def test_index_beats_rules_and_marks_are_per_node() -> None:
+    # Node A and node B gave the same service different marks; each node's map stands alone.
+    web_a = SwarmServiceRecord("web", "10.0.0.5", 256)
+    web_b = SwarmServiceRecord("web", "10.0.0.5", 300)
+    rule_a = MarkRule("INPUT", 256, destination="10.0.0.5")
+    assert map_fwmarks([rule_a], [web_a])[256].evidence == "LocalLBIndex"
+    assert set(map_fwmarks([MarkRule("INPUT", 300, destination="10.0.0.5")], [web_b])) == {300}
+    assert 256 not in map_fwmarks([], [web_b])
+
+
+@pytest.mark.parametrize(
+    ("doc", "match"),
+    [
+        ({"Name": "x"}, "no Id/Name"),
+        ({"Name": "x", "Id": "abc", "Services": []}, "Services is list"),
+        ({"Name": "x", "Id": "abc", "Services": {"s": {"LocalLBIndex": "7"}}}, "LocalLBIndex"),
+    ],
+)
+def test_bad_inspect_output_is_explained(doc: dict[str, object], match: str) -> None:
+    with pytest.raises(IpvsFormatError, match=match):
+        parse_network_inspect(doc)
+
+
+def test_fixture_records() -> None:
+    record = parse_network_inspect(json.loads((FIXTURES / "network_inspect_ingress.json").read_text()))
+    assert record.ingress
+    by_name = {s.name: s for s in record.services}
+    assert by_name["web"].published_ports == (8080,)
+    assert by_name["dns"].lb_index is None
