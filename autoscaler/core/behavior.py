@@ -122,23 +122,41 @@ class RecommendationHistory:
         self._all.append((at, replicas))
         self._push(at, replicas)
 
-    def bounds(self, now: float, desired: int) -> tuple[int, int]:
-        """(scale-up bound, scale-down bound): min and max over each window, ``desired`` included."""
+    def add_and_bounds(self, now: float, desired: int) -> tuple[int, int]:
+        """Record ``desired`` at ``now`` and return (scale-up bound, scale-down bound).
+
+        The bounds are the min over the scale-up window and the max over the scale-down
+        window, ``desired`` included (HPA seeds both with the new recommendation).
+        """
+        records = self._all
+        mins = self._mins
+        maxs = self._maxs
+        record = (now, desired)
+        if records and now < records[-1][0]:
+            self.add(now, desired)
+        else:
+            # _push inlined: this runs for every policy on every tick.
+            records.append(record)
+            while mins and mins[-1][1] >= desired:
+                mins.pop()
+            mins.append(record)
+            while maxs and maxs[-1][1] <= desired:
+                maxs.pop()
+            maxs.append(record)
         up_cutoff = now - self._up_window
         down_cutoff = now - self._down_window
-        mins = self._mins
-        while mins and mins[0][0] <= up_cutoff:
+        while mins[0][0] <= up_cutoff and len(mins) > 1:
             mins.popleft()
-        maxs = self._maxs
-        while maxs and maxs[0][0] <= down_cutoff:
+        while maxs[0][0] <= down_cutoff and len(maxs) > 1:
             maxs.popleft()
         keep_cutoff = up_cutoff if up_cutoff < down_cutoff else down_cutoff
-        records = self._all
-        while records and records[0][0] <= keep_cutoff:
+        while records[0][0] <= keep_cutoff and len(records) > 1:
             records.popleft()
-        up = mins[0][1] if mins and mins[0][1] < desired else desired
-        down = maxs[0][1] if maxs and maxs[0][1] > desired else desired
-        return up, down
+        # The newest record (``desired`` at ``now``) is never popped above, so both deques
+        # hold it or something that beats it inside the window.
+        up = mins[0][1]
+        down = maxs[0][1]
+        return (up if up < desired else desired), (down if down > desired else desired)
 
     def _push(self, at: float, replicas: int) -> None:
         mins = self._mins

@@ -28,7 +28,8 @@ calls ``record_scale`` once the scale call succeeded.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from autoscaler.core.behavior import (
@@ -42,10 +43,76 @@ from autoscaler.core.behavior import (
 )
 from autoscaler.core.decision import Decision, MetricReading, MetricRecommendation
 from autoscaler.core.policy import PolicySpec
-from autoscaler.core.tracking import invalid_why, track_average, track_value
+from autoscaler.core.tracking import MetricTracker, invalid_why
 
 # Times this large are Unix timestamps (reconciler); smaller ones are simulation seconds.
 _EPOCH_LIKE = 365 * 86400.0
+_INF = float("inf")
+
+
+def _setters(cls: type, names: tuple[str, ...]) -> tuple[Callable[[object, object], None], ...]:
+    """Slot setters of a frozen dataclass, checked against its fields.
+
+    The generated ``__init__`` of a frozen dataclass pays ``object.__setattr__`` per field;
+    calling the slot descriptors directly halves the cost of the two objects built every
+    tick. The check makes a new field in ``decision.py`` fail at import, not silently.
+    """
+    fields = tuple(f.name for f in dataclasses.fields(cls))
+    if fields != names or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} fields are {fields}; update engine._setters for {names}")
+    return tuple(cls.__dict__[n].__set__ for n in names)
+
+
+_REC_FIELDS = ("name", "value", "desired", "reason")
+_DECISION_FIELDS = (
+    "at",
+    "current",
+    "running",
+    "desired",
+    "recommendation",
+    "reason",
+    "panic",
+    "metrics",
+    "limits",
+)
+_R_NAME, _R_VALUE, _R_DESIRED, _R_REASON = _setters(MetricRecommendation, _REC_FIELDS)
+_D_AT, _D_CUR, _D_RUN, _D_DES, _D_REC, _D_REASON, _D_PANIC, _D_METRICS, _D_LIMITS = _setters(
+    Decision, _DECISION_FIELDS
+)
+_new = object.__new__
+
+
+def _recommendation(name: str, value: float | None, desired: int | None, reason: str) -> MetricRecommendation:
+    rec: MetricRecommendation = _new(MetricRecommendation)
+    _R_NAME(rec, name)
+    _R_VALUE(rec, value)
+    _R_DESIRED(rec, desired)
+    _R_REASON(rec, reason)
+    return rec
+
+
+def _decision(
+    at: float,
+    current: int,
+    running: int,
+    desired: int,
+    recommendation: int,
+    reason: str,
+    panic: bool,
+    metrics: tuple[MetricRecommendation, ...],
+    limits: tuple[str, ...],
+) -> Decision:
+    d: Decision = _new(Decision)
+    _D_AT(d, at)
+    _D_CUR(d, current)
+    _D_RUN(d, running)
+    _D_DES(d, desired)
+    _D_REC(d, recommendation)
+    _D_REASON(d, reason)
+    _D_PANIC(d, panic)
+    _D_METRICS(d, metrics)
+    _D_LIMITS(d, limits)
+    return d
 
 
 def _when(t: float) -> str:
@@ -70,7 +137,6 @@ class Engine:
         "_panic_window",
         "_scale_events",
         "_started",
-        "_tolerance",
         "_up",
         "spec",
     )
@@ -92,9 +158,14 @@ class Engine:
         self._down: DirectionRules = compile_rules(b.down_window, b.scale_down.select_policy, b.down_policies)
         self._min = spec.min_replicas
         self._max = spec.max_replicas
-        self._tolerance = spec.tolerance
         self._metrics = tuple(
-            (m.name, m.target.average_value is not None, m.target.amount) for m in spec.metrics
+            MetricTracker(
+                m.name,
+                per_replica=m.target.average_value is not None,
+                target=m.target.amount,
+                tolerance=spec.tolerance,
+            )
+            for m in spec.metrics
         )
         self._panic_enabled = spec.panic.enabled
         self._panic_threshold = spec.panic.threshold
@@ -130,34 +201,34 @@ class Engine:
             self._history.add(at, current)
             parts.append(f"service was scaled out of band from {self._known} to {current} at {_when(at)}")
             self._known = current
-        self._scale_events.prune(now)
+        events = self._scale_events
+        if events.up or events.down:
+            events.prune(now)
 
         # 2. Target tracking, largest wins; invalid readings noted.
-        tolerance = self._tolerance
-        recs: list[MetricRecommendation] = []
         best: int | None = None
         best_name = ""
-        missing: list[str] = []
-        for name, per_replica, target in self._metrics:
+        missing = 0
+        recs = []
+        for tracker in self._metrics:
+            name = tracker.name
             reading = readings.get(name)
-            why = invalid_why(reading)
-            if why is not None:
-                text = f"{name}: no reading ({why})"
-                recs.append(MetricRecommendation(name, None, None, text))
-                missing.append(text)
+            value = None if reading is None else reading.value
+            # One chained comparison rejects None, NaN, infinities and negatives alike.
+            if value is None or not 0.0 <= value < _INF:
+                recs.append(_recommendation(name, None, None, f"{name}: no reading ({invalid_why(reading)})"))
+                missing += 1
                 continue
-            value: float = reading.value  # type: ignore[union-attr,assignment]  # checked by invalid_why
-            track = track_average if per_replica else track_value
-            desired, text = track(name, value, target, current, running, tolerance)
-            recs.append(MetricRecommendation(name, value, desired, text))
+            desired, text = tracker.track(value, current, running)
+            recs.append(_recommendation(name, value, desired, text))
             if best is None or desired > best:
                 best, best_name = desired, name
         metrics = tuple(recs)
         if len(recs) == 1:
             parts.append(recs[0].reason)
         else:
-            parts.append(", ".join(r.reason for r in recs))
-            if best is not None and len(recs) - len(missing) > 1:
+            parts.append(", ".join([r.reason for r in recs]))
+            if best is not None and len(recs) - missing > 1:
                 parts.append(f"largest: {best_name} -> {best}")
 
         limits: list[str] = []
@@ -206,7 +277,6 @@ class Engine:
                 side = "above maxReplicas" if name == "TooManyReplicas" else "below minReplicas"
                 parts.append(f"{name}: current {current} is {side} {bound}")
         elif usable:
-            self._history.add(now, recommendation)
             desired = self._behave(
                 now, current, recommendation, panic_cond, in_panic, hold_scale_down, parts, limits
             )
@@ -215,16 +285,8 @@ class Engine:
             parts.append(f"keep {current}")
         else:
             parts.append(f"scale {current} -> {desired}")
-        return Decision(
-            at=now,
-            current=current,
-            running=running,
-            desired=desired,
-            recommendation=recommendation,
-            reason="; ".join(parts),
-            panic=in_panic,
-            metrics=metrics,
-            limits=tuple(limits),
+        return _decision(
+            now, current, running, desired, recommendation, "; ".join(parts), in_panic, metrics, tuple(limits)
         )
 
     def _behave(
@@ -240,6 +302,7 @@ class Engine:
     ) -> int:
         """Stabilization, panic, start-up guard, hold, rate limits and min/max for ``rec``."""
         if panic_cond and rec > current:
+            self._history.add(now, rec)
             if rec > self._max:
                 limits.append("Panic")
                 limits.append("TooManyReplicas")
@@ -253,8 +316,7 @@ class Engine:
             )
             return rec
 
-        # bounds() includes ``rec`` itself, so the record decide() just added changes nothing.
-        up_bound, down_bound = self._history.bounds(now, rec)
+        up_bound, down_bound = self._history.add_and_bounds(now, rec)
         stabilized = current
         if stabilized < up_bound:
             stabilized = up_bound
