@@ -1,0 +1,132 @@
+"""What people see: `explain` against a live controller, JSON log lines, selector matches."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from autoscaler.cli import EXIT_INPUT, EXIT_OK, main
+from autoscaler.cli.run import serve
+from autoscaler.observability.logs import configure_logging
+from autoscaler.policy.loader import PolicyStore
+from autoscaler.reconciler.loop import Reconciler
+from autoscaler.reconciler.records import Outcome
+from autoscaler.settings import load_settings
+
+from .fakes import FakeClock, FakeSource, FakeTarget, eventually, service, write_policy
+from .test_serve import Started
+
+MakeReconciler = Callable[..., Reconciler]
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = configure_logging("json", "INFO", stream)
+    logger = logging.getLogger("autoscaler")
+    yield stream
+    logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
+async def test_explain_prints_the_breakdown_from_a_running_controller(
+    policy_dir: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_policy(policy_dir, "web", target=10.0, max_replicas=4)
+    target = FakeTarget(service("web", 2))
+    started: Started = asyncio.get_running_loop().create_future()
+    settings = load_settings(
+        overrides={"policies": {"paths": [policy_dir]}, "http": {"listen": "127.0.0.1:0"}}
+    )
+    run = asyncio.create_task(
+        serve(
+            settings,
+            target=target,
+            sources={"prometheus": FakeSource({("web", "rps"): 90.0})},
+            catalog=PolicyStore([policy_dir]),
+            clock=clock,
+            sleep=clock.sleep,
+            started=started,
+        )
+    )
+    try:
+        reconciler, server = await asyncio.wait_for(started, timeout=5)
+        assert server is not None
+        await eventually(lambda: reconciler.status.passes >= 1, what="first pass")
+        url = f"http://127.0.0.1:{server.port}"
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, ["explain", "web", "--url", url])
+        shown = capsys.readouterr().out
+        missing = await asyncio.to_thread(main, ["explain", "nosuch", "--url", url])
+        complaint = capsys.readouterr().err
+    finally:
+        reconciler.stop()
+        await asyncio.wait_for(run, timeout=5)
+
+    record = reconciler.status.records["web"]
+    assert code == EXIT_OK and record.decision is not None
+    assert f"desired {record.decision.desired}" in shown
+    for limit in record.decision.limits:
+        assert limit in shown
+    assert "rps" in shown and "90" in shown and "10 /replica" in shown
+    assert f"{90.0 / (10.0 * record.decision.running):.2f}" in shown  # the HPA ratio
+    assert record.reason in shown
+    assert missing == EXIT_INPUT and "nosuch" in complaint and "web" in complaint
+
+
+def test_explain_says_when_the_controller_is_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: bind, read it, close
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = main(["explain", "web", "--url", f"http://127.0.0.1:{port}", "--timeout", "2"])
+    assert code == EXIT_INPUT
+    assert f"cannot reach the controller at http://127.0.0.1:{port}/decisions" in capsys.readouterr().err
+
+
+async def test_json_logs_have_one_line_per_decision_and_per_action(
+    policy_dir: Path, make_reconciler: MakeReconciler, json_log: io.StringIO
+) -> None:
+    write_policy(policy_dir, "web")
+    target = FakeTarget(service("web", 1))
+    reconciler = make_reconciler(target, FakeSource({("web", "rps"): 30.0}))
+
+    await reconciler.run_once()
+
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    decisions = [line for line in lines if line.get("event") == "decision"]
+    actions = [line for line in lines if line.get("event") == "action"]
+    scaled_to = target.services["web"].replicas
+    assert len(decisions) == 1 and decisions[0]["service"] == "web" and decisions[0]["desired"] == scaled_to
+    assert decisions[0]["metrics"] == {"rps": 30.0}
+    assert len(actions) == 1 and actions[0]["to"] == scaled_to and actions[0]["from"] == 1
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+
+
+async def test_selector_policies_govern_labelled_services_and_conflicts_are_reported(
+    policy_dir: Path, make_reconciler: MakeReconciler
+) -> None:
+    write_policy(policy_dir, "tier-web", selector={"tier": "web"})
+    write_policy(policy_dir, "team-a", selector={"team": "a"})
+    target = FakeTarget(
+        service("shop", 1, labels={"tier": "web"}),
+        service("both", 1, labels={"tier": "web", "team": "a"}),
+        service("other", 1, labels={"tier": "db"}),
+    )
+    source = FakeSource({(n, "rps"): 30.0 for n in ("shop", "both", "other")})
+    reconciler = make_reconciler(target, source)
+
+    result = await reconciler.run_once()
+
+    assert result.scaled == ("shop",)
+    assert reconciler.status.records["shop"].outcome is Outcome.SCALED
+    assert "both" not in reconciler.status.records and "other" not in reconciler.status.records
+    assert len(reconciler.status.conflicts) == 1
+    assert "'both'" in reconciler.status.conflicts[0] and "team-a, tier-web" in reconciler.status.conflicts[0]
