@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 import pytest
+from pydantic import BaseModel
 
 from autoscaler.cli import validate
+from autoscaler.core.policy import ScalingPolicy
 from autoscaler.policy.loader import PolicyLoadError, load_file, load_paths
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
@@ -85,3 +89,36 @@ def test_example_policies_validate(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_validate([str(EXAMPLES)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == len(load_paths([EXAMPLES]))
+
+
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "policy-reference.md"
+
+
+def _yaml_keys(model: type[BaseModel]) -> set[str]:
+    keys: set[str] = set()
+    for name, info in model.model_fields.items():
+        keys.add(info.alias or name)
+        for arg in (info.annotation, *get_args(info.annotation)):
+            for inner in (arg, *get_args(arg)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    keys |= _yaml_keys(inner)
+    return keys
+
+
+def test_policy_reference_documents_every_field() -> None:
+    text = REFERENCE.read_text()
+    undocumented = sorted(key for key in _yaml_keys(ScalingPolicy) if f"`{key}`" not in text)
+    assert undocumented == []
+
+
+def test_policy_reference_example_is_valid_and_complete(tmp_path: Path) -> None:
+    example = REFERENCE.read_text().split("## Full example", 1)[1].split("```yaml\n", 1)[1].split("```")[0]
+    assert len(load_file(_write(tmp_path / "example.yaml", example))) == 1
+    used = set(re.findall(r"^\s*-?\s*([A-Za-z]+):", example, flags=re.MULTILINE))
+    # selector is the alternative to service, so one example cannot show both.
+    assert _yaml_keys(ScalingPolicy) - used == {"selector"}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
