@@ -1,0 +1,313 @@
+"""Failover monitor: feeds Swarm's nodes and tasks to the failover tracker and acts on its events.
+
+It resyncs on node/service/task events and every ``interval`` seconds, and every
+``fast_interval`` while a lost task is still waiting: task state changes on worker nodes
+produce no event at the manager, and the goal is to confirm a replacement within ~2 s of
+Swarm reporting it running. On a timeout it performs the policy's ``onTimeout`` (alert:
+report only; forceUpdate: ``docker service update --force``; scaleUp: +scaleUpBy replicas
+within maxReplicas) and records the outcome in the failover.
+
+The reconcile loop uses ``set_managed`` (each pass), ``hold_reason`` (pass it to
+``Engine.decide(hold_scale_down=...)``), ``during_failover`` (to annotate a scale-up) and
+``failovers()`` (the ``failovers`` section of /decisions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from dataclasses import replace
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from autoscaler.core.decision import Decision, Direction
+from autoscaler.core.failover import (
+    ConfirmationTimedOut,
+    FailoverEvent,
+    FailoverOpened,
+    FailoverSettled,
+    FailoverTracker,
+    ManagedService,
+    NodeView,
+    ReplacementConfirmed,
+    TaskView,
+)
+from autoscaler.core.failover_report import failover_summary, failovers_json
+from autoscaler.core.observation import ServiceState
+from autoscaler.core.policy import OnTimeout, PolicySpec
+from autoscaler.errors import AutoscalerError, VersionConflictError
+
+log = logging.getLogger("autoscaler.failover")
+
+# Swarm's replacement times measured on the lab run 3-12 s; a slow registry pull can take minutes.
+_REPLACEMENT_BUCKETS = (1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0)
+_LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+class NodeReader(Protocol):
+    """What the monitor reads and writes in Swarm (``targets.swarm_nodes.SwarmNodes``)."""
+
+    async def list_nodes(self) -> list[NodeView]: ...
+
+    async def list_tasks(self, service_ids: Collection[str] | None = None) -> list[TaskView]: ...
+
+    async def force_update(self, service_id: str) -> int: ...
+
+    def events(self) -> AsyncIterator[object]: ...
+
+
+class Scaler(Protocol):
+    """The scale half of ``reconciler.ports.Target`` (``targets.swarm.SwarmTarget``)."""
+
+    async def get_service(self, name: str) -> ServiceState | None: ...
+
+    async def scale(self, state: ServiceState, replicas: int) -> ServiceState: ...
+
+
+class FailoverMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        ns = "autoscaler"
+        self.node_down = Counter(
+            "node_down_events",
+            "Nodes seen going down, unknown, disconnected or drained, by kind.",
+            ["kind"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.replacement = Histogram(
+            "failover_replacement_seconds",
+            "From Swarm marking the node down to our confirming the replacement task running.",
+            namespace=ns,
+            registry=registry,
+            buckets=_REPLACEMENT_BUCKETS,
+        )
+        self.confirm_lag = Histogram(
+            "failover_confirm_lag_seconds",
+            "From Swarm's running timestamp of a replacement to our confirmation of it.",
+            namespace=ns,
+            registry=registry,
+            buckets=_LAG_BUCKETS,
+        )
+        self.unconfirmed = Gauge(
+            "failover_unconfirmed_replacements",
+            "Lost tasks not yet running elsewhere, per service.",
+            ["service"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.timeouts = Counter(
+            "failover_timeouts",
+            "onTimeout firings by service and action.",
+            ["service", "action"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.open = Gauge("failovers_open", "Failed nodes not back yet.", namespace=ns, registry=registry)
+        self.resync_errors = Counter(
+            "failover_resync_errors", "Failed node/task reads.", namespace=ns, registry=registry
+        )
+
+
+class FailoverMonitor:
+    def __init__(
+        self,
+        *,
+        nodes: NodeReader,
+        target: Scaler,
+        registry: CollectorRegistry,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        interval: float = 5.0,
+        fast_interval: float = 0.5,
+    ) -> None:
+        if not 0 < fast_interval <= interval:
+            raise ValueError(f"need 0 < fast_interval <= interval (got {fast_interval}, {interval})")
+        self.nodes = nodes
+        self.target = target
+        self.metrics = FailoverMetrics(registry)
+        self.clock = clock
+        self.sleep = sleep
+        self.interval = interval
+        self.fast_interval = fast_interval
+        self.tracker = FailoverTracker()
+        self.last_error: str | None = None
+        self._managed: dict[str, ManagedService] = {}
+        self._specs: dict[str, PolicySpec] = {}  # by service id
+        self._ids: dict[str, str] = {}  # service name -> id
+        self._exported: set[str] = set()  # service labels on the unconfirmed gauge
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    # -- what the loop calls -------------------------------------------------------------------
+
+    def set_managed(self, governed: Iterable[tuple[ServiceState, PolicySpec]]) -> None:
+        """The services policies govern now, with their policy (global services are skipped)."""
+        pairs = [(s, p) for s, p in governed if not s.is_global]
+        self._managed = {s.id: ManagedService(s.id, s.name, p.node_failure) for s, p in pairs}
+        self._specs = {s.id: p for s, p in pairs}
+        self._ids = {s.name: s.id for s, _ in pairs}
+
+    def hold_reason(self, service: str) -> str | None:
+        """Why scale-down of ``service`` (a name) waits, while its lost tasks are not all back."""
+        service_id = self._ids.get(service)
+        return None if service_id is None else self.tracker.hold_reason(service_id, self.clock())
+
+    def during_failover(self, service: str, decision: Decision) -> Decision:
+        """``decision`` with its reason saying so when it scales up during a failover."""
+        hold = self.hold_reason(service)
+        if hold is None or decision.direction is not Direction.UP:
+            return decision
+        return replace(decision, reason=f"{decision.reason}; scale-up during {hold}")
+
+    def failovers(self) -> list[dict[str, Any]]:
+        """The ``failovers`` section of /decisions."""
+        return failovers_json(self.tracker, self.clock())
+
+    # -- observing ---------------------------------------------------------------------------------
+
+    async def resync(self) -> list[FailoverEvent]:
+        """Read nodes and the managed services' tasks once, advance the tracker and act."""
+        managed = dict(self._managed)
+        try:
+            nodes, tasks = await asyncio.gather(self.nodes.list_nodes(), self.nodes.list_tasks(list(managed)))
+        except AutoscalerError as exc:
+            self.metrics.resync_errors.inc()
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("failover resync failed: %s", self.last_error, extra={"event": "failover_error"})
+            return []
+        self.last_error = None
+        events = self.tracker.observe(self.clock(), nodes, tasks, managed)
+        for event in events:
+            await self._handle(event)
+        self._export()
+        return events
+
+    async def run(self) -> None:
+        """Resync on events and on a timer until ``stop()``."""
+        watcher = asyncio.create_task(self._watch(), name="failover-events")
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                await self.resync()
+                waiting = any(f.waiting for f in self.tracker.open_failovers)
+                await self._wait(self.fast_interval if waiting else self.interval)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def _wait(self, delay: float) -> None:
+        timer = asyncio.ensure_future(self.sleep(delay))
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({timer, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (timer, woken):
+                waiter.cancel()
+            await asyncio.gather(timer, woken, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                async for event in self.nodes.events():
+                    if getattr(event, "kind", None) in ("node", "service", "task"):
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the timer keeps resyncing; the stream reconnects itself
+                log.warning("failover event stream failed: %s: %s", type(exc).__name__, exc)
+                await self.sleep(self.interval)
+
+    # -- acting ------------------------------------------------------------------------------------
+
+    async def _handle(self, event: FailoverEvent) -> None:
+        failover = event.failover
+        if isinstance(event, FailoverOpened):
+            self.metrics.node_down.labels(failover.kind).inc()
+            services = sorted({t.service_name for t in failover.lost})
+            log.warning(
+                "node %s is %s: %d task(s) of %s to be replaced",
+                failover.hostname,
+                failover.kind,
+                len(failover.lost),
+                ", ".join(services) or "no managed service",
+                extra={"event": "failover_opened", "node": failover.hostname},
+            )
+        elif isinstance(event, ReplacementConfirmed):
+            task = event.task
+            if task.confirmed_at is not None:
+                self.metrics.replacement.observe(max(0.0, task.confirmed_at - failover.failed_at))
+                if task.running_at is not None:
+                    self.metrics.confirm_lag.observe(max(0.0, task.confirmed_at - task.running_at))
+        elif isinstance(event, ConfirmationTimedOut):
+            record = event.record
+            record.outcome = await self._on_timeout(event)
+            self.metrics.timeouts.labels(record.service_name, record.action.value).inc()
+            log.warning(
+                "failover #%d: %d task(s) of %s not running elsewhere after %ds (%s); onTimeout %s: %s",
+                failover.number,
+                record.waiting,
+                record.service_name,
+                event.service.node_failure.confirm_within_seconds,
+                "; ".join(record.reasons) or "no reason from Swarm",
+                record.action.value,
+                record.outcome,
+                extra={"event": "failover_timeout", "service": record.service_name},
+            )
+        elif isinstance(event, FailoverSettled):
+            log.info(failover_summary(failover), extra={"event": "failover", "node": failover.hostname})
+
+    async def _on_timeout(self, event: ConfirmationTimedOut) -> str:
+        service = event.service
+        action = event.record.action
+        try:
+            if action is OnTimeout.FORCE_UPDATE:
+                return await self._force_update(service)
+            if action is OnTimeout.SCALE_UP:
+                return await self._scale_up(service)
+        except AutoscalerError as exc:
+            return f"failed: {type(exc).__name__}: {exc}"
+        return "reported (alert only)"
+
+    async def _force_update(self, service: ManagedService) -> str:
+        try:
+            counter = await self.nodes.force_update(service.id)
+        except VersionConflictError:
+            counter = await self.nodes.force_update(service.id)  # it re-reads the spec: one retry
+        return f"forced an update of every task (ForceUpdate={counter})"
+
+    async def _scale_up(self, service: ManagedService) -> str:
+        spec = self._specs.get(service.id)
+        if spec is None:
+            return "not scaled: no policy governs the service any more"
+        for attempt in (1, 2):  # a second read after a version conflict
+            state = await self.target.get_service(service.name)
+            if state is None or state.replicas is None:
+                return "not scaled: the service is gone or not replicated"
+            wanted = min(spec.max_replicas, state.replicas + service.node_failure.scale_up_by)
+            if wanted <= state.replicas:
+                return f"not scaled: already at maxReplicas ({spec.max_replicas})"
+            try:
+                await self.target.scale(state, wanted)
+            except VersionConflictError:
+                if attempt == 2:
+                    raise
+                continue
+            return f"scaled {state.replicas} -> {wanted} replicas"
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def _export(self) -> None:
+        self.metrics.open.set(len(self.tracker.open_failovers))
+        counts = self.tracker.unconfirmed()
+        names = {m.name for m in self._managed.values()}
+        for gone in self._exported - names:
+            self.metrics.unconfirmed.remove(gone)
+        for name in names:
+            self.metrics.unconfirmed.labels(name).set(counts.get(name, 0))
+        self._exported = names
