@@ -126,9 +126,17 @@ def _pick_single(metric: str, series: list[_Series]) -> MetricReading:
     return MetricReading(metric, only.value, only.error)
 
 
-def _pick_grouped(request: MetricRequest, series: list[_Series]) -> MetricReading:
-    label = request.series_label or ""
-    mine = [s for s in series if s.labels.get(label) == request.service]
+def _by_label(series: list[_Series], label: str) -> dict[str, list[_Series]]:
+    """Series indexed by one label's value, so N services pick theirs in O(N), not O(N²)."""
+    index: dict[str, list[_Series]] = defaultdict(list)
+    for one in series:
+        value = one.labels.get(label)
+        if value is not None:
+            index[value].append(one)
+    return index
+
+
+def _pick_grouped(request: MetricRequest, label: str, mine: list[_Series]) -> MetricReading:
     if not mine:
         return MetricReading.missing(request.metric, "no data")
     if len(mine) > 1:
@@ -187,11 +195,16 @@ class PrometheusSource:
             *(loop.run_in_executor(self._pool, self._query, text, unreachable) for text in texts)
         )
         for text, outcome in zip(texts, outcomes, strict=True):
+            indexes: dict[str, dict[str, list[_Series]]] = {}
             for request in by_query[text]:
                 if isinstance(outcome, str):
                     readings[request] = MetricReading.missing(request.metric, f"prometheus: {outcome}")
                 elif request.series_label:
-                    readings[request] = _pick_grouped(request, outcome)
+                    label = request.series_label
+                    if label not in indexes:
+                        indexes[label] = _by_label(outcome, label)
+                    mine = indexes[label].get(request.service, [])
+                    readings[request] = _pick_grouped(request, label, mine)
                 else:
                     readings[request] = _pick_single(request.metric, outcome)
         return readings
