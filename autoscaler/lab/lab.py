@@ -76,7 +76,7 @@ def up(node_count: int = 3, sample: bool = False) -> LabInfo:
     nodes = layout.nodes(node_count)
     started = time.monotonic()
     layout.RUN_DIR.mkdir(parents=True, exist_ok=True)
-    layout.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    host.ensure_tmpfs(layout.STATE_DIR, layout.STATE_TMPFS_SIZE)
     layout.STATE_FILE.write_text(json.dumps({"nodes": node_count}))
     host.ensure_bridge()
     for node in nodes:

@@ -18,7 +18,9 @@ BRIDGE_IP = "10.77.0.1"
 ADDRESS_POOL = "10.78.0.0/16"
 IPTABLES_COMMENT = "swarm-autoscaler-lab"
 
+# A tmpfs while the lab is up (see host.ensure_tmpfs): data roots, daemon logs.
 STATE_DIR = Path("/var/lib/swarm-autoscaler-lab")
+STATE_TMPFS_SIZE = "8g"  # an upper bound, not a reservation: ~0.4 GiB used per node
 # Kept short: containerd's unix socket paths live under it and must stay < 108 bytes.
 RUN_DIR = Path("/run/swl")
 CACHE_DIR = Path("/var/cache/swarm-autoscaler-lab")

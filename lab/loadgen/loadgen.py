@@ -57,9 +57,11 @@ async def resolve_forever(addresses: list[str]) -> None:
     while True:
         try:
             infos = await loop.getaddrinfo(f"tasks.{TARGET}", PORT, type=socket.SOCK_STREAM)
-            addresses[:] = sorted({info[4][0] for info in infos})
+            addresses[:] = sorted({str(info[4][0]) for info in infos})
         except OSError:
-            addresses.clear()
+            # A DNS hiccup keeps the last known replicas; NXDOMAIN (no replica) is also
+            # an OSError, and those addresses then fail fast and count as errors.
+            pass
         STATE["targets"] = len(addresses)
         await asyncio.sleep(1.0)
 
