@@ -1,0 +1,108 @@
+"""``swarm-autoscaler ipvs-agent``: export this node's IPVS connection counters on /metrics."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+EXIT_OK = 0
+EXIT_INPUT = 1
+
+_EPILOG = """\
+Run it on every node as a global service (it reads the node's own kernel):
+
+  docker service create --name ipvs-agent --mode global \\
+    --cap-add NET_ADMIN --cap-add SYS_ADMIN \\
+    --mount type=bind,src=/var/run/docker/netns,dst=/var/run/docker/netns,readonly \\
+    --mount type=bind,src=/var/run/docker.sock,dst=/var/run/docker.sock \\
+    --env NODE_NAME={{.Node.Hostname}} --network autoscaler \\
+    IMAGE swarm-autoscaler ipvs-agent
+
+The controller then reads tasks.ipvs-agent:9105 itself, or Prometheus scrapes the agents.
+A node whose kernel has no IPVS serves swarm_ipvs_available 0 and logs one line saying why.
+See docs/ipvs.md for the metrics and what each label means.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "ipvs-agent",
+        help="export this node's Swarm IPVS connection counters as Prometheus metrics",
+        description=(
+            "Read IPVS in Swarm's load-balancer namespaces (ingress_sbox, lb_*) on every scrape, "
+            "map fwmarks to services and backends to tasks, and serve the counters on /metrics."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--listen",
+        default="0.0.0.0:9105",
+        metavar="HOST:PORT",
+        help="where to serve /metrics (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--netns-dir",
+        default="/var/run/docker/netns",
+        metavar="DIR",
+        help="the host's Docker namespace directory, bind-mounted in (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--node-name",
+        default=os.environ.get("NODE_NAME") or socket.gethostname(),
+        metavar="NAME",
+        help="value of the 'node' label (default: $NODE_NAME, else the hostname)",
+    )
+    parser.add_argument(
+        "--docker-host",
+        default="unix:///var/run/docker.sock",
+        metavar="URL",
+        help="engine asked for network inspect --verbose; 'none': no service names (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="reuse a read for this long when scrapes come faster (default: %(default)s)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from autoscaler.sources.ipvs.agent import IpvsCollector, parse_listen, serve
+    from autoscaler.sources.ipvs.netns import HostIpvs
+    from autoscaler.sources.ipvs.swarm_records import docker_network_records
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        parse_listen(args.listen)
+    except ValueError as exc:
+        print(f"swarm-autoscaler ipvs-agent: {exc}")
+        return EXIT_INPUT
+    docker_host = None if args.docker_host == "none" else args.docker_host
+    collector = IpvsCollector(
+        HostIpvs(args.netns_dir),
+        node=args.node_name,
+        records=(lambda: docker_network_records(docker_host)) if docker_host else None,
+        min_interval=args.min_interval,
+    )
+    collector.snapshot()  # log availability at start, not at the first scrape
+    try:
+        server, _thread = serve(collector, args.listen)
+    except OSError as exc:
+        print(f"swarm-autoscaler ipvs-agent: cannot listen on {args.listen}: {exc}")
+        return EXIT_INPUT
+    host, port = server.server_address[:2]
+    logging.getLogger(__name__).info("serving /metrics on %s:%s for node %s", host, port, args.node_name)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+    return EXIT_OK
