@@ -348,7 +348,8 @@ class Engine:
                 parts.append(f"panic mode: scale-down suspended for {left:g}s more")
                 stabilized = current
             elif age < self._down.window:
-                limits.append("ScaleDownStabilized")
+                if "ScaleDownStabilized" not in limits:
+                    limits.append("ScaleDownStabilized")
                 parts.append(
                     f"ScaleDownStabilized: controller started {age:g}s ago, "
                     f"scale-down needs a full {self._down.window:g}s window"
@@ -384,4 +385,7 @@ class Engine:
         if policy is None:
             return f"{direction} selectPolicy Disabled"
         since = f" (from {start} at period start)" if start != current else ""
-        return f"capped by {direction} policy {policy.label}{since}"
+        hint = ""
+        if start == 0 and policy.percent:
+            hint = " (a Percent policy cannot grow from 0 replicas: add a Replicas policy)"
+        return f"capped by {direction} policy {policy.label}{since}{hint}"
