@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -25,7 +25,7 @@ from autoscaler.observability.http import ObservabilityServer
 from autoscaler.observability.logs import configure_logging
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.reconciler.loop import Clock, Reconciler, Sleep
-from autoscaler.reconciler.ports import EngineFactory, MetricSource, PolicyCatalog, Target
+from autoscaler.reconciler.ports import EngineFactory, FailoverHooks, MetricSource, PolicyCatalog, Target
 from autoscaler.reconciler.status import ReconcilerStatus
 from autoscaler.settings import Settings, SettingsError, load_settings
 
@@ -46,6 +46,14 @@ Every option can also be set by environment (AUTOSCALER_LOOP__INTERVAL=10,
 AUTOSCALER_PROMETHEUS__URL=...) or a settings file (--config settings.yaml); flags win.
 SIGHUP re-reads policy files; SIGTERM/SIGINT finish in-flight scale calls and exit.
 """
+
+
+class RunningFailover(FailoverHooks, Protocol):
+    """The failover monitor as the controller runs it (``reconciler.failover.FailoverMonitor``)."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def register(subparsers: Any) -> None:
@@ -132,6 +140,18 @@ def _real_collaborators(settings: Settings) -> tuple[Target, dict[str, MetricSou
     return SwarmTarget(settings.docker.host), sources, PolicyStore(settings.policies.paths)
 
 
+def _real_failover(settings: Settings, target: Target, registry: CollectorRegistry) -> RunningFailover:
+    from autoscaler.reconciler.failover import FailoverMonitor
+    from autoscaler.targets.swarm_nodes import SwarmNodes
+
+    return FailoverMonitor(
+        nodes=SwarmNodes(settings.docker.host),
+        target=target,
+        registry=registry,
+        interval=settings.loop.interval,
+    )
+
+
 async def _close(thing: object) -> None:
     close = getattr(thing, "close", None)
     if close is None:
@@ -154,15 +174,23 @@ async def serve(
     engine_factory: EngineFactory | None = None,
     clock: Clock | None = None,
     sleep: Sleep | None = None,
+    failover: RunningFailover | None = None,
     started: asyncio.Future[tuple[Reconciler, ObservabilityServer | None]] | None = None,
 ) -> int:
-    """Run the controller until stopped; the exit code. ``started`` resolves once it serves."""
+    """Run the controller until stopped; the exit code. ``started`` resolves once it serves.
+
+    Collaborators left out are the real ones built from ``settings`` (the failover monitor
+    only when the target is real too: it reads the same Swarm's nodes and tasks).
+    """
+    registry = registry or CollectorRegistry()
     if target is None or sources is None or catalog is None:
         real_target, real_sources, real_catalog = _real_collaborators(settings)
-        target = target or real_target
+        if target is None:
+            target = real_target
+            if failover is None and not settings.loop.once:
+                failover = _real_failover(settings, target, registry)
         sources = real_sources if sources is None else sources
         catalog = catalog or real_catalog
-    registry = registry or CollectorRegistry()
     timing: dict[str, Any] = {k: v for k, v in (("clock", clock), ("sleep", sleep)) if v is not None}
     reconciler = Reconciler(
         target=target,
@@ -173,14 +201,17 @@ async def serve(
         interval=settings.loop.interval,
         dry_run=settings.loop.dry_run,
         debounce=settings.loop.debounce,
+        failover=failover,
         **timing,
     )
     try:
         if settings.loop.once:
             return await _once(reconciler, started)
-        return await _forever(reconciler, settings, registry, started)
+        return await _forever(reconciler, settings, registry, failover, started)
     finally:
         await _close(target)
+        if failover is not None:
+            await _close(getattr(failover, "nodes", None))
         for source in sources.values():
             await _close(source)
 
@@ -205,6 +236,7 @@ async def _forever(
     reconciler: Reconciler,
     settings: Settings,
     registry: CollectorRegistry,
+    failover: RunningFailover | None,
     started: asyncio.Future[tuple[Reconciler, ObservabilityServer | None]] | None,
 ) -> int:
     loop = asyncio.get_running_loop()
@@ -215,12 +247,17 @@ async def _forever(
         await server.start()
         log.info("serving /metrics /healthz /readyz /decisions on port %d", server.port)
     run_task = asyncio.create_task(reconciler.run(), name="autoscaler-reconciler")
+    failover_task = None
+    if failover is not None:
+        failover_task = asyncio.create_task(failover.run(), name="autoscaler-failover")
 
     def shutdown(signame: str) -> None:
         if reconciler.stopping:
             return
         log.info("%s: finishing in-flight work, then exiting", signame, extra={"event": "shutdown"})
         reconciler.stop()
+        if failover is not None:
+            failover.stop()
         # A pass stuck on a dead daemon must not keep the process alive past the grace period.
         loop.call_later(settings.loop.shutdown_grace, run_task.cancel)
 
@@ -239,6 +276,12 @@ async def _forever(
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
+        if failover is not None and failover_task is not None:
+            failover.stop()
+            _, pending = await asyncio.wait({failover_task}, timeout=settings.loop.shutdown_grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(failover_task, return_exceptions=True)
         if server is not None:
             await server.stop()
     log.info("stopped", extra={"event": "stopped"})

@@ -21,7 +21,14 @@ from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.reconciler.events import touched_services
 from autoscaler.reconciler.matching import Assignment, match, metric_requests
 from autoscaler.reconciler.policies import PolicyWatcher
-from autoscaler.reconciler.ports import EngineFactory, MetricSource, PolicyCatalog, Target
+from autoscaler.reconciler.ports import (
+    EngineFactory,
+    FailoverHooks,
+    Leadership,
+    MetricSource,
+    PolicyCatalog,
+    Target,
+)
 from autoscaler.reconciler.records import Outcome, ServiceRecord
 from autoscaler.reconciler.service_pass import EngineSlot, ServiceReconciler
 
@@ -78,6 +85,8 @@ class Reconciler:
         debounce: float = 0.5,
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
+        failover: FailoverHooks | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.target = target
         self.sources = dict(sources)
@@ -89,6 +98,7 @@ class Reconciler:
         self.sleep = sleep
         self.policies = PolicyWatcher(policies, metrics)
         self.status = LoopStatus()
+        self.failover = failover
         self._engines: dict[tuple[str, str], EngineSlot] = {}
         self._services = ServiceReconciler(
             target=target,
@@ -97,6 +107,8 @@ class Reconciler:
             engines=self._engines,
             clock=clock,
             dry_run=dry_run,
+            failover=failover,
+            leadership=leadership,
         )
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -159,6 +171,8 @@ class Reconciler:
         self.status.conflicts = [c.message for c in conflicts]
         if only is None:
             self._forget_gone(assignments)
+            if self.failover is not None:
+                self.failover.set_managed((a.service, a.policy.spec) for a in assignments)
         else:
             assignments = [a for a in assignments if a.service.name in only]
         for conflict in conflicts:

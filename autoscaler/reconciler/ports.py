@@ -7,8 +7,8 @@ fakes. Each Protocol lists only what the loop calls, so a fake stays a few lines
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from autoscaler.core.decision import Decision, MetricReading
 from autoscaler.core.observation import MetricRequest, ServiceState
@@ -96,3 +96,23 @@ class DecisionEngine(Protocol):
 
 class EngineFactory(Protocol):
     def __call__(self, spec: PolicySpec, *, now: float, current: int) -> DecisionEngine: ...
+
+
+class FailoverHooks(Protocol):
+    """What the loop tells and asks the failover monitor (``reconciler.failover.FailoverMonitor``)."""
+
+    def set_managed(self, governed: Iterable[tuple[ServiceState, PolicySpec]]) -> None: ...
+
+    def hold_reason(self, service: str) -> str | None:
+        """Why scale-down of ``service`` waits (lost tasks not yet replaced), else None."""
+        ...
+
+    def during_failover(self, service: str, decision: Decision) -> Decision: ...
+
+    def failovers(self) -> list[dict[str, Any]]: ...
+
+
+class Leadership(Protocol):
+    """Whether this replica of the controller may act (``reconciler.lease.Lease``)."""
+
+    def is_leader(self) -> bool: ...

@@ -18,6 +18,7 @@ from autoscaler.core.policy import MetricSpec, ScalingPolicy
 class Outcome(StrEnum):
     SCALED = "scaled"
     DRY_RUN = "dry_run"
+    STANDBY = "standby"  # decided, but another controller replica holds the lease
     UNCHANGED = "unchanged"
     HELD = "held"
     SKIPPED = "skipped"

@@ -17,7 +17,7 @@ from autoscaler.core.policy import PolicySpec, ScalingPolicy
 from autoscaler.errors import TargetError, VersionConflictError
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.reconciler.matching import Assignment, metric_requests
-from autoscaler.reconciler.ports import DecisionEngine, EngineFactory, Target
+from autoscaler.reconciler.ports import DecisionEngine, EngineFactory, FailoverHooks, Leadership, Target
 from autoscaler.reconciler.records import Outcome, ServiceRecord
 
 log = logging.getLogger("autoscaler.reconciler")
@@ -45,6 +45,8 @@ class ServiceReconciler:
         engines: dict[tuple[str, str], EngineSlot],
         clock: Callable[[], float],
         dry_run: bool,
+        failover: FailoverHooks | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.target = target
         self.metrics = metrics
@@ -52,6 +54,8 @@ class ServiceReconciler:
         self.engines = engines
         self.clock = clock
         self.dry_run = dry_run
+        self.failover = failover
+        self.leadership = leadership
 
     async def reconcile(
         self,
@@ -122,6 +126,10 @@ class ServiceReconciler:
         if self.dry_run:
             self._log_action(service, decision, "dry run, not scaling")
             return self._record(policy, service, Outcome.DRY_RUN, decision.reason, decision)
+        if self.leadership is not None and not self.leadership.is_leader():
+            # Standbys keep deciding so their engines hold a warm history when they take over.
+            reason = f"{decision.reason}; standby: another controller holds the lease"
+            return self._record(policy, service, Outcome.STANDBY, reason, decision)
 
         try:
             await self.target.scale(service, decision.desired)
@@ -151,13 +159,17 @@ class ServiceReconciler:
         readings: Mapping[str, MetricReading],
     ) -> Decision:
         assert service.replicas is not None
+        hold = self.failover.hold_reason(service.name) if self.failover is not None else None
         decision = engine.decide(
             now=self.clock(),
             current=service.replicas,
             running=service.running,
             readings=readings,
             changed_at=service.updated_at,
+            hold_scale_down=hold,
         )
+        if self.failover is not None:
+            decision = self.failover.during_failover(service.name, decision)
         self.metrics.observe_decision(
             service.name,
             decision,

@@ -50,4 +50,5 @@ class ReconcilerStatus:
             "policy_problems": list(r.policies.problems),
             "conflicts": list(r.status.conflicts),
             "docker_error": r.status.target_error,
+            "failovers": r.failover.failovers() if r.failover is not None else [],
         }
