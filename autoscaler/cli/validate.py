@@ -10,6 +10,8 @@ from typing import Any
 
 from autoscaler.core.policy import MetricSpec, ScalingPolicy
 from autoscaler.policy.loader import LoadedPolicy, PolicyLoadError, Problem, load_paths
+from autoscaler.policy.yaml_documents import YamlPath, format_path, parse_documents
+from autoscaler.sources.promql import TemplateError, fill
 
 EXIT_OK = 0
 EXIT_INPUT = 1
@@ -52,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     except PolicyLoadError as exc:
         _report_problems(exc.problems, args.output)
         return EXIT_INPUT
+    late_problems = [problem for policy in loaded for problem in _query_problems(policy)]
+    if late_problems:
+        _report_problems(late_problems, args.output)
+        return EXIT_INPUT
     if not loaded:
         problem = Problem(
             Path(" ".join(str(p) for p in args.paths)),
@@ -69,6 +75,28 @@ def run(args: argparse.Namespace) -> int:
         for policy in loaded:
             print(summarise(policy))
     return EXIT_OK
+
+
+def _query_problems(loaded: LoadedPolicy) -> list[Problem]:
+    """Queries the Prometheus source would refuse at run time (``{{ service }}`` in a raw string
+    or a comment), found now by filling each template with a probe name."""
+    problems = []
+    for index, metric in enumerate(loaded.policy.spec.metrics):
+        if metric.prometheus is None:
+            continue
+        try:
+            fill(metric.prometheus.query, "probe")
+        except TemplateError as exc:
+            where: YamlPath = ("spec", "metrics", index, "prometheus", "query")
+            line = _line_in_file(loaded, where)
+            problems.append(Problem(loaded.path, line, None, format_path(where), str(exc)))
+    return problems
+
+
+def _line_in_file(loaded: LoadedPolicy, where: YamlPath) -> int:
+    documents, _ = parse_documents(loaded.path.read_text(encoding="utf-8"), loaded.path)
+    document = next((d for d in documents if d.line == loaded.line), None)
+    return loaded.line if document is None else document.line_of(where)
 
 
 def summarise(loaded: LoadedPolicy) -> str:

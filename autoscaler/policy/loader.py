@@ -210,7 +210,7 @@ def _accept_pending(files: dict[Path, _FileState]) -> None:
     while True:
         settled = [place for path, state in files.items() if path not in pending for place in state.good]
         proposed = [place for path in files if path in pending for place in files[path].pending or []]
-        collisions = [(blamed, problem) for blamed, problem in check_collisions(settled + proposed)]
+        collisions = check_collisions(settled + proposed)
         blamed_files = {blamed.loaded.path for blamed, _ in collisions} & pending
         if not blamed_files:
             break

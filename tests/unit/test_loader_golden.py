@@ -63,12 +63,28 @@ def test_invalid_fixture_prints_its_expected_problems(
 
 @pytest.mark.parametrize("fixture", INVALID, ids=lambda p: p.stem)
 def test_every_problem_points_inside_the_file(fixture: Path) -> None:
+    # Checked on the reviewed golden output, so it also covers validate's run-time checks.
     line_count = len(fixture.read_text().splitlines())
-    with pytest.raises(PolicyLoadError) as raised:
-        load_paths([fixture])
-    assert raised.value.problems
-    for problem in raised.value.problems:
-        assert 1 <= problem.line <= max(line_count, 1), str(problem)
+    expected = fixture.with_suffix(".expected").read_text().splitlines()
+    assert expected
+    for output_line in expected:
+        path, line = output_line.split(":")[:2]
+        assert path == fixture.name
+        assert 1 <= int(line) <= max(line_count, 1), output_line
+
+
+@pytest.mark.parametrize("fixture", INVALID, ids=lambda p: p.stem)
+def test_loader_problems_are_what_validate_prints(fixture: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The reconciler sees the loader's problems; they must be the ones an operator reviewed.
+    monkeypatch.chdir(FIXTURES)
+    expected = fixture.with_suffix(".expected").read_text().splitlines()
+    try:
+        load_paths([Path(fixture.name)])
+    except PolicyLoadError as error:
+        assert [str(problem) for problem in error.problems] == expected
+    else:
+        # Loads, so only validate's run-time query check can have refused it.
+        assert all("prometheus.query" in line for line in expected)
 
 
 @pytest.mark.parametrize("fixture", VALID, ids=lambda p: p.stem)
