@@ -1,0 +1,90 @@
+"""Sharing one lab between concurrent users (several pytest sessions, a bench script).
+
+``acquire`` brings the lab up if needed and registers the caller; ``release`` takes it
+down only if this caller brought it up and nobody else still holds it. Registrations are
+pid files in the cache dir (it survives ``lab down``); a dead pid's registration is
+ignored. Up and down are serialised by an flock so two sessions never race to create it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+
+from autoscaler.lab import host, layout, swarm
+from autoscaler.lab import lab as lab_api
+from autoscaler.lab.lab import LabInfo, NodeDownMode
+
+SESSIONS_DIR = layout.CACHE_DIR / "sessions"
+LOCK_FILE = layout.CACHE_DIR / "lab.lock"
+
+
+@contextlib.contextmanager
+def lab_lock() -> Iterator[None]:
+    layout.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with LOCK_FILE.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _other_live_holders() -> list[int]:
+    holders = []
+    for entry in SESSIONS_DIR.glob("*"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if pid != os.getpid() and host.is_alive(pid):
+            holders.append(pid)
+        elif pid != os.getpid():
+            entry.unlink(missing_ok=True)  # a crashed holder
+    return holders
+
+
+def acquire(node_count: int = 3) -> tuple[LabInfo, bool]:
+    """The running lab (started if needed) and whether this call started it."""
+    with lab_lock():
+        SESSIONS_DIR.mkdir(parents=True, exist_ok=True)
+        (SESSIONS_DIR / str(os.getpid())).touch()
+        if lab_api.recorded_node_count() is None:
+            return lab_api.up(node_count), True
+        if not lab_api.is_up():
+            lab_api.up(lab_api.info().nodes)  # repair what a crashed test left broken
+        return lab_api.info(), False
+
+
+def release(started: bool) -> None:
+    """Drop this process's hold; take the lab down if we started it and no one else holds it."""
+    with lab_lock():
+        (SESSIONS_DIR / str(os.getpid())).unlink(missing_ok=True)
+        if started and not _other_live_holders():
+            lab_api.down()
+
+
+class LabHandle:
+    """The running lab as tests see it: LabInfo's addresses plus the failure and load helpers."""
+
+    def __init__(self, info: LabInfo) -> None:
+        self.info = info
+        self.manager_url = info.manager_url
+        self.node_urls = info.node_urls
+        self.node_ips = info.node_ips
+        self.prometheus_url = info.prometheus_url
+        self.network = info.network
+        self.images = info.images
+
+    def node_down(self, n: int, mode: NodeDownMode = "link") -> None:
+        lab_api.node_down(n, mode)
+
+    def node_up(self, n: int) -> None:
+        lab_api.node_up(n)
+
+    def deploy_sample(self, replicas: int = 2, work_ms: float = 2.0) -> None:
+        swarm.deploy_sample(replicas, work_ms)
+
+    def set_load(self, rps: float, service: str = swarm.WEB) -> None:
+        swarm.set_load(rps, service)

@@ -1,0 +1,36 @@
+"""The ``lab`` fixture: the real multi-node Swarm + Prometheus every integration test runs against.
+
+If the lab is not up, the session brings it up (tens of seconds; see docs/lab.md) and takes
+it down at the end unless another session still uses it. Every test in this directory is
+marked ``integration``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autoscaler.lab import LabError, sessions
+from autoscaler.lab.sessions import LabHandle
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[LabHandle]:
+    try:
+        info, started = sessions.acquire(node_count=3)
+    except LabError as exc:
+        pytest.fail(f"the lab could not be brought up: {exc}", pytrace=False)
+    try:
+        yield LabHandle(info)
+    finally:
+        sessions.release(started)

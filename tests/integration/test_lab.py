@@ -1,0 +1,161 @@
+"""The lab itself, for real: a multi-node Swarm, spreading, Prometheus discovery, load, node failure."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import docker
+import pytest
+
+from autoscaler.lab import create_service, scrape_labels
+from autoscaler.lab.sessions import LabHandle as Lab
+
+NODE_COUNT = 3
+
+
+def poll(condition: Callable[[], Any], *, deadline_s: float, what: str, every: float = 0.25) -> Any:
+    """Return the first truthy value of ``condition()``; fail after ``deadline_s`` seconds."""
+    deadline = time.monotonic() + deadline_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(every)  # pacing the poll, the condition decides
+    pytest.fail(f"timed out after {deadline_s}s waiting for {what} (last: {last!r})")
+
+
+def query(lab: Lab, promql: str) -> list[dict[str, Any]]:
+    url = f"{lab.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+@pytest.fixture
+def manager(lab: Lab) -> Iterator[docker.DockerClient]:
+    client = docker.DockerClient(base_url=lab.manager_url, version="1.41", timeout=30)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def temporary_services(manager: docker.DockerClient) -> Iterator[list[Any]]:
+    created: list[Any] = []
+    yield created
+    for service in created:
+        service.remove()
+
+
+def node_state(manager: docker.DockerClient, ip: str) -> str:
+    states = {n.attrs["Status"].get("Addr"): n.attrs["Status"]["State"] for n in manager.nodes.list()}
+    return str(states.get(ip))
+
+
+def running_tasks(service: Any) -> list[dict[str, Any]]:
+    tasks = service.tasks(filters={"desired-state": "running"})
+    return [t for t in tasks if t["Status"]["State"] == "running"]
+
+
+def test_lab_is_a_swarm_of_distinct_ready_nodes(lab: Lab, manager: docker.DockerClient) -> None:
+    nodes = manager.nodes.list()
+    assert len(nodes) == NODE_COUNT == len(lab.node_urls)
+    assert {n.attrs["Status"]["State"] for n in nodes} == {"ready"}
+    assert len({n.id for n in nodes}) == NODE_COUNT
+    assert sorted(n.attrs["Status"]["Addr"] for n in nodes) == sorted(lab.node_ips)
+    engine_ids = set()
+    for url in lab.node_urls:
+        client = docker.DockerClient(base_url=url, version="1.41", timeout=10)
+        engine_ids.add(client.info()["ID"])
+        client.close()
+    assert len(engine_ids) == NODE_COUNT, "nodes share an engine ID (deprecated-key-path not per node?)"
+    managers = [n for n in nodes if n.attrs["Spec"]["Role"] == "manager"]
+    assert [m.attrs["Status"]["Addr"] for m in managers] == [lab.node_ips[0]]
+
+
+def test_a_service_spreads_over_all_nodes(
+    lab: Lab, manager: docker.DockerClient, temporary_services: list[Any]
+) -> None:
+    service = create_service(
+        manager,
+        f"spread-{uuid.uuid4().hex[:6]}",
+        lab.images["busybox"],
+        replicas=NODE_COUNT * 2,
+        command=["sleep", "100000"],
+    )
+    temporary_services.append(service)
+    tasks = poll(
+        lambda: len(running_tasks(service)) == NODE_COUNT * 2 and running_tasks(service),
+        deadline_s=60,
+        what="all replicas running",
+    )
+    assert len({t["NodeID"] for t in tasks}) == NODE_COUNT
+
+
+def test_prometheus_discovers_any_labelled_service(
+    lab: Lab, manager: docker.DockerClient, temporary_services: list[Any]
+) -> None:
+    name = f"disc-{uuid.uuid4().hex[:6]}"
+    service = create_service(manager, name, lab.images["web"], replicas=2, labels=scrape_labels(8000))
+    temporary_services.append(service)
+    poll(lambda: len(running_tasks(service)) == 2, deadline_s=60, what="2 replicas running")
+    series = poll(
+        lambda: [s for s in query(lab, f'up{{service="{name}"}}') if s["value"][1] == "1"],
+        deadline_s=30,
+        what=f"Prometheus scraping both replicas of {name}",
+    )
+    assert len(series) == 2
+    task_nodes = {t["NodeID"] for t in running_tasks(service)}
+    hostnames = {manager.nodes.get(node_id).attrs["Description"]["Hostname"] for node_id in task_nodes}
+    assert {s["metric"]["node"] for s in series} == hostnames
+    assert {s["metric"]["task"] for s in series} == {f"{name}.1", f"{name}.2"}
+
+
+@pytest.fixture
+def sample(lab: Lab) -> Iterator[Lab]:
+    lab.deploy_sample()
+    yield lab
+    lab.set_load(0)
+
+
+def test_request_rate_follows_offered_load(sample: Lab) -> None:
+    offered = 40.0
+    sample.set_load(offered)
+    promql = 'sum(rate(http_requests_total{service="web",path="/"}[10s]))'
+
+    def close_to_offered() -> float | None:
+        result = query(sample, promql)
+        rate = float(result[0]["value"][1]) if result else 0.0
+        return rate if abs(rate - offered) <= 0.2 * offered else None
+
+    # Held for several consecutive scrapes, not one lucky sample.
+    for _ in range(3):
+        poll(close_to_offered, deadline_s=90, what=f"{promql} within 20% of {offered}")
+    sample.set_load(0)
+    poll(
+        lambda: (r := query(sample, promql)) and float(r[0]["value"][1]) < 0.1 * offered,
+        deadline_s=60,
+        what="the rate to fall once the load stops",
+    )
+
+
+@pytest.mark.parametrize("mode", ["link", "kill"])
+def test_node_down_then_up(lab: Lab, manager: docker.DockerClient, mode: str) -> None:
+    victim = NODE_COUNT  # a worker: the manager must stay to report it
+    ip = lab.node_ips[victim - 1]
+    try:
+        lab.node_down(victim, mode)  # type: ignore[arg-type]
+        lab.node_down(victim, mode)  # type: ignore[arg-type]  # idempotent
+        poll(lambda: node_state(manager, ip) == "down", deadline_s=30, what=f"node {victim} Down")
+    finally:
+        lab.node_up(victim)
+        lab.node_up(victim)  # idempotent
+    poll(lambda: node_state(manager, ip) == "ready", deadline_s=60, what=f"node {victim} Ready again")
