@@ -1,0 +1,203 @@
+"""IpvsSource against real agents on loopback, each serving a fake node's fixture tables.
+
+Three "nodes" give the same service different fwmarks (marks are per node); the source must
+sum them, compute connectionRate from counter growth, and refuse a partial sum.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from wsgiref.simple_server import WSGIServer
+
+import pytest
+
+from autoscaler.core.observation import MetricRequest
+from autoscaler.errors import PermanentSourceError, TemporarySourceError
+from autoscaler.sources.ipvs.agent import IpvsCollector, serve
+from autoscaler.sources.ipvs.mangle import SwarmNetworkRecord, SwarmServiceRecord
+from autoscaler.sources.ipvs.source import IpvsSource, prometheus_query
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures" / "ipvs"))
+import kernel_format as kf
+from fake_node import FakeNamespace, FakeNode
+
+ACTIVE = MetricRequest(service="web", metric="conns", kind="ipvs", query="activeConnections")
+RATE = MetricRequest(service="web", metric="cps", kind="ipvs", query="connectionRate")
+
+
+def _node(mark: int, actives: list[int], conns: int, cps: int) -> tuple[FakeNode, list[SwarmNetworkRecord]]:
+    svc = kf.Service(
+        fwmark=mark,
+        conns=conns,
+        cps=cps,
+        dests=[kf.Dest(f"10.0.0.{9 + i}", active=a) for i, a in enumerate(actives)],
+    )
+    other = kf.Service(fwmark=mark + 1, conns=5, cps=1, dests=[kf.Dest("10.0.0.50", active=100)])
+    node = FakeNode({"ingress_sbox": FakeNamespace(services=[svc, other])})
+    record = SwarmNetworkRecord(
+        name="ingress",
+        id="ingressid",
+        ingress=True,
+        services=(
+            SwarmServiceRecord("web", "10.0.0.5", mark),
+            SwarmServiceRecord("db", "10.0.0.6", mark + 1),
+        ),
+    )
+    return node, [record]
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.nodes: list[FakeNode] = []
+        self.urls: list[str] = []
+        self._servers: list[WSGIServer] = []
+
+    def add(self, name: str, mark: int, actives: list[int], conns: int = 0, cps: int = 0) -> FakeNode:
+        node, records = _node(mark, actives, conns, cps)
+        collector = IpvsCollector(node, node=name, records=lambda: records, min_interval=0)
+        server, _ = serve(collector, "127.0.0.1:0")
+        self._servers.append(server)
+        self.nodes.append(node)
+        self.urls.append(f"http://127.0.0.1:{server.server_address[1]}/metrics")
+        return node
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    c = Cluster()
+    yield c
+    c.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def clock_and_source(cluster: Cluster) -> AsyncIterator[tuple[FakeClock, IpvsSource]]:
+    cluster.add("node-1", 256, [3, 4], conns=100, cps=5)
+    cluster.add("node-2", 300, [1], conns=40, cps=2)  # same service, another node's mark
+    cluster.add("node-3", 258, [], conns=0, cps=0)
+    clock = FakeClock()
+    source = IpvsSource(agents=cluster.urls, clock=clock)
+    yield clock, source
+    await source.close()
+
+
+async def test_sums_services_across_nodes(
+    cluster: Cluster, clock_and_source: tuple[FakeClock, IpvsSource]
+) -> None:
+    _, source = clock_and_source
+    got = await source.fetch([ACTIVE])
+    expected = sum(
+        d.active for n in cluster.nodes for d in n.namespaces_by_name["ingress_sbox"].services[0].dests
+    )
+    assert got[ACTIVE].value == expected
+
+
+async def test_rate_from_kernel_estimate_then_from_counter_growth(
+    cluster: Cluster, clock_and_source: tuple[FakeClock, IpvsSource]
+) -> None:
+    clock, source = clock_and_source
+    web = [n.namespaces_by_name["ingress_sbox"].services[0] for n in cluster.nodes]
+    first = await source.fetch([RATE])
+    assert first[RATE].value == sum(s.cps for s in web)  # first sight: the kernel's estimate
+    web[0].conns += 300
+    web[1].conns += 60
+    clock.now += 20.0
+    second = await source.fetch([RATE])
+    assert second[RATE].value == pytest.approx((300 + 60) / 20.0)
+    web[1].conns = 3  # that node's service was recreated: counter reset, fall back to its estimate
+    web[1].cps = 9
+    clock.now += 10.0
+    third = await source.fetch([RATE])
+    # nodes 1 and 3 did not grow (rate 0); node 2 contributes its kernel estimate
+    assert third[RATE].value == pytest.approx(web[1].cps)
+
+
+async def test_one_silent_agent_makes_readings_missing(
+    cluster: Cluster, clock_and_source: tuple[FakeClock, IpvsSource]
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/metrics"  # bound, not listening: refused
+        source = IpvsSource(agents=[*cluster.urls, dead])
+        try:
+            got = await source.fetch([ACTIVE, RATE])
+        finally:
+            await source.close()
+    assert got[ACTIVE].value is None
+    assert "1 of 4 agents did not answer" in (got[ACTIVE].error or "")
+    assert dead in (got[RATE].error or "")
+
+
+async def test_no_agent_at_all_is_a_temporary_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        source = IpvsSource(agents=[f"127.0.0.1:{s.getsockname()[1]}"])
+        try:
+            with pytest.raises(TemporarySourceError, match="no agent answered"):
+                await source.fetch([ACTIVE])
+        finally:
+            await source.close()
+
+
+async def test_agents_found_by_dns_name(cluster: Cluster) -> None:
+    cluster.add("node-1", 256, [2, 2])
+    port = int(cluster.urls[0].rsplit(":", 1)[1].split("/")[0])
+    source = IpvsSource(dns_name="localhost", port=port)  # A records only, like tasks.<service>
+    try:
+        got = await source.fetch([ACTIVE])
+    finally:
+        await source.close()
+    assert got[ACTIVE].value == 4
+
+
+async def test_unresolvable_name_is_a_temporary_error() -> None:
+    source = IpvsSource(dns_name="tasks.no-such-agent.invalid")
+    with pytest.raises(TemporarySourceError, match="cannot resolve"):
+        await source.fetch([ACTIVE])
+
+
+async def test_unknown_service_and_unavailable_nodes_are_explained(cluster: Cluster) -> None:
+    cluster.add("node-1", 256, [1])
+    bare = FakeNode(has_ipvs=False)
+    server, _ = serve(IpvsCollector(bare, node="no-ipvs-node", min_interval=0), "127.0.0.1:0")
+    source = IpvsSource(agents=[*cluster.urls, f"127.0.0.1:{server.server_address[1]}"])
+    ghost = MetricRequest(service="ghost", metric="c", kind="ipvs", query="activeConnections")
+    typo = MetricRequest(service="web", metric="c", kind="ipvs", query="activeConnection")
+    try:
+        got = await source.fetch([ghost, typo, ACTIVE])
+    finally:
+        await source.close()
+        server.shutdown()
+        server.server_close()
+    assert "no IPVS virtual service for 'ghost'" in (got[ghost].error or "")
+    assert "no-ipvs-node" in (got[ghost].error or "")
+    assert "use activeConnections or connectionRate" in (got[typo].error or "")
+    assert got[ACTIVE].value == 1  # a node without IPVS carries no mesh traffic: the others' sum stands
+
+
+def test_prometheus_path_queries() -> None:
+    query, label = prometheus_query("activeConnections")
+    assert "swarm_ipvs_active_connections" in query and label == "service"
+    assert "rate(swarm_ipvs_connections_total" in prometheus_query("connectionRate")[0]
+    with pytest.raises(PermanentSourceError, match="unknown counter"):
+        prometheus_query("bytes")
+
+
+def test_needs_agents_or_a_name() -> None:
+    with pytest.raises(ValueError, match=r"tasks\.ipvs-agent"):
+        IpvsSource()
