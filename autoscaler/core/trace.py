@@ -101,17 +101,24 @@ def parse_trace(text: str, *, where: str = "trace", expected: Sequence[str] | No
         if times and t <= times[-1]:
             problems.append(f"{where}:{line}: t={row[0]} is not after the previous row's t={times[-1]:g}")
             continue
-        cells: list[float | None] = []
-        for name, raw in zip(names, row[1:], strict=True):
-            try:
-                cells.append(_cell(raw))
-            except ValueError:
-                problems.append(f"{where}:{line}: {name}={raw!r} is not a number (leave empty for no data)")
-                break
-        else:
-            times.append(t)
-            for column, value in zip(columns, cells, strict=True):
-                column.append(value)
+        try:  # fast path: every cell a number (NaN included); empty cells take the slow path
+            cells: list[float | None] = [float(raw) for raw in row[1:]]
+            cells = [None if v != v else v for v in cells]  # NaN (v != v) means no data
+        except ValueError:
+            cells = []
+            for name, raw in zip(names, row[1:], strict=True):
+                try:
+                    cells.append(_cell(raw))
+                except ValueError:
+                    problems.append(
+                        f"{where}:{line}: {name}={raw!r} is not a number (leave empty for no data)"
+                    )
+                    break
+            if len(cells) < len(names):
+                continue
+        times.append(t)
+        for column, value in zip(columns, cells, strict=True):
+            column.append(value)
         if len(problems) >= 20:
             problems.append(f"{where}: stopping after 20 problems")
             break

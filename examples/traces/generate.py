@@ -1,6 +1,6 @@
 """Regenerate the example traces (deterministic: fixed seed). Run: python examples/traces/generate.py
 
-Each trace has one metric column, ``rps``: the request rate the whole service would
+Each trace has one metric column, ``requests_per_second``: the request rate the whole service would
 report, matching ``policies/web.yaml`` (target averageValue 50 req/s per replica).
 """
 
@@ -15,7 +15,7 @@ HERE = Path(__file__).parent
 
 def write(name: str, rows: list[tuple[float, float | None]]) -> None:
     with (HERE / name).open("w", encoding="utf-8") as fh:
-        fh.write("t,rps\n")
+        fh.write("t,requests_per_second\n")
         for t, v in rows:
             fh.write(f"{t:g},{'' if v is None else f'{v:.1f}'}\n")
 

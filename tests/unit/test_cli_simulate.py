@@ -1,0 +1,79 @@
+"""`swarm-autoscaler simulate` end to end through main(): files in, report and CSV out."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from autoscaler.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "policies" / "web.yaml"
+TRACES = ROOT / "examples" / "traces"
+
+
+@pytest.mark.parametrize("trace", sorted(p.name for p in TRACES.glob("*.csv")))
+def test_example_traces_replay_against_the_example_policy(
+    trace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "timeline.csv"
+    assert main(["simulate", str(WEB), "--trace", str(TRACES / trace), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "replica-seconds:" in printed and "overload-seconds:" in printed
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    for column in ("t", "ready", "desired", "panic", "reason", "requests_per_second"):
+        assert column in rows[0]
+    # One row per evaluation: t = 0, 5, ... up to the trace's last row.
+    last_t = float((TRACES / trace).read_text().strip().splitlines()[-1].split(",")[0])
+    assert len(rows) == int(last_t // 5) + 1
+    assert all(2 <= int(r["desired"]) <= 20 for r in rows)  # web.yaml's min/max
+
+
+def test_step_spike_scales_up_at_the_spike(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", str(WEB), "--trace", str(TRACES / "step-spike.csv")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ups = [line for line in lines if " up " in line]
+    assert ups and ups[0].startswith("t=    120s up")
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    png = tmp_path / "t.png"
+    assert (
+        main(["simulate", str(WEB), "--trace", str(TRACES / "ramp.csv"), "--plot", str(png), "--quiet"]) == 0
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_trace_is_exit_1_with_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("t,requests_per_second\n0,12\n5,many\n")
+    assert main(["simulate", str(WEB), "--trace", str(bad)]) == 1
+    assert f"{bad}:3: requests_per_second='many' is not a number" in capsys.readouterr().err
+
+
+def test_missing_trace_file_is_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", str(WEB), "--trace", str(tmp_path / "nope.csv")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_file_with_several_policies_needs_policy_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = WEB.read_text()
+    two = tmp_path / "two.yaml"
+    two.write_text(
+        doc + "\n---\n" + doc.replace("name: web ", "name: web2 ").replace("service: web ", "service: web2 ")
+    )
+    trace = str(TRACES / "step-spike.csv")
+    assert main(["simulate", str(two), "--trace", trace]) == 1
+    assert "choose one with --policy NAME" in capsys.readouterr().err
+    assert main(["simulate", str(two), "--trace", trace, "--policy", "web2", "--quiet"]) == 0
+
+
+def test_usage_errors_exit_2() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", str(WEB), "--trace", "x.csv", "--interval", "0"])
+    assert info.value.code == 2
