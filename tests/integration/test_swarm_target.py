@@ -212,7 +212,7 @@ async def test_stale_version_is_a_conflict(
         async def _inspect(self, name_or_id: str) -> dict[str, Any] | None:
             return snapshot
 
-    snapshot = await docker._query_json(f"services/{service_id}")
+    snapshot: dict[str, Any] = await docker._query_json(f"services/{service_id}")
     stale = await target.get_service(service_id)
     assert stale is not None
     await _touch(docker, service_id)
