@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from autoscaler.cli import validate
 from autoscaler.core.policy import ScalingPolicy
+from autoscaler.policy import yaml_documents
 from autoscaler.policy.loader import PolicyLoadError, load_file, load_paths
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
@@ -138,3 +139,19 @@ def test_policy_reference_example_is_valid_and_complete(tmp_path: Path) -> None:
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize("fixture", [*VALID, *INVALID], ids=lambda p: p.stem)
+def test_pure_python_yaml_gives_the_same_answer_as_libyaml(
+    fixture: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # libyaml is optional in PyYAML builds; without it the loader must say the same things.
+    def outcome() -> list[str]:
+        try:
+            return [f"{p.policy.name}@{p.line}" for p in load_paths([fixture])]
+        except PolicyLoadError as error:
+            return [str(problem) for problem in error.problems]
+
+    with_libyaml = outcome()
+    monkeypatch.setattr(yaml_documents, "_FAST_LOADER", None)
+    assert outcome() == with_libyaml
