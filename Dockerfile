@@ -1,0 +1,59 @@
+# swarm-autoscaler: one image for the controller (`run`, the default) and the per-node
+# IPVS agent (`ipvs-agent`). Build:  docker build -t swarm-autoscaler:0.1.0 .
+# Without a registry or internet (the lab):  charts/build-image.sh --base lab/python --offline
+#
+# Works with the legacy builder (DOCKER_BUILDKIT=0): no RUN --mount, no heredocs.
+
+# Any Debian-like image with python3.11 at the same path in both stages. The default is
+# pinned by version tag; pin by digest (python:3.11.10-slim-bookworm@sha256:...) in CI.
+ARG BASE_IMAGE=python:3.11.10-slim-bookworm
+
+FROM ${BASE_IMAGE} AS build
+WORKDIR /src
+# The lab (`swarm-autoscaler lab`, local test swarms in network namespaces) is a host tool
+# needing root and the docker SDK: it is left out of the image, and so is its subcommand.
+# Versions are exact (charts/image/constraints.txt). With --offline, build-image.sh also puts
+# a wheelhouse in charts/image/wheels/ and nothing is fetched from the network.
+COPY charts/image/ /image/
+COPY pyproject.toml README.m[d] ./
+COPY autoscaler ./autoscaler
+RUN set -eu; \
+    test -f README.md || echo "# swarm-autoscaler" > README.md; \
+    if ls /image/wheels/pip-*.whl >/dev/null 2>&1; then \
+        python3 -m venv --without-pip /venv; \
+        pip_wheel="$(ls /image/wheels/pip-*.whl)"; \
+        /venv/bin/python "$pip_wheel/pip" install --quiet --no-index "$pip_wheel"; \
+        set -- --no-index --find-links /image/wheels; \
+    else \
+        python3 -m venv /venv; \
+        set --; \
+    fi; \
+    /venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check "$@" \
+        --constraint /image/constraints.txt ".[ipvs]"; \
+    /venv/bin/pip uninstall --quiet --yes pip setuptools wheel 2>/dev/null || true; \
+    site="$(/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"; \
+    rm -rf "$site/autoscaler/lab" "$site/autoscaler/cli/lab.py"; \
+    find /venv -name '__pycache__' -prune -o -name '*.pyc' -print | xargs -r rm -f; \
+    /venv/bin/python -m compileall -q /venv/lib
+
+FROM ${BASE_IMAGE}
+# No root needed to read metrics or serve HTTP. Scaling needs the Docker socket, which is
+# root-equivalent: the stack runs the controller as root by default, or as this user with
+# the socket's group added (see docs/deploy.md, "Docker socket access"). The IPVS agent
+# reads other network namespaces and needs root with CAP_NET_ADMIN.
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent autoscaler
+COPY --from=build /venv /venv
+ENV PATH=/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    AUTOSCALER_POLICIES__PATHS=/etc/autoscaler/policies \
+    HEALTHCHECK_PORT=8080
+WORKDIR /etc/autoscaler
+USER 10001:10001
+EXPOSE 8080
+# Swarm marks a task running only once healthy and replaces it when unhealthy. The agent
+# serves /healthz too: set HEALTHCHECK_PORT to its port in its service.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['HEALTHCHECK_PORT'], timeout=2)"]
+ENTRYPOINT ["swarm-autoscaler"]
+CMD ["run"]
