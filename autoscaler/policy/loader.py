@@ -15,6 +15,7 @@ file was saved half-edited: a broken file keeps its last good policies.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,28 +69,35 @@ def load_paths(paths: Sequence[Path]) -> list[LoadedPolicy]:
 
 
 def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
-    """The policy files named by ``paths`` (directories expanded, duplicates dropped)."""
+    """The policy files named by ``paths`` (directories expanded, duplicates dropped).
+
+    Runs on every reload, so a directory costs one ``scandir`` and no stat per file.
+    Duplicates are recognised by real path: a directory's real path plus the file name.
+    """
     files: list[Path] = []
     problems: list[Problem] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for path in paths:
         if path.is_dir():
-            candidates = sorted(
-                child
-                for child in path.iterdir()
-                if child.suffix in POLICY_SUFFIXES and not child.name.startswith(".") and child.is_file()
-            )
+            real_dir = os.path.realpath(path)
+            with os.scandir(path) as entries:
+                names = sorted(entry.name for entry in entries if _is_policy_file(entry))
+            candidates = [(path / name, os.path.join(real_dir, name)) for name in names]
         elif path.exists():
-            candidates = [path]
+            candidates = [(path, os.path.realpath(path))]
         else:
             problems.append(Problem(path, 0, None, "", "no such file or directory"))
             continue
-        for candidate in candidates:
-            key = candidate.resolve()
+        for candidate, key in candidates:
             if key not in seen:
                 seen.add(key)
                 files.append(candidate)
     return files, problems
+
+
+def _is_policy_file(entry: os.DirEntry[str]) -> bool:
+    name = entry.name
+    return name.endswith(POLICY_SUFFIXES) and not name.startswith(".") and entry.is_file()
 
 
 def _read_and_parse(path: Path) -> tuple[list[PolicyPlaces], list[Problem]]:
