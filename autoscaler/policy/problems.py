@@ -8,7 +8,7 @@ from pathlib import Path
 from autoscaler.errors import PolicyError
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Problem:
     """One thing wrong in one file.
 
