@@ -106,6 +106,20 @@ class LoopSettings(_Group):
     )
 
 
+class LeaseSettings(_Group):
+    service: str = Field(
+        default="",
+        description="The controller's own Swarm service; with several replicas, the one holding a lease "
+        "in this service's labels scales and the others stand by. Empty: no lease, this process always acts.",
+    )
+    seconds: float = Field(
+        default=15.0,
+        ge=3,
+        le=300,
+        description="Lease length: a dead leader is replaced within about this long.",
+    )
+
+
 class HttpSettings(_Group):
     listen: str = Field(
         default=DEFAULT_LISTEN,
@@ -157,6 +171,7 @@ class Settings(BaseSettings):
     ipvs: IpvsSettings = Field(default_factory=IpvsSettings, description="IPVS connection-counter source.")
     policies: PolicySettings = Field(default_factory=PolicySettings, description="Where policies live.")
     loop: LoopSettings = Field(default_factory=LoopSettings, description="Reconcile loop timing and mode.")
+    lease: LeaseSettings = Field(default_factory=LeaseSettings, description="High availability.")
     http: HttpSettings = Field(default_factory=HttpSettings, description="Observability HTTP server.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
 

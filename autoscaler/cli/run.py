@@ -25,7 +25,14 @@ from autoscaler.observability.http import ObservabilityServer
 from autoscaler.observability.logs import configure_logging
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.reconciler.loop import Clock, Reconciler, Sleep
-from autoscaler.reconciler.ports import EngineFactory, FailoverHooks, MetricSource, PolicyCatalog, Target
+from autoscaler.reconciler.ports import (
+    EngineFactory,
+    FailoverHooks,
+    Leadership,
+    MetricSource,
+    PolicyCatalog,
+    Target,
+)
 from autoscaler.reconciler.status import ReconcilerStatus
 from autoscaler.settings import Settings, SettingsError, load_settings
 
@@ -46,6 +53,14 @@ Every option can also be set by environment (AUTOSCALER_LOOP__INTERVAL=10,
 AUTOSCALER_PROMETHEUS__URL=...) or a settings file (--config settings.yaml); flags win.
 SIGHUP re-reads policy files; SIGTERM/SIGINT finish in-flight scale calls and exit.
 """
+
+
+class RunningLease(Leadership, Protocol):
+    """The HA lease as the controller runs it (``reconciler.lease.Lease``)."""
+
+    async def run(self) -> None: ...
+
+    async def release(self) -> None: ...
 
 
 class RunningFailover(FailoverHooks, Protocol):
@@ -103,6 +118,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "dry_run": ("loop", "dry_run"),
         "once": ("loop", "once"),
         "listen": ("http", "listen"),
+        "lease_service": ("lease", "service"),
         "log_format": ("log", "format"),
         "log_level": ("log", "level"),
     }
@@ -140,6 +156,18 @@ def _real_collaborators(settings: Settings) -> tuple[Target, dict[str, MetricSou
     return SwarmTarget(settings.docker.host), sources, PolicyStore(settings.policies.paths)
 
 
+def _real_lease(settings: Settings) -> tuple[RunningLease, object]:
+    """The lease and the Docker client it writes through (closed by the caller)."""
+    import aiodocker
+
+    from autoscaler.reconciler.lease import Lease, ServiceLabelStore
+
+    docker = aiodocker.Docker(url=settings.docker.host)
+    return Lease(
+        ServiceLabelStore(docker, settings.lease.service), lease_seconds=settings.lease.seconds
+    ), docker
+
+
 def _real_failover(settings: Settings, target: Target, registry: CollectorRegistry) -> RunningFailover:
     from autoscaler.reconciler.failover import FailoverMonitor
     from autoscaler.targets.swarm_nodes import SwarmNodes
@@ -175,6 +203,7 @@ async def serve(
     clock: Clock | None = None,
     sleep: Sleep | None = None,
     failover: RunningFailover | None = None,
+    lease: RunningLease | None = None,
     started: asyncio.Future[tuple[Reconciler, ObservabilityServer | None]] | None = None,
 ) -> int:
     """Run the controller until stopped; the exit code. ``started`` resolves once it serves.
@@ -191,6 +220,9 @@ async def serve(
                 failover = _real_failover(settings, target, registry)
         sources = real_sources if sources is None else sources
         catalog = catalog or real_catalog
+    lease_client: object = None
+    if lease is None and settings.lease.service and not settings.loop.once:
+        lease, lease_client = _real_lease(settings)
     timing: dict[str, Any] = {k: v for k, v in (("clock", clock), ("sleep", sleep)) if v is not None}
     reconciler = Reconciler(
         target=target,
@@ -202,14 +234,16 @@ async def serve(
         dry_run=settings.loop.dry_run,
         debounce=settings.loop.debounce,
         failover=failover,
+        leadership=lease,
         **timing,
     )
     try:
         if settings.loop.once:
             return await _once(reconciler, started)
-        return await _forever(reconciler, settings, registry, failover, started)
+        return await _forever(reconciler, settings, registry, failover, lease, started)
     finally:
         await _close(target)
+        await _close(lease_client)
         if failover is not None:
             await _close(getattr(failover, "nodes", None))
         for source in sources.values():
@@ -237,6 +271,7 @@ async def _forever(
     settings: Settings,
     registry: CollectorRegistry,
     failover: RunningFailover | None,
+    lease: RunningLease | None,
     started: asyncio.Future[tuple[Reconciler, ObservabilityServer | None]] | None,
 ) -> int:
     loop = asyncio.get_running_loop()
@@ -247,6 +282,7 @@ async def _forever(
         await server.start()
         log.info("serving /metrics /healthz /readyz /decisions on port %d", server.port)
     run_task = asyncio.create_task(reconciler.run(), name="autoscaler-reconciler")
+    lease_task = asyncio.create_task(lease.run(), name="autoscaler-lease") if lease is not None else None
     failover_task = None
     if failover is not None:
         failover_task = asyncio.create_task(failover.run(), name="autoscaler-failover")
@@ -282,6 +318,11 @@ async def _forever(
             for task in pending:
                 task.cancel()
             await asyncio.gather(failover_task, return_exceptions=True)
+        if lease is not None and lease_task is not None:
+            # Only now that no scale call is in flight: hand the lease to a standby at once.
+            lease_task.cancel()
+            await asyncio.gather(lease_task, return_exceptions=True)
+            await lease.release()
         if server is not None:
             await server.stop()
     log.info("stopped", extra={"event": "stopped"})

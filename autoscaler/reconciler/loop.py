@@ -99,6 +99,7 @@ class Reconciler:
         self.policies = PolicyWatcher(policies, metrics)
         self.status = LoopStatus()
         self.failover = failover
+        self.leadership = leadership
         self._engines: dict[tuple[str, str], EngineSlot] = {}
         self._services = ServiceReconciler(
             target=target,

@@ -46,6 +46,7 @@ class ReconcilerStatus:
             "generated_at": r.clock(),
             "last_pass_at": r.status.last_pass_at,
             "dry_run": r.dry_run,
+            "leader": r.leadership.is_leader() if r.leadership is not None else True,
             "services": {name: record.to_json() for name, record in sorted(r.status.records.items())},
             "policy_problems": list(r.policies.problems),
             "conflicts": list(r.status.conflicts),

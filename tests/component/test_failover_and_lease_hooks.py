@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from autoscaler.cli import EXIT_OK
+from autoscaler.cli.run import serve
 from autoscaler.core.decision import Decision
 from autoscaler.core.observation import ServiceState
 from autoscaler.core.policy import PolicySpec
+from autoscaler.policy.loader import PolicyStore
 from autoscaler.reconciler.loop import Reconciler
 from autoscaler.reconciler.records import Outcome
 from autoscaler.reconciler.status import ReconcilerStatus
+from autoscaler.settings import load_settings
 
-from .fakes import FakeSource, FakeTarget, service, write_policy
+from .fakes import FakeClock, FakeSource, FakeTarget, eventually, service, write_policy
+from .test_serve import Started
 
 MakeReconciler = Callable[..., Reconciler]
 
@@ -82,3 +90,52 @@ async def test_standby_decides_but_does_not_scale_until_it_leads(
     lease.leading = True
     await reconciler.reconcile()
     assert [c.replicas for c in target.scale_calls] == [record.decision.desired]
+
+
+class FakeRunningLease(FakeLease):
+    """A lease the controller runs: ``run`` until cancelled, ``release`` on shutdown."""
+
+    def __init__(self, leading: bool) -> None:
+        super().__init__(leading)
+        self.running = False
+        self.released_after_scales: int | None = None
+        self.target: FakeTarget | None = None
+
+    async def run(self) -> None:
+        self.running = True
+        await asyncio.Event().wait()
+
+    async def release(self) -> None:
+        assert self.target is not None
+        self.released_after_scales = len(self.target.scale_calls)
+
+
+async def test_run_holds_the_lease_while_serving_and_releases_it_on_sigterm(
+    policy_dir: Path, clock: FakeClock
+) -> None:
+    write_policy(policy_dir, "web")
+    target = FakeTarget(service("web", 1))
+    lease = FakeRunningLease(leading=True)
+    lease.target = target
+    settings = load_settings(overrides={"policies": {"paths": [policy_dir]}, "http": {"listen": ""}})
+    started: Started = asyncio.get_running_loop().create_future()
+    run = asyncio.create_task(
+        serve(
+            settings,
+            target=target,
+            sources={"prometheus": FakeSource({("web", "rps"): 30.0})},
+            catalog=PolicyStore([policy_dir]),
+            clock=clock,
+            sleep=clock.sleep,
+            lease=lease,
+            started=started,
+        )
+    )
+    reconciler, server = await asyncio.wait_for(started, timeout=5)
+    assert server is None, "listen '' must disable the HTTP server"
+    await eventually(lambda: reconciler.status.passes >= 1 and lease.running, what="first pass")
+    assert ReconcilerStatus(reconciler).decisions()["leader"] is True
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(run, timeout=5) == EXIT_OK
+    assert lease.released_after_scales == len(target.scale_calls) == 1

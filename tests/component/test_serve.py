@@ -187,3 +187,48 @@ async def test_readyz_fails_while_docker_is_unreachable(policy_dir: Path, clock:
         await asyncio.wait_for(run, timeout=5)
     assert r.status == 503
     assert body["checks"]["docker_reachable"] is False and "connection refused" in body["docker_error"]
+
+
+async def test_sighup_reloads_policies_at_once(policy_dir: Path, clock: FakeClock) -> None:
+    write_policy(policy_dir, "web", max_replicas=2)
+    target = FakeTarget(service("web", 1))
+    started: Started = asyncio.get_running_loop().create_future()
+    run = asyncio.create_task(
+        serve(
+            settings_for(policy_dir),
+            target=target,
+            sources={"prometheus": FakeSource({("web", "rps"): 1000.0})},
+            catalog=PolicyStore([policy_dir]),
+            clock=clock,
+            sleep=clock.sleep,
+            started=started,
+        )
+    )
+    try:
+        reconciler, _ = await asyncio.wait_for(started, timeout=5)
+        interval = reconciler.interval
+        await eventually(
+            lambda: reconciler.status.passes == 1 and clock.waiting_until(clock.now + interval),
+            what="first pass done, loop asleep",
+        )
+        assert target.services["web"].replicas == 2
+        write_policy(policy_dir, "web", max_replicas=5)
+
+        os.kill(os.getpid(), signal.SIGHUP)
+        # No clock movement: only the signal can cause this pass (after the debounce).
+        await eventually(lambda: clock.waiting_until(clock.now + reconciler.debounce), what="debounce")
+        clock.advance(reconciler.debounce)
+        await eventually(lambda: reconciler.status.passes == 2, what="pass after SIGHUP")
+    finally:
+        reconciler.stop()
+        await asyncio.wait_for(run, timeout=5)
+    assert reconciler.status.records["web"].policy.spec.max_replicas == 5
+    assert target.services["web"].replicas is not None and target.services["web"].replicas > 2
+
+
+def test_run_rejects_bad_settings_with_the_field_named(capsys: Any) -> None:
+    from autoscaler.cli import main
+
+    assert main(["run", "--interval", "0", "--once"]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "loop.interval" in err and "AUTOSCALER_LOOP__INTERVAL" in err
