@@ -8,6 +8,7 @@ import sys
 import time
 
 from autoscaler import lab
+from autoscaler.lab import sessions
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -26,9 +27,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--sample", action="store_true", help="also deploy the sample web app and loadgen")
     up.set_defaults(handler=_up)
 
-    actions.add_parser("down", help="remove everything the lab made (keeps the image cache)").set_defaults(
-        handler=_down
-    )
+    down_parser = actions.add_parser("down", help="remove everything the lab made (keeps the image cache)")
+    down_parser.add_argument("--force", action="store_true", help="even if a test session still uses it")
+    down_parser.set_defaults(handler=_down)
     status = actions.add_parser("status", help="nodes, services, Prometheus URL")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_status)
@@ -66,12 +67,23 @@ def _guard(action: str, fn: object) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    return _guard("up", lambda: lab.up(args.nodes, sample=args.sample))
+    # The lock makes a concurrent pytest session wait instead of racing this up.
+    with sessions.lab_lock():
+        return _guard("up", lambda: lab.up(args.nodes, sample=args.sample))
 
 
 def _down(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    result = _guard("down", lab.down)
+    with sessions.lab_lock():
+        holders = sessions.other_live_holders()
+        if holders and not args.force:
+            print(
+                f"lab down: processes {holders} (pytest sessions?) are using the lab; "
+                "wait for them or use --force",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        result = _guard("down", lab.down)
     if result == EXIT_OK:
         print(f"lab: down in {time.monotonic() - started:.1f}s")
     return result

@@ -32,7 +32,8 @@ def lab_lock() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _other_live_holders() -> list[int]:
+def other_live_holders() -> list[int]:
+    """Pids of other live processes holding the lab (pruning dead ones' registrations)."""
     holders = []
     for entry in SESSIONS_DIR.glob("*"):
         if not entry.name.isdigit():
@@ -61,7 +62,7 @@ def release(started: bool) -> None:
     """Drop this process's hold; take the lab down if we started it and no one else holds it."""
     with lab_lock():
         (SESSIONS_DIR / str(os.getpid())).unlink(missing_ok=True)
-        if started and not _other_live_holders():
+        if started and not other_live_holders():
             lab_api.down()
 
 
