@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import aiodocker
 import aiohttp
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from autoscaler.core import lease_rules as rules
 from autoscaler.errors import PermanentTargetError, TemporaryTargetError, VersionConflictError
@@ -121,6 +122,21 @@ def _map_error(exc: aiodocker.DockerError, doing: str) -> Exception:
     return PermanentTargetError(f"{doing}: {message}")
 
 
+class _LeaseMetrics:
+    """Summed over replicas, ``autoscaler_lease_leader`` must be exactly 1 (charts/prometheus/alerts.yml)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.leader = Gauge(
+            "autoscaler_lease_leader", "1 while this replica holds the leader lease.", registry=registry
+        )
+        self.transitions = Counter(
+            "autoscaler_lease_transitions",
+            "Times this replica took or lost the lease.",
+            ["change"],
+            registry=registry,
+        )
+
+
 class Lease:
     """Take and keep the lease; ``is_leader()`` tells the loop whether it may scale now.
 
@@ -137,6 +153,7 @@ class Lease:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_change: Callable[[bool], None] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.identity = identity or default_identity()
         self.timing = rules.LeaseTiming(lease_seconds)
@@ -150,6 +167,7 @@ class Lease:
         self._became_leader = asyncio.Event()
         self.last_reason = "not started"
         self.transitions = 0
+        self._metrics = _LeaseMetrics(registry) if registry is not None else None
 
     def is_leader(self) -> bool:
         leading = self._valid_until is not None and self._clock() < self._valid_until
@@ -232,5 +250,8 @@ class Lease:
         if leading:
             self._became_leader.set()
         log.warning("%s %s the lease: %s", self.identity, "took" if leading else "lost", reason)
+        if self._metrics is not None:
+            self._metrics.leader.set(1 if leading else 0)
+            self._metrics.transitions.labels("took" if leading else "lost").inc()
         if self._on_change is not None:
             self._on_change(leading)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from autoscaler.core import lease_rules as rules
 from autoscaler.errors import TemporaryTargetError, VersionConflictError
@@ -179,3 +180,17 @@ async def test_never_two_leaders_at_once(script: list[tuple[int, str, float]]) -
             await lease.release()
         leaders = [lease.identity for lease, _ in candidates if lease.is_leader()]
         assert len(leaders) <= 1, f"two leaders at t={clock.now}: {leaders}"
+
+
+async def test_leadership_is_exported_for_the_no_leader_and_two_leaders_alerts() -> None:
+    registry = CollectorRegistry()
+    clock = FakeClock()
+    swarm = Swarm(clock, labels=rules.released_labels())
+    lease = Lease(SwarmView(swarm), identity="a", lease_seconds=LEASE, clock=clock, registry=registry)
+    await lease.step()
+    assert registry.get_sample_value("autoscaler_lease_leader") == 1
+    await lease.release()
+    assert registry.get_sample_value("autoscaler_lease_leader") == 0
+    took = registry.get_sample_value("autoscaler_lease_transitions_total", {"change": "took"})
+    lost = registry.get_sample_value("autoscaler_lease_transitions_total", {"change": "lost"})
+    assert (took, lost) == (1, 1)
