@@ -73,14 +73,15 @@ class PrometheusSettings(_Group):
 class IpvsSettings(_Group):
     agents: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="URLs of the per-node IPVS agents (http://10.0.0.5:9911), JSON list or comma-separated.",
+        description="Metrics URLs of the per-node IPVS agents (http://10.0.0.5:9105/metrics), "
+        "JSON list or comma-separated.",
     )
     dns_name: str | None = Field(
         default=None,
         description="DNS name resolving to every agent (tasks.ipvs-agent in a Swarm overlay); "
         "used with agent_port instead of a fixed agents list.",
     )
-    agent_port: int = Field(default=9911, ge=1, le=65535, description="Port of the agents found by dns_name.")
+    agent_port: int = Field(default=9105, ge=1, le=65535, description="Port of the agents found by dns_name.")
 
     _split = field_validator("agents", mode="before")(_split_list)
 

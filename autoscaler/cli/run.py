@@ -91,7 +91,9 @@ def register(subparsers: Any) -> None:
         "--docker-host", help="Docker API of a manager (default: $DOCKER_HOST or the local socket)"
     )
     parser.add_argument("--prometheus-url", help="Prometheus base URL, e.g. http://127.0.0.1:9090")
-    parser.add_argument("--ipvs-agent", action="append", metavar="URL", help="an IPVS agent URL (repeatable)")
+    parser.add_argument(
+        "--ipvs-agent", action="append", metavar="URL", help="an IPVS agent metrics URL (repeatable)"
+    )
     parser.add_argument(
         "--interval", type=float, metavar="SECONDS", help="seconds between passes (default 5)"
     )
@@ -143,6 +145,7 @@ def handle(args: argparse.Namespace) -> int:
 def _real_collaborators(settings: Settings) -> tuple[Target, dict[str, MetricSource], PolicyCatalog]:
     # Imported here so `--help` and `explain` work even where aiodocker or requests are absent.
     from autoscaler.policy.loader import PolicyStore
+    from autoscaler.sources.ipvs.source import IpvsSource
     from autoscaler.sources.prometheus import PrometheusSource
     from autoscaler.targets.swarm import SwarmTarget
 
@@ -150,9 +153,8 @@ def _real_collaborators(settings: Settings) -> tuple[Target, dict[str, MetricSou
     if settings.prometheus.url:
         sources["prometheus"] = PrometheusSource(settings.prometheus.url, timeout=settings.prometheus.timeout)
     if settings.ipvs.agents or settings.ipvs.dns_name:
-        log.error(
-            "IPVS agents are configured but this build has no IPVS source yet; ipvs metrics stay missing"
-        )
+        ipvs = settings.ipvs
+        sources["ipvs"] = IpvsSource(ipvs.agents, ipvs.dns_name, port=ipvs.agent_port)
     return SwarmTarget(settings.docker.host), sources, PolicyStore(settings.policies.paths)
 
 

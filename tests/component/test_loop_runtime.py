@@ -157,3 +157,25 @@ async def test_event_stream_failure_is_counted_and_retried(
     assert reconciler.metrics.target_errors.labels("events")._value.get() == 2
 
     await stop_and_join(reconciler, task)
+
+
+async def test_liveness_fails_once_the_loop_stops_ticking(
+    policy_dir: Path, make_reconciler: MakeReconciler, clock: FakeClock
+) -> None:
+    from autoscaler.reconciler.status import (
+        LIVENESS_SLACK_SECONDS,
+        MISSED_TICKS_BEFORE_DEAD,
+        ReconcilerStatus,
+    )
+
+    write_policy(policy_dir, "web")
+    reconciler = make_reconciler(FakeTarget(service("web", 1)), FakeSource(), interval=INTERVAL)
+    status = ReconcilerStatus(reconciler)
+    await reconciler.run_once()
+    allowed = MISSED_TICKS_BEFORE_DEAD * INTERVAL + LIVENESS_SLACK_SECONDS
+
+    clock.advance(allowed)
+    assert status.liveness()[0], "declared dead while still within the allowance"
+    clock.advance(1)
+    alive, details = status.liveness()
+    assert not alive and details["seconds_since_last_pass"] == allowed + 1

@@ -232,3 +232,29 @@ def test_run_rejects_bad_settings_with_the_field_named(capsys: Any) -> None:
     assert main(["run", "--interval", "0", "--once"]) == EXIT_INPUT
     err = capsys.readouterr().err
     assert "loop.interval" in err and "AUTOSCALER_LOOP__INTERVAL" in err
+
+
+async def test_real_wiring_builds_one_source_per_configured_backend(policy_dir: Path) -> None:
+    from autoscaler.cli.run import _close, _real_collaborators
+
+    settings = load_settings(
+        overrides={
+            "policies": {"paths": [policy_dir]},
+            "docker": {"host": "unix:///nonexistent/docker.sock"},
+            "prometheus": {"url": "http://127.0.0.1:9"},
+            "ipvs": {"agents": ["http://127.0.0.1:9/metrics"]},
+        }
+    )
+    target, sources, catalog = _real_collaborators(settings)
+    try:
+        assert sorted(sources) == ["ipvs", "prometheus"]
+        assert catalog.policies == []  # nothing read before the first reload
+    finally:
+        await _close(target)
+        for source in sources.values():
+            await _close(source)
+
+    bare = load_settings(overrides={"policies": {"paths": [policy_dir]}})
+    target, sources, _ = _real_collaborators(bare)
+    await _close(target)
+    assert sources == {}, "a backend without settings must not be half-configured"

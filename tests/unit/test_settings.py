@@ -42,13 +42,13 @@ def test_environment_uses_prefix_and_nested_delimiter(monkeypatch: pytest.Monkey
     monkeypatch.setenv("AUTOSCALER_LOOP__INTERVAL", "12.5")
     monkeypatch.setenv("AUTOSCALER_PROMETHEUS__URL", "http://127.0.0.1:9090")
     monkeypatch.setenv("AUTOSCALER_POLICIES__PATHS", "a.yaml, dir/")
-    monkeypatch.setenv("AUTOSCALER_IPVS__AGENTS", '["http://127.0.0.1:9911"]')
+    monkeypatch.setenv("AUTOSCALER_IPVS__AGENTS", '["http://127.0.0.1:9105/metrics"]')
     monkeypatch.setenv("AUTOSCALER_LOG__LEVEL", "debug")
     settings = load_settings()
     assert settings.loop.interval == 12.5
     assert settings.prometheus.url == "http://127.0.0.1:9090"
     assert settings.policies.paths == [Path("a.yaml"), Path("dir/")]
-    assert settings.ipvs.agents == ["http://127.0.0.1:9911"]
+    assert settings.ipvs.agents == ["http://127.0.0.1:9105/metrics"]
     assert settings.log.level == "DEBUG"
 
 
