@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 
 from autoscaler import lab
 from autoscaler.lab import sessions
@@ -56,9 +57,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     node_up.set_defaults(handler=_node_up)
 
 
-def _guard(action: str, fn: object) -> int:
+def _guard(action: str, fn: Callable[[], object]) -> int:
     try:
-        assert callable(fn)
         fn()
     except lab.LabError as exc:
         print(f"lab {action}: {exc}", file=sys.stderr)

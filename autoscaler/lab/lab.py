@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -95,8 +96,6 @@ def up(node_count: int = 3, sample: bool = False) -> LabInfo:
 
 
 def wait_prometheus_ready(url: str, timeout: float = 90.0) -> None:
-    import urllib.request
-
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:

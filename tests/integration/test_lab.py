@@ -14,6 +14,7 @@ import docker
 import pytest
 
 from autoscaler.lab import create_service, scrape_labels
+from autoscaler.lab.lab import NodeDownMode
 from autoscaler.lab.sessions import LabHandle as Lab
 
 NODE_COUNT = 3
@@ -148,12 +149,12 @@ def test_request_rate_follows_offered_load(sample: Lab) -> None:
 
 
 @pytest.mark.parametrize("mode", ["link", "kill"])
-def test_node_down_then_up(lab: Lab, manager: docker.DockerClient, mode: str) -> None:
+def test_node_down_then_up(lab: Lab, manager: docker.DockerClient, mode: NodeDownMode) -> None:
     victim = NODE_COUNT  # a worker: the manager must stay to report it
     ip = lab.node_ips[victim - 1]
     try:
-        lab.node_down(victim, mode)  # type: ignore[arg-type]
-        lab.node_down(victim, mode)  # type: ignore[arg-type]  # idempotent
+        lab.node_down(victim, mode)
+        lab.node_down(victim, mode)  # idempotent
         poll(lambda: node_state(manager, ip) == "down", deadline_s=30, what=f"node {victim} Down")
     finally:
         lab.node_up(victim)
