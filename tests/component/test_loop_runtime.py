@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from autoscaler.reconciler.loop import Reconciler
+from autoscaler.reconciler.status import LIVENESS_SLACK_SECONDS, MISSED_TICKS_BEFORE_DEAD, ReconcilerStatus
 from autoscaler.targets.swarm_events import SwarmEvent
 
 from .fakes import FakeClock, FakeSource, FakeTarget, eventually, service, write_policy
@@ -162,11 +163,6 @@ async def test_event_stream_failure_is_counted_and_retried(
 async def test_liveness_fails_once_the_loop_stops_ticking(
     policy_dir: Path, make_reconciler: MakeReconciler, clock: FakeClock
 ) -> None:
-    from autoscaler.reconciler.status import (
-        LIVENESS_SLACK_SECONDS,
-        MISSED_TICKS_BEFORE_DEAD,
-        ReconcilerStatus,
-    )
 
     write_policy(policy_dir, "web")
     reconciler = make_reconciler(FakeTarget(service("web", 1)), FakeSource(), interval=INTERVAL)
