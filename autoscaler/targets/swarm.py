@@ -18,7 +18,8 @@ import asyncio
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -138,14 +139,16 @@ class SwarmTarget:
                 )
         except BaseExceptionGroup as group_error:
             raise group_error.exceptions[0] from None
-        running = _running_by_service(tasks.result())
-        return [_state_of(service, running[service["ID"]]) for service in services.result()]
+        with self._unexpected_shape("services or tasks list"):
+            running = _running_by_service(tasks.result())
+            return [_state_of(service, running[service["ID"]]) for service in services.result()]
 
     async def get_service(self, name_or_id: str) -> ServiceState | None:
         service = await self._inspect(name_or_id)
         if service is None:
             return None
-        return _state_of(service, await self._count_running(service["ID"]))
+        with self._unexpected_shape(f"service {name_or_id!r}"):
+            return _state_of(service, await self._count_running(service["ID"]))
 
     async def scale(self, state: ServiceState, replicas: int) -> ServiceState:
         if replicas < 0:
@@ -192,6 +195,17 @@ class SwarmTarget:
         filters = json.dumps({"service": [service_id], "desired-state": ["running"]})
         tasks = await self._call(lambda d: d._query_json("tasks", params={"filters": filters}))
         return _running_by_service(tasks)[service_id]
+
+    @contextmanager
+    def _unexpected_shape(self, what: str) -> Iterator[None]:
+        """A Docker answer this code cannot read is a permanent error, not a KeyError."""
+        try:
+            yield
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PermanentTargetError(
+                f"Docker at {self.where} sent a {what} this autoscaler cannot read ({exc!r}); "
+                "is it an Engine API >= 1.41 swarm manager?"
+            ) from exc
 
     async def _call(self, request: Callable[[aiodocker.Docker], Awaitable[T]]) -> T:
         """``request`` with bounded retries of transient failures, errors mapped to ours."""
