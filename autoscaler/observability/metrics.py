@@ -8,6 +8,7 @@ service names, directions, HPA limit names and fixed outcome words, never free t
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -31,6 +32,8 @@ class ControllerMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._per_service: dict[str, _ServiceSeries] = {}
+        self._decision_counters: dict[tuple[str, str, str], Counter] = {}
 
         def per_service(name: str, doc: str) -> Gauge:
             return Gauge(name, doc, ["service"], namespace=NAMESPACE, registry=registry)
@@ -76,25 +79,57 @@ class ControllerMetrics:
             "last_reconcile_timestamp_seconds", "When the last reconcile pass finished (Unix time)."
         )
 
+    def _series(self, service: str) -> _ServiceSeries:
+        # labels() hashes and locks on every call; with 1000 services it was most of a pass.
+        series = self._per_service.get(service)
+        if series is None:
+            series = _ServiceSeries(
+                desired=self.desired.labels(service),
+                current=self.current.labels(service),
+                running=self.running.labels(service),
+                min_replicas=self.min_replicas.labels(service),
+                max_replicas=self.max_replicas.labels(service),
+                panic=self.panic.labels(service),
+            )
+            self._per_service[service] = series
+        return series
+
     def observe_decision(
         self, service: str, decision: Decision, *, min_replicas: int, max_replicas: int
     ) -> None:
-        self.desired.labels(service).set(decision.desired)
-        self.current.labels(service).set(decision.current)
-        self.running.labels(service).set(decision.running)
-        self.min_replicas.labels(service).set(min_replicas)
-        self.max_replicas.labels(service).set(max_replicas)
-        self.panic.labels(service).set(1 if decision.panic else 0)
-        self.decisions.labels(service, decision.direction.value, reason_kind(decision)).inc()
+        series = self._series(service)
+        series.desired.set(decision.desired)
+        series.current.set(decision.current)
+        series.running.set(decision.running)
+        series.min_replicas.set(min_replicas)
+        series.max_replicas.set(max_replicas)
+        series.panic.set(1 if decision.panic else 0)
+        key = (service, decision.direction.value, reason_kind(decision))
+        counter = self._decision_counters.get(key)
+        if counter is None:
+            counter = self._decision_counters[key] = self.decisions.labels(*key)
+        counter.inc()
 
     def observe_state(self, service: str, *, current: int, running: int) -> None:
         """For services observed but not decided on (held, failed before deciding)."""
-        self.current.labels(service).set(current)
-        self.running.labels(service).set(running)
+        series = self._series(service)
+        series.current.set(current)
+        series.running.set(running)
 
     def forget_service(self, service: str) -> None:
         """Drop a removed service's gauges so dashboards do not show a ghost."""
+        self._per_service.pop(service, None)
         gauges = (self.desired, self.current, self.running, self.min_replicas, self.max_replicas, self.panic)
         for gauge in gauges:
             with contextlib.suppress(KeyError):  # never observed for this service
                 gauge.remove(service)
+
+
+@dataclass(frozen=True, slots=True)
+class _ServiceSeries:
+    desired: Gauge
+    current: Gauge
+    running: Gauge
+    min_replicas: Gauge
+    max_replicas: Gauge
+    panic: Gauge
