@@ -91,6 +91,7 @@ def create_service(
     labels: Mapping[str, str] | None = None,
     constraints: Sequence[str] = (),
     host_ports: Mapping[int, int] | None = None,
+    restart_condition: str = "any",
     **extra: Any,
 ) -> Any:
     """A replicated service on the lab overlay in dnsrr mode (no IPVS here, so no VIP)."""
@@ -104,7 +105,7 @@ def create_service(
         networks=[layout.NETWORK],
         endpoint_spec=EndpointSpec(mode="dnsrr", ports=ports or None),
         mode=ServiceMode("replicated", replicas=replicas),
-        restart_policy=RestartPolicy(condition="any", delay=0),
+        restart_policy=RestartPolicy(condition=restart_condition, delay=0),
         **extra,
     )
 
@@ -165,6 +166,7 @@ def deploy_sample(replicas: int = 2, work_ms: float = 2.0) -> None:
                 replicas=0,
                 env={"RATE": "0", "TARGET": WEB},
                 labels=scrape_labels(8001),
+                restart_condition="on-failure",  # done after DURATION means done
             )
 
 

@@ -108,12 +108,16 @@ def test_prometheus_discovers_any_labelled_service(
     service = create_service(manager, name, lab.images["web"], replicas=2, labels=scrape_labels(8000))
     temporary_services.append(service)
     poll(lambda: len(running_tasks(service)) == 2, deadline_s=60, what="2 replicas running")
+
+    def both_replicas_up() -> list[dict[str, Any]] | None:
+        series = [s for s in query(lab, f'up{{service="{name}"}}') if s["value"][1] == "1"]
+        return series if len(series) == 2 else None
+
     series = poll(
-        lambda: [s for s in query(lab, f'up{{service="{name}"}}') if s["value"][1] == "1"],
+        both_replicas_up,
         deadline_s=30,
         what=f"Prometheus scraping both replicas of {name}",
     )
-    assert len(series) == 2
     task_nodes = {t["NodeID"] for t in running_tasks(service)}
     hostnames = {manager.nodes.get(node_id).attrs["Description"]["Hostname"] for node_id in task_nodes}
     assert {s["metric"]["node"] for s in series} == hostnames
@@ -148,7 +152,7 @@ def test_request_rate_follows_offered_load(sample: Lab) -> None:
     )
 
 
-@pytest.mark.parametrize("mode", ["link", "kill"])
+@pytest.mark.parametrize("mode", ["link", "kill", "stop"])
 def test_node_down_then_up(lab: Lab, manager: docker.DockerClient, mode: NodeDownMode) -> None:
     victim = NODE_COUNT  # a worker: the manager must stay to report it
     ip = lab.node_ips[victim - 1]
