@@ -16,7 +16,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 API_VERSION = "autoscaler.swarm/v1"
@@ -243,17 +243,31 @@ class PolicySpec(_Model):
             )
         return v
 
+    # Field validators, not the model validator below: the error then points at the field's
+    # line, and it is reported together with errors in other fields (a model validator only
+    # runs once every field is valid).
+    @field_validator("max_replicas")
+    @classmethod
+    def _max_not_below_min(cls, v: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_replicas")
+        if low is not None and v < low:
+            raise ValueError(f"must be at least minReplicas ({low})")
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metric_names(cls, v: tuple[MetricSpec, ...]) -> tuple[MetricSpec, ...]:
+        names = [m.name for m in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"metric names must be unique; repeated: {', '.join(dupes)}")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if (self.service is None) == (self.selector is None):
             given = "both are given" if self.service is not None else "neither is given"
             raise ValueError(f"give exactly one of service (a name) or selector (labels); {given}")
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(f"minReplicas ({self.min_replicas}) is above maxReplicas ({self.max_replicas})")
-        names = [m.name for m in self.metrics]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"metric names must be unique; repeated: {', '.join(dupes)}")
         return self
 
 
