@@ -127,7 +127,7 @@ class Reconciler:
         return self._stopping.is_set()
 
     def request_reload(self) -> None:
-        """SIGHUP: re-read policy files at the next wake, even if no mtime changed."""
+        """SIGHUP: re-read changed policy files now (after the debounce), not at the next tick."""
         self._reload_requested = True
         self.nudge(None)
 
