@@ -161,7 +161,9 @@ class PrometheusSource:
         self._attempts = retries + 1
         self._client = PrometheusConnect(
             url=self.url,
-            retry=Retry(total=0, raise_on_status=False),
+            # read=False makes urllib3 re-raise a read timeout as itself, so requests reports a
+            # ReadTimeout instead of burying it in a ConnectionError.
+            retry=Retry(total=0, read=False, raise_on_status=False),
             timeout=timeout,
         )
         self._pool = ThreadPoolExecutor(max_workers=QUERY_THREADS, thread_name_prefix="prometheus")
@@ -234,8 +236,11 @@ class PrometheusSource:
             self.http_requests += 1
         try:
             return self._client.custom_query(text)
-        except requests.Timeout as exc:
-            raise _Unreachable(f"timed out after {self._timeout:g}s ({self.url})") from exc
+        except requests.ConnectTimeout as exc:
+            raise _Unreachable(f"no connection to {self.url} within {self._timeout:g}s") from exc
+        except requests.ReadTimeout as exc:
+            # Only this query may be slow: the others of the fetch still get their chance.
+            raise _Retryable(f"no answer within {self._timeout:g}s ({self.url})") from exc
         except requests.ConnectionError as exc:
             raise _Unreachable(f"cannot connect to {self.url}: {_root_cause(exc)}") from exc
         except requests.RequestException as exc:

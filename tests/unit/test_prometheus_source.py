@@ -41,12 +41,16 @@ class ScriptedPrometheus:
     def __init__(self) -> None:
         self.answers: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self.asked: Counter[str] = Counter()
+        self.hang: set[str] = set()  # queries answered only once ``release`` is set
+        self.release = threading.Event()
         script = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 query = parse_qs(urlparse(self.path).query)["query"][0]
                 script.asked[query] += 1
+                if query in script.hang:
+                    script.release.wait(timeout=30)
                 queue = script.answers.get(query) or [error(400, "bad_data", f"unscripted {query}")]
                 status, body = queue.pop(0) if len(queue) > 1 else queue[0]
                 payload = json.dumps(body).encode()
@@ -65,6 +69,7 @@ class ScriptedPrometheus:
         self.thread.start()
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -212,3 +217,19 @@ async def test_raw_string_template_and_foreign_kind_are_missing_with_reason(sour
 def test_bad_url_is_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match="http://"):
         PrometheusSource("localhost:9090")
+
+
+async def test_a_slow_query_times_out_alone(prom: ScriptedPrometheus) -> None:
+    prom.hang.add("slow")
+    prom.answers["slow"] = [vector(({}, "1"))]
+    prom.answers["fast"] = [vector(({}, "2"))]
+    source = PrometheusSource(prom.url, timeout=0.3, retries=1)
+    slow = MetricRequest(service="s", metric="slow", kind="prometheus", query="slow")
+    fast = MetricRequest(service="s", metric="fast", kind="prometheus", query="fast")
+    try:
+        readings = await source.fetch([slow, fast])
+    finally:
+        await source.close()
+    assert "no answer within 0.3s" in (readings[slow].error or "")
+    assert readings[fast].value == 2.0
+    assert prom.asked["slow"] == 2  # a read timeout is retried, within the bound
