@@ -152,12 +152,15 @@ def _index_lines(
     lines: dict[YamlPath, int],
     problems: list[Problem],
     path: Path,
-    visiting: set[int],
+    indexed: set[int],
 ) -> None:
     lines.setdefault(at, node.start_mark.line + 1)
-    if id(node) in visiting:
-        return  # a recursive alias (&a [*a]); construction will report or handle it
-    visiting.add(id(node))
+    if id(node) in indexed:
+        # An alias of a node indexed already (or a recursive one, &a [*a]): descending again
+        # would repeat its duplicate-key problems and, for nested aliases, take exponential
+        # time. Errors below this path point at the line that uses the alias.
+        return
+    indexed.add(id(node))
     if isinstance(node, yaml.MappingNode):
         first_seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -179,8 +182,7 @@ def _index_lines(
                 continue
             first_seen[key] = key_line
             lines[(*at, key)] = key_line
-            _index_lines(value_node, (*at, key), lines, problems, path, visiting)
+            _index_lines(value_node, (*at, key), lines, problems, path, indexed)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _index_lines(item, (*at, index), lines, problems, path, visiting)
-    visiting.discard(id(node))
+            _index_lines(item, (*at, index), lines, problems, path, indexed)
