@@ -115,8 +115,8 @@ def handle(args: argparse.Namespace) -> int:
             f"services governed by a policy: {known}",
             file=sys.stderr,
         )
-        for conflict in document.get("conflicts", []):
-            print(f"  {conflict}", file=sys.stderr)
+        for note in [*document.get("conflicts", []), *document.get("idle_policies", [])]:
+            print(f"  {note}", file=sys.stderr)
         return EXIT_INPUT
     if args.json:
         json.dump(record, sys.stdout, indent=2)

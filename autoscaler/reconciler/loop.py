@@ -19,7 +19,7 @@ from autoscaler.core.decision import MetricReading
 from autoscaler.core.observation import MetricRequest
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.reconciler.events import touched_services
-from autoscaler.reconciler.matching import Assignment, match, metric_requests
+from autoscaler.reconciler.matching import Assignment, idle_policies, match, metric_requests
 from autoscaler.reconciler.policies import PolicyWatcher
 from autoscaler.reconciler.ports import (
     EngineFactory,
@@ -62,6 +62,7 @@ class LoopStatus:
     target_error: str | None = None
     records: dict[str, ServiceRecord] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
+    idle_policies: list[str] = field(default_factory=list)
 
 
 def default_engine_factory() -> EngineFactory:
@@ -168,8 +169,13 @@ class Reconciler:
         self.status.target_reachable = True
         self.status.target_error = None
 
-        assignments, conflicts = match(self.policies.current(), services)
+        policies = self.policies.current()
+        assignments, conflicts = match(policies, services)
         self.status.conflicts = [c.message for c in conflicts]
+        idle = idle_policies(policies, assignments, conflicts)
+        for message in sorted(set(idle) - set(self.status.idle_policies)):  # once, not every tick
+            log.warning(message, extra={"event": "policy_idle"})
+        self.status.idle_policies = idle
         if only is None:
             self._forget_gone(assignments)
             if self.failover is not None:

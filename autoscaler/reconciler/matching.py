@@ -83,3 +83,20 @@ def metric_requests(policy: ScalingPolicy, service_name: str) -> list[MetricRequ
                 )
             )
     return requests
+
+
+def idle_policies(
+    policies: Iterable[ScalingPolicy], assignments: Sequence[Assignment], conflicts: Sequence[Conflict]
+) -> list[str]:
+    """Why each policy that governs no service is idle, so a typo in a name is never silent."""
+    busy = {a.policy.name for a in assignments} | {name for c in conflicts for name in c.policies}
+    messages: list[str] = []
+    for policy in policies:
+        if policy.name in busy:
+            continue
+        if policy.spec.service is not None:
+            messages.append(f"policy {policy.name!r}: no service named {policy.spec.service!r} in the swarm")
+        elif policy.spec.selector is not None:
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(policy.spec.selector.labels.items()))
+            messages.append(f"policy {policy.name!r}: no service has all the labels {labels}")
+    return messages

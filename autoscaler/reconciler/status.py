@@ -50,6 +50,7 @@ class ReconcilerStatus:
             "services": {name: record.to_json() for name, record in sorted(r.status.records.items())},
             "policy_problems": list(r.policies.problems),
             "conflicts": list(r.status.conflicts),
+            "idle_policies": list(r.status.idle_policies),
             "docker_error": r.status.target_error,
             "failovers": r.failover.failovers() if r.failover is not None else [],
         }

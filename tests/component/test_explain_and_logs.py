@@ -155,3 +155,22 @@ async def test_explain_renders_services_without_a_decision(
     assert "outcome   skipped" in shown["agent"] and "global-mode" in shown["agent"]
     assert "current -, running 3" in shown["agent"]
     assert "outcome   failed" in shown["web"] and "error     RuntimeError: daemon exploded" in shown["web"]
+
+
+async def test_policies_that_govern_nothing_are_reported_once(
+    policy_dir: Path, make_reconciler: MakeReconciler, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_policy(policy_dir, "wbe", service="wbe")  # a typo of "web"
+    write_policy(policy_dir, "batch", selector={"tier": "batch"})
+    reconciler = make_reconciler(FakeTarget(service("web", 1)), FakeSource())
+
+    with caplog.at_level(logging.WARNING, logger="autoscaler"):
+        await reconciler.run_once()
+        await reconciler.reconcile()
+
+    idle = reconciler.status.idle_policies
+    assert len(idle) == 2
+    assert any("'wbe'" in m and "no service named" in m for m in idle)
+    assert any("'batch'" in m and "tier=batch" in m for m in idle)
+    warned = [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "policy_idle"]
+    assert sorted(warned) == sorted(idle), "idle policies must be logged once, not on every pass"
