@@ -206,3 +206,18 @@ def test_key_order_and_comments_do_not_change_the_result(tmp_path: Path) -> None
     header, spec = policy_yaml("a", "svc-a").split("spec:\n")
     reordered = "# the spec first, then the header\nspec:\n" + spec + header
     assert load_file(write(tmp_path / "b.yaml", reordered))[0].policy == plain
+
+
+def test_duplicate_key_inside_an_aliased_mapping_is_reported_once(tmp_path: Path) -> None:
+    text = policy_yaml("a", "svc-a") + (
+        "  behavior:\n"
+        "    scaleUp: &rules\n"
+        "      selectPolicy: Min\n"
+        "      selectPolicy: Max\n"
+        "    scaleDown: *rules\n"
+    )
+    file = write(tmp_path / "a.yaml", text)
+    problems = problems_of([file])
+    assert [(p.line, p.field) for p in problems] == [
+        (line_of(file, "selectPolicy: Max"), "spec.behavior.scaleUp.selectPolicy")
+    ]
