@@ -52,8 +52,10 @@ WORKDIR /etc/autoscaler
 USER 10001:10001
 EXPOSE 8080
 # Swarm marks a task running only once healthy and replaces it when unhealthy. The agent
-# serves /healthz too: set HEALTHCHECK_PORT to its port in its service.
-HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['HEALTHCHECK_PORT'], timeout=2)"]
+# serves /healthz too: set HEALTHCHECK_PORT to its port in its service. A raw socket and
+# `python3 -I -S` keep the probe to a few ms of CPU: on a loaded node an urllib probe
+# (site + http.client + ssl imports) timed out and got healthy replicas killed.
+HEALTHCHECK --interval=10s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["python3", "-I", "-S", "-c", "import os, socket; s = socket.create_connection(('127.0.0.1', int(os.environ['HEALTHCHECK_PORT'])), 8); s.sendall(b'GET /healthz HTTP/1.0\\r\\n\\r\\n'); assert s.recv(12).split()[1] == b'200'"]
 ENTRYPOINT ["swarm-autoscaler"]
 CMD ["run"]
