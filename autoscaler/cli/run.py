@@ -158,7 +158,7 @@ def _real_collaborators(settings: Settings) -> tuple[Target, dict[str, MetricSou
     return SwarmTarget(settings.docker.host), sources, PolicyStore(settings.policies.paths)
 
 
-def _real_lease(settings: Settings) -> tuple[RunningLease, object]:
+def _real_lease(settings: Settings, registry: CollectorRegistry) -> tuple[RunningLease, object]:
     """The lease and the Docker client it writes through (closed by the caller)."""
     import aiodocker
 
@@ -224,7 +224,7 @@ async def serve(
         catalog = catalog or real_catalog
     lease_client: object = None
     if lease is None and settings.lease.service and not settings.loop.once:
-        lease, lease_client = _real_lease(settings)
+        lease, lease_client = _real_lease(settings, registry)
     timing: dict[str, Any] = {k: v for k, v in (("clock", clock), ("sleep", sleep)) if v is not None}
     reconciler = Reconciler(
         target=target,
