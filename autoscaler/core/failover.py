@@ -140,6 +140,7 @@ class Failover:
     failed_at: float  # Swarm's time of the node change, else when we first saw it
     detected_at: float
     found_at_start: bool  # opened on the first snapshot (controller (re)start), not a transition
+    back_at: float | None = None  # when the node was seen ready and active again
     lost: list[LostTask] = field(default_factory=list)
     timeouts: list[TimeoutRecord] = field(default_factory=list)
     settled_at: float | None = None  # every lost task resolved
@@ -220,18 +221,16 @@ class FailoverTracker:
                 failover = self._open_failover(now, node, task_list, managed, found_at_start=first)
                 events.append(FailoverOpened(failover))
             elif failover is not None and node.failure is not None:
-                failover.kind = node.failure
+                failover.kind, failover.back_at = node.failure, None
+            elif failover is not None and failover.back_at is None:
+                failover.back_at = now
         for node_id, failover in list(self._open.items()):
             if node_id not in node_map:
                 failover.kind = "removed"
         for failover in list(self._open.values()):
-            # Replacements first: one that is running elsewhere is confirmed even if its node
-            # came back in the same snapshot.
             events.extend(self._advance(now, failover, task_list, managed))
-            back = node_map.get(failover.node_id)
-            if back is not None and back.failure is None and failover.closed_at is None:
-                self._recover(failover, task_list)
-                events.extend(self._close(now, failover, f"node {back.hostname} is ready and active again"))
+            if failover.back_at is not None and failover.closed_at is None:
+                events.extend(self._close_when_back(now, failover, managed))
         self._nodes = node_map
         self._tasks = {t.id: t for t in task_list}
         return events
@@ -326,6 +325,7 @@ class FailoverTracker:
     ) -> list[FailoverEvent]:
         events: list[FailoverEvent] = []
         claimed = {t.replacement_id for t in failover.lost if t.replacement_id is not None}
+        on_node = failover.node_id
         for lost in failover.waiting:
             if lost.service_id not in managed:
                 lost.status = LostStatus.DROPPED
@@ -337,18 +337,22 @@ class FailoverTracker:
                     for t in tasks
                     if t.service_id == lost.service_id
                     and (lost.slot is None or t.slot == lost.slot)
-                    and t.id != lost.task_id
                     and t.id not in claimed
-                    and t.node_id != failover.node_id
-                    and t.created_at > lost.created_at
+                    and (
+                        (t.node_id != failover.node_id and t.created_at > lost.created_at)
+                        # Once the node is back, a task running on it again (even the lost one) counts.
+                        or (failover.back_at is not None and t.node_id == failover.node_id)
+                    )
                 ),
                 key=lambda t: t.created_at,
             )
-            running = [t for t in candidates if t.running]
+            # A replacement elsewhere is what Swarm made for the loss; prefer it to one back on the node.
+            running = sorted((t for t in candidates if t.running), key=lambda t: t.node_id == on_node)
             if running:
                 replacement = running[0]
                 claimed.add(replacement.id)
-                lost.status = LostStatus.CONFIRMED
+                back = replacement.node_id == failover.node_id
+                lost.status = LostStatus.RECOVERED if back else LostStatus.CONFIRMED
                 lost.replacement_id = replacement.id
                 lost.replacement_node = replacement.node_id
                 lost.replacement_created_at = replacement.created_at
@@ -356,7 +360,7 @@ class FailoverTracker:
                 lost.confirmed_at = now
                 lost.pending_reason = None
                 events.append(ReplacementConfirmed(failover, lost))
-            elif candidates:
+            elif candidates := [t for t in candidates if t.id != lost.task_id]:
                 newest = candidates[-1]
                 lost.replacement_created_at = candidates[0].created_at
                 lost.pending_reason = newest.why_not_running()
@@ -397,12 +401,27 @@ class FailoverTracker:
             events.append(ConfirmationTimedOut(failover, service, record))
         return events
 
-    def _recover(self, failover: Failover, tasks: list[TaskView]) -> None:
-        """The node is back: a slot with any task running again is recovered, others unconfirmed."""
-        for lost in failover.waiting:
-            same_slot = (t for t in tasks if t.service_id == lost.service_id and t.slot == lost.slot)
-            back = any(t.running for t in same_slot)
-            lost.status = LostStatus.RECOVERED if back else LostStatus.UNCONFIRMED
+    def _close_when_back(
+        self, now: float, failover: Failover, managed: Mapping[str, ManagedService]
+    ) -> list[FailoverEvent]:
+        """Close once nothing waits, or when the waiting services' confirm window has passed since
+        the node came back (Swarm needs a moment to restart tasks there); the rest is unconfirmed."""
+        assert failover.back_at is not None
+        waiting = failover.waiting
+        if waiting:
+            windows = [
+                managed[t.service_id].node_failure.confirm_within_seconds
+                for t in waiting
+                if t.service_id in managed
+            ]
+            if now < failover.back_at + max(windows, default=0):
+                return []
+            for lost in waiting:
+                lost.status = LostStatus.UNCONFIRMED
+            reason = f"node {failover.hostname} back, {len(waiting)} lost task(s) never ran again"
+        else:
+            reason = f"node {failover.hostname} is ready and active again"
+        return self._close(now, failover, reason)
 
     def _close(self, now: float, failover: Failover, reason: str) -> list[FailoverEvent]:
         failover.closed_at = now

@@ -212,20 +212,54 @@ def test_settled_once_every_lost_task_is_confirmed() -> None:
     assert "host2" in line and "2 confirmed" in line
 
 
-def test_node_back_closes_the_failover_tasks_running_again_count_as_recovered() -> None:
+def test_node_back_tasks_running_on_it_again_are_recovered_and_the_rest_waits_its_window() -> None:
     tracker = FailoverTracker()
     node2_lost(tracker, steady())
     # The link came back: web's old task is running again on n2, api's task is gone.
     back = [t for t in steady() if t.id != "a1"]
-    events = tracker.observe(T0 + 9, cluster(n2=node(2, at=T0 + 8.5)), back, MANAGED)
+    back_at = T0 + 9
+    events = tracker.observe(back_at, cluster(n2=node(2, at=T0 + 8.5)), back, MANAGED)
+    assert not of_type(events, FailoverClosed)
+    statuses = {t.service_name: t.status for t in tracker.open_failovers[0].lost}
+    assert statuses == {"web": LostStatus.RECOVERED, "api": LostStatus.WAITING}
+    assert tracker.hold_reason(API.id, back_at) is not None
+
+    window_end = back_at + API.node_failure.confirm_within_seconds
+    assert not of_type(tracker.observe(window_end - 0.1, cluster(), back, MANAGED), FailoverClosed)
+    events = tracker.observe(window_end, cluster(), back, MANAGED)
     closed = of_type(events, FailoverClosed)
     assert len(closed) == 1 and len(of_type(events, FailoverSettled)) == 1
     statuses = {t.service_name: t.status for t in closed[0].failover.lost}
     assert statuses == {"web": LostStatus.RECOVERED, "api": LostStatus.UNCONFIRMED}
     assert tracker.open_failovers == [] and tracker.unconfirmed() == {}
-    assert tracker.hold_reason(WEB.id, T0 + 9) is None
-    report = failovers_json(tracker, T0 + 9)
+    assert tracker.hold_reason(API.id, window_end) is None
+    report = failovers_json(tracker, window_end)
     assert [(r["node"], r["open"]) for r in report] == [("host2", False)]
+
+
+def test_node_back_closes_once_swarm_restarts_the_pending_task_on_it() -> None:
+    tracker = FailoverTracker()
+    node2_lost(tracker, steady())
+    pending = task("a1b", API, "", 1, state="pending", created=T0 + 4, error="no suitable node")
+    without_api = [t for t in steady() if t.id != "a1"]
+    replacement = task("w2b", WEB, "n1", 2, created=T0 + 4)
+    tracker.observe(T0 + 9, cluster(), [*without_api, pending, replacement], MANAGED)
+    assert tracker.open_failovers, "api's task is not running yet: the failover stays open"
+    started = replace(pending, node_id="n2", state="running", status_at=T0 + 10)
+    events = tracker.observe(T0 + 11, cluster(), [*without_api, started, replacement], MANAGED)
+    closed = of_type(events, FailoverClosed)[0].failover
+    statuses = {t.service_name: t.status for t in closed.lost}
+    assert statuses == {"web": LostStatus.CONFIRMED, "api": LostStatus.RECOVERED}
+
+
+def test_node_failing_again_while_recovering_keeps_one_failover() -> None:
+    tracker = FailoverTracker()
+    node2_lost(tracker, steady())
+    gone = [t for t in steady() if t.node_id != "n2"]
+    tracker.observe(T0 + 9, cluster(), gone, MANAGED)
+    events = tracker.observe(T0 + 10, cluster(n2=node(2, "down", at=T0 + 9.5)), gone, MANAGED)
+    assert not of_type(events, FailoverOpened)
+    assert len(tracker.open_failovers) == 1 and tracker.open_failovers[0].back_at is None
 
 
 def test_replacement_running_in_the_snapshot_where_the_node_returns_counts_as_confirmed() -> None:
