@@ -133,16 +133,19 @@ class RecommendationHistory:
         maxs = self._maxs
         record = (now, desired)
         if records and now < records[-1][0]:
-            self.add(now, desired)
-        else:
-            # _push inlined: this runs for every policy on every tick.
-            records.append(record)
-            while mins and mins[-1][1] >= desired:
-                mins.pop()
-            mins.append(record)
-            while maxs and maxs[-1][1] <= desired:
-                maxs.pop()
-            maxs.append(record)
+            # The clock went backwards (NTP step, a restarted simulation): records "from the
+            # future" cannot be placed in any window; drop them rather than keep them forever.
+            self._all = deque(r for r in records if r[0] <= now)
+            self._rebuild()
+            records = self._all
+        # _push inlined: this runs for every policy on every tick.
+        records.append(record)
+        while mins and mins[-1][1] >= desired:
+            mins.pop()
+        mins.append(record)
+        while maxs and maxs[-1][1] <= desired:
+            maxs.pop()
+        maxs.append(record)
         up_cutoff = now - self._up_window
         down_cutoff = now - self._down_window
         while mins[0][0] <= up_cutoff and len(mins) > 1:

@@ -28,8 +28,7 @@ calls ``record_scale`` once the scale call succeeded.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from autoscaler.core.behavior import (
@@ -41,78 +40,14 @@ from autoscaler.core.behavior import (
     scale_down_limit,
     scale_up_limit,
 )
-from autoscaler.core.decision import Decision, MetricReading, MetricRecommendation
+from autoscaler.core.decision import Decision, MetricReading
+from autoscaler.core.fastbuild import build_decision, build_recommendation
 from autoscaler.core.policy import PolicySpec
 from autoscaler.core.tracking import MetricTracker, invalid_why
 
 # Times this large are Unix timestamps (reconciler); smaller ones are simulation seconds.
 _EPOCH_LIKE = 365 * 86400.0
 _INF = float("inf")
-
-
-def _setters(cls: type, names: tuple[str, ...]) -> tuple[Callable[[object, object], None], ...]:
-    """Slot setters of a frozen dataclass, checked against its fields.
-
-    The generated ``__init__`` of a frozen dataclass pays ``object.__setattr__`` per field;
-    calling the slot descriptors directly halves the cost of the two objects built every
-    tick. The check makes a new field in ``decision.py`` fail at import, not silently.
-    """
-    fields = tuple(f.name for f in dataclasses.fields(cls))
-    if fields != names or hasattr(cls, "__post_init__"):
-        raise TypeError(f"{cls.__name__} fields are {fields}; update engine._setters for {names}")
-    return tuple(cls.__dict__[n].__set__ for n in names)
-
-
-_REC_FIELDS = ("name", "value", "desired", "reason")
-_DECISION_FIELDS = (
-    "at",
-    "current",
-    "running",
-    "desired",
-    "recommendation",
-    "reason",
-    "panic",
-    "metrics",
-    "limits",
-)
-_R_NAME, _R_VALUE, _R_DESIRED, _R_REASON = _setters(MetricRecommendation, _REC_FIELDS)
-_D_AT, _D_CUR, _D_RUN, _D_DES, _D_REC, _D_REASON, _D_PANIC, _D_METRICS, _D_LIMITS = _setters(
-    Decision, _DECISION_FIELDS
-)
-_new = object.__new__
-
-
-def _recommendation(name: str, value: float | None, desired: int | None, reason: str) -> MetricRecommendation:
-    rec: MetricRecommendation = _new(MetricRecommendation)
-    _R_NAME(rec, name)
-    _R_VALUE(rec, value)
-    _R_DESIRED(rec, desired)
-    _R_REASON(rec, reason)
-    return rec
-
-
-def _decision(
-    at: float,
-    current: int,
-    running: int,
-    desired: int,
-    recommendation: int,
-    reason: str,
-    panic: bool,
-    metrics: tuple[MetricRecommendation, ...],
-    limits: tuple[str, ...],
-) -> Decision:
-    d: Decision = _new(Decision)
-    _D_AT(d, at)
-    _D_CUR(d, current)
-    _D_RUN(d, running)
-    _D_DES(d, desired)
-    _D_REC(d, recommendation)
-    _D_REASON(d, reason)
-    _D_PANIC(d, panic)
-    _D_METRICS(d, metrics)
-    _D_LIMITS(d, limits)
-    return d
 
 
 def _when(t: float) -> str:
@@ -216,11 +151,13 @@ class Engine:
             value = None if reading is None else reading.value
             # One chained comparison rejects None, NaN, infinities and negatives alike.
             if value is None or not 0.0 <= value < _INF:
-                recs.append(_recommendation(name, None, None, f"{name}: no reading ({invalid_why(reading)})"))
+                recs.append(
+                    build_recommendation(name, None, None, f"{name}: no reading ({invalid_why(reading)})")
+                )
                 missing += 1
                 continue
             desired, text = tracker.track(value, current, running)
-            recs.append(_recommendation(name, value, desired, text))
+            recs.append(build_recommendation(name, value, desired, text))
             if best is None or desired > best:
                 best, best_name = desired, name
         metrics = tuple(recs)
@@ -285,8 +222,16 @@ class Engine:
             parts.append(f"keep {current}")
         else:
             parts.append(f"scale {current} -> {desired}")
-        return _decision(
-            now, current, running, desired, recommendation, "; ".join(parts), in_panic, metrics, tuple(limits)
+        return build_decision(
+            now,
+            current,
+            running,
+            desired,
+            recommendation,
+            "; ".join(parts),
+            in_panic,
+            metrics,
+            tuple(limits) if limits else (),
         )
 
     def _behave(
@@ -317,6 +262,8 @@ class Engine:
             return rec
 
         up_bound, down_bound = self._history.add_and_bounds(now, rec)
+        if rec == current and up_bound == current == down_bound:
+            return current  # steady state: nothing to stabilize, limit or explain
         stabilized = current
         if stabilized < up_bound:
             stabilized = up_bound

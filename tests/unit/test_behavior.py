@@ -225,3 +225,13 @@ def test_history_keeps_records_for_a_longer_window_after_reload() -> None:
     hist.set_windows(0, 300)
     assert hist.add_and_bounds(90, 1) == (1, 9)
     assert len(hist) == 3
+
+
+def test_clock_going_backwards_drops_records_from_the_future() -> None:
+    hist = RecommendationHistory(up_window=0, down_window=300)
+    for t, r in ((100, 9), (200, 7), (300, 5)):
+        hist.add_and_bounds(t, r)
+    # Back to t=150: only the record at 100 can still be placed in a window.
+    assert hist.add_and_bounds(150, 2) == (2, 9)
+    assert len(hist) == 2
+    assert hist.add_and_bounds(160, 3) == (3, 9)
