@@ -100,6 +100,13 @@ class LoopSettings(_Group):
     debounce: float = Field(
         default=0.5, ge=0, le=60, description="Seconds to gather a burst of Swarm events into one early pass."
     )
+    service_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Seconds one service's Docker calls may take in a pass; past that it is recorded as "
+        "failed and the pass moves on, so one stuck service cannot hold up the others' next pass.",
+    )
     dry_run: bool = Field(default=False, description="Decide and log, never scale.")
     once: bool = Field(default=False, description="One pass, then exit (non-zero if any service failed).")
     shutdown_grace: float = Field(

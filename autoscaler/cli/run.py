@@ -235,6 +235,7 @@ async def serve(
         interval=settings.loop.interval,
         dry_run=settings.loop.dry_run,
         debounce=settings.loop.debounce,
+        service_timeout=settings.loop.service_timeout,
         failover=failover,
         leadership=lease,
         **timing,

@@ -88,6 +88,7 @@ class Reconciler:
         sleep: Sleep = asyncio.sleep,
         failover: FailoverHooks | None = None,
         leadership: Leadership | None = None,
+        service_timeout: float = 30.0,
     ) -> None:
         self.target = target
         self.sources = dict(sources)
@@ -111,6 +112,7 @@ class Reconciler:
             dry_run=dry_run,
             failover=failover,
             leadership=leadership,
+            service_timeout=service_timeout,
         )
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()

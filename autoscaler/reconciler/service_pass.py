@@ -47,6 +47,8 @@ class ServiceReconciler:
         dry_run: bool,
         failover: FailoverHooks | None = None,
         leadership: Leadership | None = None,
+        service_timeout: float = 30.0,
+        max_concurrent_calls: int = 8,
     ) -> None:
         self.target = target
         self.metrics = metrics
@@ -56,6 +58,9 @@ class ServiceReconciler:
         self.dry_run = dry_run
         self.failover = failover
         self.leadership = leadership
+        self.service_timeout = service_timeout
+        # A deploy that moves 1000 services at once must not open 1000 updates on one daemon.
+        self._calls = asyncio.Semaphore(max_concurrent_calls)
 
     async def reconcile(
         self,
@@ -69,7 +74,13 @@ class ServiceReconciler:
             return None
         policy, service = assignment.policy, assignment.service
         try:
-            record = await self._reconcile(policy, service, readings)
+            async with asyncio.timeout(self.service_timeout):
+                record = await self._reconcile(policy, service, readings)
+        except TimeoutError:
+            error = f"no answer from Docker within {self.service_timeout:g} s; retried next pass"
+            record = self._record(policy, service, Outcome.FAILED, f"failed: {error}", error=error)
+            self.metrics.target_errors.labels("timeout").inc()
+            log.error("%s: %s", service.name, error, extra={"event": "failure", "service": service.name})
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             record = self._record(policy, service, Outcome.FAILED, f"failed: {error}", error=error)
@@ -132,11 +143,13 @@ class ServiceReconciler:
             return self._record(policy, service, Outcome.STANDBY, reason, decision)
 
         try:
-            await self.target.scale(service, decision.desired)
+            async with self._calls:
+                await self.target.scale(service, decision.desired)
         except VersionConflictError:
             # Someone changed the service since we listed it: re-read and decide again, once.
             log.info("%s: version conflict, re-reading", service.name, extra={"event": "conflict"})
-            fresh = await self.target.get_service(service.name)
+            async with self._calls:
+                fresh = await self.target.get_service(service.name)
             if fresh is None:
                 return self._record(policy, service, Outcome.SKIPPED, "service removed while scaling it")
             if fresh.replicas is None or fresh.updating:
@@ -145,7 +158,8 @@ class ServiceReconciler:
             decision = self._decide(engine, policy, service, metric_readings)
             if decision.desired == service.replicas:
                 return self._record(policy, service, Outcome.UNCHANGED, decision.reason, decision)
-            await self.target.scale(service, decision.desired)
+            async with self._calls:
+                await self.target.scale(service, decision.desired)
         assert service.replicas is not None  # checked above, on this exact state
         engine.record_scale(at=self.clock(), from_replicas=service.replicas, to_replicas=decision.desired)
         self._log_action(service, decision, "scaled")

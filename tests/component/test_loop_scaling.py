@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from pathlib import Path
 
+from autoscaler.core.observation import ServiceState
 from autoscaler.reconciler.loop import Reconciler
 from autoscaler.reconciler.records import Outcome
 
@@ -210,3 +212,28 @@ async def test_unreachable_docker_fails_the_pass(policy_dir: Path, make_reconcil
 
     assert not result.ok and result.target_error is not None and "no such file" in result.target_error
     assert not reconciler.status.target_reachable
+
+
+async def test_a_hanging_docker_call_fails_only_that_service(
+    policy_dir: Path, make_reconciler: MakeReconciler
+) -> None:
+    for name in ("stuck", "fine"):
+        write_policy(policy_dir, name)
+    target = FakeTarget(service("stuck", 1), service("fine", 1))
+    never = asyncio.Event()
+
+    async def hang_for_stuck(state: ServiceState) -> None:
+        if state.name == "stuck":
+            await never.wait()
+
+    target.before_scale = hang_for_stuck
+    source = FakeSource({("stuck", "rps"): 50.0, ("fine", "rps"): 50.0})
+    # A short real deadline: the only way to prove the pass does not wait for the stuck call.
+    reconciler = make_reconciler(target, source, service_timeout=0.2)
+
+    result = await asyncio.wait_for(reconciler.run_once(), timeout=5)
+
+    assert result.failed == ("stuck",) and result.scaled == ("fine",)
+    stuck = reconciler.status.records["stuck"]
+    assert stuck.error is not None and "within 0.2 s" in stuck.error
+    assert reconciler.metrics.target_errors.labels("timeout")._value.get() == 1
