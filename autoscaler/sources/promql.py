@@ -31,6 +31,10 @@ _SHORT_ESCAPES = {
 }
 
 
+# RE2 metacharacters; escaping only these keeps non-ASCII names readable in the query.
+_REGEX_SPECIAL = frozenset("\\.+*?()|[]{}^$")
+
+
 class TemplateError(ValueError):
     """The query template cannot be filled safely (says where and how to fix it)."""
 
@@ -61,43 +65,60 @@ def string_literal(value: str) -> str:
     return '"' + escape_string_body(value) + '"'
 
 
-def _string_context_at(template: str, position: int) -> str | None:
-    """The quote character of the string literal open at ``position`` (None outside strings)."""
+def _string_context_at(template: str, position: int) -> tuple[str | None, int]:
+    """The quote character of the string open at ``position`` (None outside) and where it opened."""
     quote: str | None = None
+    opened = -1
     index = 0
     while index < position:
         char = template[index]
         if quote is None:
             if char in "\"'`":
-                quote = char
+                quote, opened = char, index
             elif char == "#":
                 # A comment runs to the end of the line; a placeholder there is never seen by Prometheus.
                 newline = template.find("\n", index)
                 if newline == -1 or newline > position:
-                    return "#"
+                    return "#", index
                 index = newline
         elif char == "\\" and quote != "`":
             index += 1  # the escaped character cannot close the string
         elif char == quote:
             quote = None
         index += 1
-    return quote
+    return quote, opened
+
+
+def _is_regex_operand(template: str, opened: int) -> bool:
+    """Whether the literal opening at ``opened`` is the right side of ``=~`` or ``!~``."""
+    return template[:opened].rstrip().endswith(("=~", "!~"))
+
+
+def escape_regex(value: str) -> str:
+    """``value`` as an RE2 pattern matching exactly itself (RE2 accepts \\ before any punctuation)."""
+    return "".join("\\" + char if char in _REGEX_SPECIAL else char for char in value)
 
 
 def fill(template: str, service: str) -> str:
     """Replace every ``{{ service }}`` in ``template`` with ``service``, safely quoted.
 
+    Inside the string of a regex matcher (``=~ "{{ service }}"``) the name is also
+    regex-escaped, so ``api.v1`` matches only ``api.v1``, not ``apixv1``.
     Raises ``TemplateError`` when a placeholder sits where no escaping can make it safe.
     """
     parts: list[str] = []
     last = 0
     for match in PLACEHOLDER.finditer(template):
-        context = _string_context_at(template, match.start())
+        context, opened = _string_context_at(template, match.start())
         parts.append(template[last : match.start()])
         if context is None:
-            parts.append(string_literal(service))
+            literal_text = service
+            if _is_regex_operand(template, match.start()):
+                literal_text = escape_regex(service)
+            parts.append(string_literal(literal_text))
         elif context in ('"', "'"):
-            parts.append(escape_string_body(service, context))
+            body = escape_regex(service) if _is_regex_operand(template, opened) else service
+            parts.append(escape_string_body(body, context))
         elif context == "`":
             raise TemplateError(
                 f"query {template!r}: {{{{ service }}}} at offset {match.start()} is inside a `raw string`, "

@@ -6,6 +6,8 @@ The checks decode the filled query with a lexer written here from PromQL's strin
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -89,7 +91,7 @@ def test_double_quoted_literal_round_trips(name: str) -> None:
 TEMPLATES = [
     'sum(rate(http_requests_total{service="{{ service }}"}[1m]))',
     "sum(rate(http_requests_total{service='{{service}}'}[1m]))",
-    'avg(cpu{service={{ service }}, job="x\\"y"}) / on() count(up{service=~{{ service }}})',
+    'avg(cpu{service={{ service }}, job="x\\"y"}) / on() count(up{service!={{ service }}})',
     'label_replace(up, "dst", "{{ service }}", "src", "(.*)")',
 ]
 
@@ -109,6 +111,22 @@ def test_filled_query_keeps_its_shape_and_the_name_round_trips(template: str, na
 def test_single_quote_body_escapes_only_what_single_quotes_need(name: str) -> None:
     _, strings = lex("'" + escape_string_body(name, "'") + "'")
     assert strings == [name]
+
+
+@pytest.mark.parametrize(
+    "template", ['up{service=~"{{ service }}"}', "up{service !~ '{{ service }}'}", "up{service=~{{service}}}"]
+)
+@given(name=st.one_of(names, awkward))
+@example("api.v1")
+@example("a|b")
+def test_regex_matcher_matches_exactly_the_name(template: str, name: str) -> None:
+    skeleton, strings = lex(fill(template, name))
+    assert skeleton == lex(fill(template, "x"))[0]
+    (pattern,) = strings
+    assert re.fullmatch(pattern, name, flags=re.DOTALL) is not None
+    for char in ".*+?|":
+        if char in name:
+            assert re.fullmatch(pattern, name.replace(char, "x"), flags=re.DOTALL) is None
 
 
 def test_placeholder_in_raw_string_is_refused_with_a_fix() -> None:
