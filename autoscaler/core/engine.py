@@ -77,6 +77,7 @@ class Engine:
     )
 
     def __init__(self, spec: PolicySpec, *, now: float, current: int) -> None:
+        """Start deciding for ``spec`` at ``now`` with the service at ``current`` replicas."""
         self._started = now
         self._known = current
         self._panic_last: float | None = None  # last time the panic condition held
@@ -129,6 +130,14 @@ class Engine:
         changed_at: float | None = None,
         hold_scale_down: str | None = None,
     ) -> Decision:
+        """Decide the replica count for the service now.
+
+        ``current``: replicas the service spec asks for; ``running``: tasks running (what
+        per-replica averages divide by); ``readings`` keyed by metric name, a policy metric
+        without one counts as missing. ``changed_at``: the spec's UpdatedAt, the time of an
+        out-of-band change if ``current`` is not what the engine last knew (``now`` if None).
+        ``hold_scale_down``: when set, no scale-down happens and the text says why.
+        """
         parts: list[str] = []
         if current != self._known:
             at = now if changed_at is None or changed_at > now else changed_at
@@ -140,7 +149,7 @@ class Engine:
         if events.up or events.down:
             events.prune(now)
 
-        # 2. Target tracking, largest wins; invalid readings noted.
+        # Target tracking, largest wins; invalid readings noted.
         best: int | None = None
         best_name = ""
         missing = 0
@@ -183,7 +192,7 @@ class Engine:
         elif missing:
             parts.append("scaling up on the metrics that have readings")
 
-        # 4. Panic state: only judged on usable data.
+        # Panic state, judged only on usable data (missing data neither enters nor extends it).
         panic_cond = False
         if usable and self._panic_enabled:
             panic_cond = recommendation >= self._panic_threshold * (running if running > 1 else 1)
@@ -193,7 +202,7 @@ class Engine:
         if not in_panic:
             self._panic_last = None
 
-        # 3. HPA's out-of-range rules.
+        # HPA's out-of-range rules come before behavior, as in its reconcileAutoscaler.
         desired = current
         if current == 0 and self._min > 0:
             limits.append("ScalingDisabled")
