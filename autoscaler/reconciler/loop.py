@@ -96,6 +96,7 @@ class Reconciler:
         self.interval = interval
         self.dry_run = dry_run
         self.debounce = debounce
+        self.service_timeout = service_timeout
         self.clock = clock
         self.sleep = sleep
         self.policies = PolicyWatcher(policies, metrics)
@@ -227,10 +228,15 @@ class Reconciler:
                 why = f"no {kind} source configured (see 'swarm-autoscaler run --help')"
                 return {r: MetricReading.missing(r.metric, why) for r in requests}
             try:
-                got = await source.fetch(requests)
+                # Sources time out on their own; this caps a source that does not.
+                async with asyncio.timeout(self.service_timeout):
+                    got = await source.fetch(requests)
             except Exception as exc:
                 self.metrics.source_errors.labels(kind).inc()
-                why = f"{kind}: {type(exc).__name__}: {exc}"
+                if isinstance(exc, TimeoutError):
+                    why = f"{kind}: no answer within {self.service_timeout:g} s"
+                else:
+                    why = f"{kind}: {type(exc).__name__}: {exc}"
                 log.warning("metric fetch failed: %s", why, extra={"event": "source_error", "source": kind})
                 return {r: MetricReading.missing(r.metric, why) for r in requests}
             return {r: got.get(r) or MetricReading.missing(r.metric, f"{kind}: no data") for r in requests}

@@ -237,3 +237,22 @@ async def test_a_hanging_docker_call_fails_only_that_service(
     stuck = reconciler.status.records["stuck"]
     assert stuck.error is not None and "within 0.2 s" in stuck.error
     assert reconciler.metrics.target_errors.labels("timeout")._value.get() == 1
+
+
+async def test_a_hanging_source_counts_as_missing_metrics(
+    policy_dir: Path, make_reconciler: MakeReconciler
+) -> None:
+    write_policy(policy_dir, "web", down_window=0)
+    target = FakeTarget(service("web", 4))
+
+    class HangingSource(FakeSource):
+        async def fetch(self, requests):  # type: ignore[no-untyped-def]
+            await asyncio.Event().wait()
+
+    reconciler = make_reconciler(target, HangingSource(), service_timeout=0.2)
+    result = await asyncio.wait_for(reconciler.run_once(), timeout=5)
+
+    record = reconciler.status.records["web"]
+    assert result.ok and target.scale_calls == []
+    assert record.decision is not None and "MissingMetrics" in record.decision.limits
+    assert "no answer within 0.2 s" in record.decision.metrics[0].reason
