@@ -188,6 +188,16 @@ def ensure_tmpfs(path: Path, size: str) -> None:
         )
 
 
+# dockerd 20.10 writes load-balancer sandbox files here whatever its --data-root; the
+# directory is shared with every other dockerd on the host, so only our networks' go.
+LB_FILES_DIR = Path("/var/lib/docker/network/files")
+
+
+def remove_lb_files(network_ids: Iterable[str]) -> None:
+    for network_id in network_ids:
+        shutil.rmtree(LB_FILES_DIR / f"lb_{network_id}", ignore_errors=True)
+
+
 # --- network -----------------------------------------------------------------------
 
 

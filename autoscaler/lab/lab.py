@@ -120,8 +120,10 @@ def down() -> None:
     if layout.RUN_DIR.exists():
         indexes |= {int(p.name[1:]) for p in layout.RUN_DIR.glob("n[0-9]*")}
     nodes = [layout.Node(i) for i in sorted(indexes)]
+    network_ids = swarm.swarm_network_ids(nodes)
     for node in nodes:
         daemons.kill_everything(node)
+    host.remove_lb_files(network_ids)
     host.unmount_all_under([layout.STATE_DIR, layout.RUN_DIR])
     for node in nodes:
         host.remove_cgroups(node.name)

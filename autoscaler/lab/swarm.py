@@ -195,3 +195,13 @@ def services_summary() -> list[dict[str, Any]]:
             replicas = service.attrs["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
             summary.append({"name": service.name, "replicas": replicas, "running": running})
         return summary
+
+
+def swarm_network_ids(nodes: Sequence[layout.Node]) -> list[str]:
+    """IDs of the swarm-scoped networks, from the first node that answers ([] if none does)."""
+    for node in nodes:
+        if not daemons.answers(node):
+            continue
+        with daemons.client(node, timeout=5) as client:
+            return [n.id for n in client.networks.list() if n.attrs.get("Scope") == "swarm"]
+    return []

@@ -22,7 +22,7 @@ RATE = float(os.environ.get("RATE", "0"))
 TARGET = os.environ.get("TARGET", "web")
 PORT = int(os.environ.get("PORT", "8000"))
 DURATION = float(os.environ.get("DURATION", "3600"))
-MAX_IN_FLIGHT = int(os.environ.get("MAX_IN_FLIGHT", "64"))
+MAX_IN_FLIGHT = int(os.environ.get("MAX_IN_FLIGHT", "256"))
 TIMEOUT = float(os.environ.get("TIMEOUT", "5"))
 METRICS_PORT = int(os.environ.get("METRICS_PORT", "8001"))
 
