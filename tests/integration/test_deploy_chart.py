@@ -1,0 +1,107 @@
+"""The chart's files are valid for the tools that read them: promtool, the lab's real
+Prometheus (every PromQL expression of the alerts and the dashboard), the policy loader, and
+`docker stack config` with the values file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from autoscaler.policy.loader import PolicyStore
+
+CHARTS = Path(__file__).resolve().parents[2] / "charts"
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool not installed (Debian package prometheus; scripts/install.sh)"
+)
+
+
+def values() -> dict[str, str]:
+    pairs = {}
+    for line in (CHARTS / "values.env").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            pairs[name] = value
+    return pairs
+
+
+def alert_exprs() -> list[str]:
+    groups = yaml.safe_load((CHARTS / "prometheus" / "alerts.yml").read_text())["groups"]
+    return [rule["expr"] for group in groups for rule in group["rules"]]
+
+
+def dashboard_exprs() -> list[str]:
+    dashboard = json.loads((CHARTS / "grafana" / "swarm-autoscaler.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    return [e.replace("$service", ".*") for e in exprs]
+
+
+@needs_promtool
+def test_alert_rules_pass_promtool() -> None:
+    proc = subprocess.run(
+        [str(PROMTOOL), "check", "rules", str(CHARTS / "prometheus" / "alerts.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@needs_promtool
+def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    # The config names the rules by their path inside the container; check it next to a copy.
+    config = (CHARTS / "prometheus" / "prometheus.yml").read_text()
+    shutil.copy(CHARTS / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
+    (tmp_path / "prometheus.yml").write_text(config.replace("/etc/prometheus/alerts.yml", "alerts.yml"))
+    proc = subprocess.run(
+        [str(PROMTOOL), "check", "config", "prometheus.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("expr", alert_exprs() + dashboard_exprs())
+def test_every_expression_is_accepted_by_a_real_prometheus(lab: Any, expr: str) -> None:
+    query = urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(f"{lab.prometheus_url}/api/v1/query?{query}", timeout=10) as response:
+        answer = json.load(response)
+    assert answer["status"] == "success", answer
+
+
+def test_example_policies_load() -> None:
+    store = PolicyStore([CHARTS / "policies"])
+    result = store.reload()
+    assert not result.problems
+    assert {p.policy.name for p in store.policies} == {"example-web"}
+
+
+def test_stack_renders_with_the_values_file_and_every_value_is_used() -> None:
+    env = {**os.environ, **values()}
+    env.update({f"HASH_{n}": "0" for n in ("POLICY_EXAMPLE_WEB", "PROMETHEUS_CONFIG", "PROMETHEUS_ALERTS")})
+    env.update({f"HASH_{n}": "0" for n in ("EXAMPLE_WEB_APP", "EXAMPLE_LOAD_APP")})
+    proc = subprocess.run(
+        ["docker", "stack", "config", "-c", "stack.yml"],
+        cwd=CHARTS,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rendered = yaml.safe_load(proc.stdout)
+    assert rendered["services"]["autoscaler"]["deploy"]["replicas"] == int(values()["CONTROLLER_REPLICAS"])
+    stack_text = (CHARTS / "stack.yml").read_text() + (CHARTS / "deploy.sh").read_text()
+    unused = [name for name in values() if f"${{{name}}}" not in stack_text and f"${name}" not in stack_text]
+    assert not unused, f"values.env entries no file reads: {unused}"
