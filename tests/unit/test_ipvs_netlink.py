@@ -77,15 +77,26 @@ def test_service_dump_round_trip(services: list[kf.Service], pad: bool) -> None:
         assert got.connection_rate == want.cps
 
 
-@given(st.lists(_dests, max_size=12), st.booleans())
-def test_dest_dump_round_trip(dests: list[kf.Dest], pad: bool) -> None:
-    decoded = decode_real_servers(kf.dest_dump(FAMILY, dests, pad=pad), FAMILY, socket.AF_INET)
+@given(st.lists(_dests, max_size=12), st.booleans(), st.booleans())
+def test_dest_dump_round_trip(dests: list[kf.Dest], pad: bool, with_stats: bool) -> None:
+    # without stats, the 2nd and later destinations take the learnt-layout path
+    decoded = decode_real_servers(kf.dest_dump(FAMILY, dests, pad=pad), FAMILY, socket.AF_INET, with_stats)
     assert [(d.address, d.port, d.forward, d.weight) for d in dests] == [
         (rs.address, rs.port, rs.forward, rs.weight) for rs in decoded
     ]
-    assert [(d.active, d.inactive, d.persist, d.conns) for d in dests] == [
+    assert [(d.active, d.inactive, d.persist, d.conns if with_stats else None) for d in dests] == [
         (rs.active_connections, rs.inactive_connections, rs.persistent_connections, rs.connections_total)
         for rs in decoded
+    ]
+
+
+@given(st.lists(st.tuples(_dests, st.booleans()), min_size=2, max_size=8))
+def test_destinations_of_mixed_shapes_in_one_dump(specs: list[tuple[kf.Dest, bool]]) -> None:
+    # An IPv6 or padded destination among IPv4 ones changes the layout: each must still decode.
+    buf = b"".join(kf.genl_message(FAMILY, 5, kf.dest_attrs(d, pad)) for d, pad in specs) + kf.done_message()
+    decoded = decode_real_servers(buf, FAMILY, socket.AF_INET)
+    assert [(rs.address, rs.active_connections, rs.weight) for rs in decoded] == [
+        (d.address, d.active, d.weight) for d, _ in specs
     ]
 
 

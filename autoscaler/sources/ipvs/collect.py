@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from autoscaler.sources.ipvs.mangle import FwmarkOwner, MarkRule, SwarmNetworkRecord, map_fwmarks
 from autoscaler.sources.ipvs.model import VirtualService
@@ -30,8 +30,7 @@ class IpvsReader(Protocol):
     def probe(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class BackendSample:
+class BackendSample(NamedTuple):
     namespace: str
     fwmark: str
     service: str
@@ -42,8 +41,7 @@ class BackendSample:
     inactive: int
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceSample:
+class ServiceSample(NamedTuple):
     namespace: str
     fwmark: str  # the IPVS service key: "256" for fwmark services, "tcp:10.0.0.2:80" otherwise
     service: str  # "" when no Swarm service owns the mark on this node

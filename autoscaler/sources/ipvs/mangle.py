@@ -15,9 +15,9 @@ index wins and the rules only fill gaps.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import shlex
+import socket
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -53,12 +53,17 @@ def parse_iptables_save(text: str) -> list[MarkRule]:
         if line.startswith("*"):
             table = line[1:].strip()
             continue
-        if table != "mangle" or not line.startswith("-A "):
+        if table != "mangle" or not line.startswith("-A ") or "MARK" not in line:
             continue
-        try:
-            tokens = shlex.split(line)
-        except ValueError as exc:
-            raise IpvsFormatError(f"iptables-save line {lineno}: cannot split {line[:80]!r}: {exc}") from None
+        if '"' in line or "'" in line:  # only comments are quoted; shlex is 30x slower than split
+            try:
+                tokens = shlex.split(line)
+            except ValueError as exc:
+                raise IpvsFormatError(
+                    f"iptables-save line {lineno}: cannot split {line[:80]!r}: {exc}"
+                ) from None
+        else:
+            tokens = line.split()
         rule = _mark_rule(tokens, lineno)
         if rule is not None:
             rules.append(rule)
@@ -89,13 +94,14 @@ def _mark_rule(tokens: list[str], lineno: int) -> MarkRule | None:
         ) from None
     destination = opts.get("-d")
     if destination is not None:
+        address, _, prefix = destination.partition("/")
         try:
-            net = ipaddress.ip_network(destination, strict=False)
-        except ValueError:
+            socket.inet_pton(socket.AF_INET, address)
+        except OSError:
             raise IpvsFormatError(f"iptables-save line {lineno}: bad destination {destination!r}") from None
-        if net.num_addresses != 1:
-            return None
-        destination = str(net.network_address)
+        if prefix not in ("", "32"):
+            return None  # a subnet, not a VIP
+        destination = address
     return MarkRule(
         chain=tokens[1], fwmark=fwmark, protocol=opts.get("-p"), dport=dport, destination=destination
     )

@@ -72,17 +72,33 @@ class FamilyNotFoundError(NetlinkError):
     """The generic netlink family is not registered: here, the kernel has no IPVS."""
 
 
-def _attrs(buf: bytes, start: int, end: int, where: str) -> Iterator[tuple[int, int, int]]:
-    """(type, payload start, payload end) of each attribute in buf[start:end]."""
+def _spans(buf: bytes, start: int, end: int, where: str) -> dict[int, tuple[int, int]]:
+    """type -> (payload start, payload end) of the attributes in buf[start:end] (last one wins)."""
+    spans = {}
+    unpack = _NLATTR.unpack_from
     pos = start
     while pos + 4 <= end:
-        length, atype = _NLATTR.unpack_from(buf, pos)
+        length, atype = unpack(buf, pos)
         if length < 4 or pos + length > end:
             raise IpvsFormatError(f"netlink {where}: attribute at byte {pos} claims length {length}")
-        yield atype & NLA_TYPE_MASK, pos + 4, pos + length
+        spans[atype & NLA_TYPE_MASK] = (pos + 4, pos + length)
         pos += (length + 3) & ~3
-    if pos < end and end - pos >= 4:
-        raise IpvsFormatError(f"netlink {where}: {end - pos} trailing bytes at {pos}")
+    return spans
+
+
+def _nested(buf: bytes, start: int, end: int, wanted: int, where: str) -> list[tuple[int, int]]:
+    """Payload spans of every attribute of type ``wanted`` in buf[start:end], in order."""
+    found = []
+    unpack = _NLATTR.unpack_from
+    pos = start
+    while pos + 4 <= end:
+        length, atype = unpack(buf, pos)
+        if length < 4 or pos + length > end:
+            raise IpvsFormatError(f"netlink {where}: attribute at byte {pos} claims length {length}")
+        if atype & NLA_TYPE_MASK == wanted:
+            found.append((pos + 4, pos + length))
+        pos += (length + 3) & ~3
+    return found
 
 
 def _fixed(buf: bytes, a: int, b: int, codec: struct.Struct, name: str) -> int:
@@ -100,18 +116,15 @@ def _address(buf: bytes, a: int, b: int, family: int, name: str) -> str:
         return str(ipaddress.IPv6Address(raw))
     if len(raw) not in (4, 16):
         raise IpvsFormatError(f"netlink: {name} has {len(raw)} bytes, expected 4 or 16")
-    return str(ipaddress.IPv4Address(raw[:4]))
+    return socket.inet_ntop(socket.AF_INET, raw[:4])
 
 
 def _stats(buf: bytes, a: int, b: int, wide: bool) -> tuple[int | None, int | None]:
     """(cumulative connections, connections per second) from a STATS or STATS64 nest."""
     codec = _U64 if wide else _U32
-    conns = cps = None
-    for atype, pa, pb in _attrs(buf, a, b, "stats"):
-        if atype == STATS_CONNS:
-            conns = _fixed(buf, pa, pb, codec, "IPVS_STATS_ATTR_CONNS")
-        elif atype == STATS_CPS:
-            cps = _fixed(buf, pa, pb, codec, "IPVS_STATS_ATTR_CPS")
+    spans = _spans(buf, a, b, "stats")
+    conns = _fixed(buf, *spans[STATS_CONNS], codec, "IPVS_STATS_ATTR_CONNS") if STATS_CONNS in spans else None
+    cps = _fixed(buf, *spans[STATS_CPS], codec, "IPVS_STATS_ATTR_CPS") if STATS_CPS in spans else None
     return conns, cps
 
 
@@ -144,14 +157,13 @@ def decode_services(buf: bytes, family_id: int) -> list[VirtualService]:
     """The virtual services of an IPVS_CMD_GET_SERVICE dump (real servers not included)."""
     services = []
     for start, end in _messages(buf, family_id, IPVS_CMD_NEW_SERVICE):
-        for atype, a, b in _attrs(buf, start, end, "service message"):
-            if atype == IPVS_CMD_ATTR_SERVICE:
-                services.append(_service(buf, a, b))
+        for a, b in _nested(buf, start, end, IPVS_CMD_ATTR_SERVICE, "service message"):
+            services.append(_service(buf, a, b))
     return services
 
 
 def _service(buf: bytes, a: int, b: int) -> VirtualService:
-    spans = {atype: (pa, pb) for atype, pa, pb in _attrs(buf, a, b, "service")}
+    spans = _spans(buf, a, b, "service")
     if SVC_AF not in spans:
         raise IpvsFormatError("netlink: service without IPVS_SVC_ATTR_AF")
     family = _fixed(buf, *spans[SVC_AF], _U16, "IPVS_SVC_ATTR_AF")
@@ -190,18 +202,110 @@ def _service(buf: bytes, a: int, b: int) -> VirtualService:
     )
 
 
-def decode_real_servers(buf: bytes, family_id: int, service_family: int) -> list[RealServer]:
-    """The real servers of an IPVS_CMD_GET_DEST dump."""
+def decode_real_servers(
+    buf: bytes, family_id: int, service_family: int, with_stats: bool = False
+) -> list[RealServer]:
+    """The real servers of an IPVS_CMD_GET_DEST dump.
+
+    Without ``with_stats`` the per-backend STATS nests are skipped (the agent exports active
+    and inactive counts per backend, cumulative counts per service only), which lets every
+    destination shaped like the first one be decoded with two struct calls (_DestLayout).
+    """
+    global _last_layout
     servers = []
     for start, end in _messages(buf, family_id, IPVS_CMD_NEW_DEST):
-        for atype, a, b in _attrs(buf, start, end, "dest message"):
-            if atype == IPVS_CMD_ATTR_DEST:
-                servers.append(_real_server(buf, a, b, service_family))
+        for a, b in _nested(buf, start, end, IPVS_CMD_ATTR_DEST, "dest message"):
+            layout = _last_layout
+            if not with_stats and layout is not None:
+                server = layout.decode(buf, a, b, service_family)
+                if server is not None:
+                    servers.append(server)
+                    continue
+            servers.append(_real_server(buf, a, b, service_family, with_stats))
+            if not with_stats:
+                _last_layout = _DestLayout.learn(buf, a, b)
     return servers
 
 
-def _real_server(buf: bytes, a: int, b: int, service_family: int) -> RealServer:
-    spans = {atype: (pa, pb) for atype, pa, pb in _attrs(buf, a, b, "dest")}
+_DEST_FIELDS = {
+    DEST_PORT: "H",  # be16 read natively, swapped with ntohs below
+    DEST_FWD_METHOD: "I",
+    DEST_WEIGHT: "i",
+    DEST_ACTIVE_CONNS: "I",
+    DEST_INACT_CONNS: "I",
+    DEST_PERSIST_CONNS: "I",
+    DEST_ADDR_FAMILY: "H",
+}
+
+
+_last_layout: _DestLayout | None = None  # immutable once built; swapping it is atomic
+
+
+class _DestLayout:
+    """The exact attribute layout of one decoded destination, reused for the next ones.
+
+    One kernel fills every destination with the same attributes in the same order and sizes
+    (ip_vs_genl_fill_dest), so after the generic walk of the first one we check the next
+    one's attribute headers with one struct call and read all its values with another. Any
+    difference in the headers falls back to the generic walk.
+    """
+
+    def __init__(
+        self, headers: struct.Struct, expected: tuple[int, ...], values: struct.Struct, names: list[int]
+    ):
+        self.headers, self.expected, self.values, self.names = headers, expected, values, names
+
+    @classmethod
+    def learn(cls, buf: bytes, a: int, b: int) -> _DestLayout | None:
+        header_fmt, value_fmt, expected, names = ["="], ["="], [], []
+        pos = a
+        while pos + 4 <= b:
+            length, atype = _NLATTR.unpack_from(buf, pos)
+            padded = (length + 3) & ~3
+            if length < 4 or pos + padded > b:
+                return None
+            header_fmt.append(f"HH{padded - 4}x")
+            expected += [length, atype]
+            kind = atype & NLA_TYPE_MASK
+            fmt = f"{length - 4}s" if kind == DEST_ADDR else _DEST_FIELDS.get(kind)
+            if fmt is not None and struct.calcsize("=" + fmt) == length - 4:
+                value_fmt.append(f"4x{fmt}{padded - length}x")
+                names.append(kind)
+            else:
+                value_fmt.append(f"{padded}x")
+            pos += padded
+        if pos != b or not {DEST_ADDR, DEST_ACTIVE_CONNS, DEST_INACT_CONNS} <= set(names):
+            return None
+        return cls(
+            struct.Struct("".join(header_fmt)), tuple(expected), struct.Struct("".join(value_fmt)), names
+        )
+
+    def decode(self, buf: bytes, a: int, b: int, service_family: int) -> RealServer | None:
+        if b - a != self.headers.size or self.headers.unpack_from(buf, a) != self.expected:
+            return None
+        v = dict(zip(self.names, self.values.unpack_from(buf, a), strict=True))
+        family = v.get(DEST_ADDR_FAMILY, service_family)
+        raw = v[DEST_ADDR]
+        if family == socket.AF_INET6:
+            address = str(ipaddress.IPv6Address(raw)) if len(raw) == 16 else None
+        else:
+            address = socket.inet_ntop(socket.AF_INET, raw[:4]) if len(raw) in (4, 16) else None
+        if address is None:
+            return None  # let the generic walk report it
+        fwd = v.get(DEST_FWD_METHOD, 0)
+        return RealServer(
+            address=address,
+            port=socket.ntohs(v.get(DEST_PORT, 0)),
+            forward=_FORWARD.get(fwd & 0x7, f"fwd{fwd}"),
+            weight=v.get(DEST_WEIGHT, 0),
+            active_connections=v[DEST_ACTIVE_CONNS],
+            inactive_connections=v[DEST_INACT_CONNS],
+            persistent_connections=v.get(DEST_PERSIST_CONNS),
+        )
+
+
+def _real_server(buf: bytes, a: int, b: int, service_family: int, with_stats: bool) -> RealServer:
+    spans = _spans(buf, a, b, "dest")
     for name, t in (
         ("ADDR", DEST_ADDR),
         ("ACTIVE_CONNS", DEST_ACTIVE_CONNS),
@@ -212,25 +316,28 @@ def _real_server(buf: bytes, a: int, b: int, service_family: int) -> RealServer:
     family = service_family
     if DEST_ADDR_FAMILY in spans:
         family = _fixed(buf, *spans[DEST_ADDR_FAMILY], _U16, "IPVS_DEST_ATTR_ADDR_FAMILY")
-
-    def u32(t: int, name: str) -> int | None:
-        return _fixed(buf, *spans[t], _U32, name) if t in spans else None
-
     conns = None
-    if DEST_STATS64 in spans:
+    if with_stats and DEST_STATS64 in spans:
         conns = _stats(buf, *spans[DEST_STATS64], wide=True)[0]
-    elif DEST_STATS in spans:
+    elif with_stats and DEST_STATS in spans:
         conns = _stats(buf, *spans[DEST_STATS], wide=False)[0]
-    fwd = u32(DEST_FWD_METHOD, "IPVS_DEST_ATTR_FWD_METHOD") or 0
-    weight = u32(DEST_WEIGHT, "IPVS_DEST_ATTR_WEIGHT") or 0
+    fwd = (
+        _fixed(buf, *spans[DEST_FWD_METHOD], _U32, "IPVS_DEST_ATTR_FWD_METHOD")
+        if DEST_FWD_METHOD in spans
+        else 0
+    )
+    weight = _fixed(buf, *spans[DEST_WEIGHT], _I32, "IPVS_DEST_ATTR_WEIGHT") if DEST_WEIGHT in spans else 0
+    persist = spans.get(DEST_PERSIST_CONNS)
     return RealServer(
         address=_address(buf, *spans[DEST_ADDR], family, "IPVS_DEST_ATTR_ADDR"),
         port=_fixed(buf, *spans[DEST_PORT], _BE16, "IPVS_DEST_ATTR_PORT") if DEST_PORT in spans else 0,
         forward=_FORWARD.get(fwd & 0x7, f"fwd{fwd}"),
-        weight=weight - (1 << 32) if weight >= 1 << 31 else weight,  # the kernel's int weight
-        active_connections=u32(DEST_ACTIVE_CONNS, "IPVS_DEST_ATTR_ACTIVE_CONNS") or 0,
-        inactive_connections=u32(DEST_INACT_CONNS, "IPVS_DEST_ATTR_INACT_CONNS") or 0,
-        persistent_connections=u32(DEST_PERSIST_CONNS, "IPVS_DEST_ATTR_PERSIST_CONNS"),
+        weight=weight,
+        active_connections=_fixed(buf, *spans[DEST_ACTIVE_CONNS], _U32, "IPVS_DEST_ATTR_ACTIVE_CONNS"),
+        inactive_connections=_fixed(buf, *spans[DEST_INACT_CONNS], _U32, "IPVS_DEST_ATTR_INACT_CONNS"),
+        persistent_connections=None
+        if persist is None
+        else _fixed(buf, *persist, _U32, "IPVS_DEST_ATTR_PERSIST_CONNS"),
         connections_total=conns,
     )
 
@@ -300,9 +407,8 @@ class IpvsNetlink:
         try:
             reply = self._exchange(GENL_ID_CTRL, NLM_F_REQUEST | NLM_F_ACK, CTRL_CMD_GETFAMILY, 1, attrs)
             for start, end in _messages(reply, GENL_ID_CTRL, 1):  # CTRL_CMD_NEWFAMILY
-                for atype, a, b in _attrs(reply, start, end, "ctrl"):
-                    if atype == CTRL_ATTR_FAMILY_ID:
-                        return _fixed(reply, a, b, _U16, "CTRL_ATTR_FAMILY_ID")
+                for a, b in _nested(reply, start, end, CTRL_ATTR_FAMILY_ID, "ctrl"):
+                    return _fixed(reply, a, b, _U16, "CTRL_ATTR_FAMILY_ID")
         except NetlinkError as exc:
             if exc.errno == errno.ENOENT:
                 raise FamilyNotFoundError(

@@ -11,6 +11,7 @@ it has no cumulative connection counts or rates per service.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 
 from autoscaler.sources.ipvs.model import IpvsFormatError, RealServer, VirtualService
@@ -30,13 +31,6 @@ def _hex_int(text: str, what: str, lineno: int, bits: int) -> int:
     return value
 
 
-def _dec_int(text: str, what: str, lineno: int) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise IpvsFormatError(f"/proc/net/ip_vs line {lineno}: {what} {text!r} is not a number") from None
-
-
 def _address_port(text: str, lineno: int) -> tuple[str, int]:
     """``0A000002:0050`` or ``[2001:db8::1]:0050`` -> (dotted/colon address, port)."""
     host, sep, port_hex = text.rpartition(":")
@@ -50,31 +44,39 @@ def _address_port(text: str, lineno: int) -> tuple[str, int]:
             raise IpvsFormatError(f"/proc/net/ip_vs line {lineno}: bad IPv6 address {host!r}") from None
     if len(host) != 8:
         raise IpvsFormatError(f"/proc/net/ip_vs line {lineno}: IPv4 address {host!r} is not 8 hex digits")
-    return str(ipaddress.IPv4Address(_hex_int(host, "address", lineno, 32))), port
+    v = _hex_int(host, "address", lineno, 32)
+    return f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}", port
 
 
 def _real_server(fields: list[str], lineno: int) -> RealServer:
-    # fields: ["->", ADDR:PORT, forward, weight, active, inactive]
+    # fields: ["->", ADDR:PORT, forward, weight, active, inactive]; the hot loop of a big table,
+    # so the common IPv4 case is decoded inline and anything else goes the careful way.
     if len(fields) != 6:
         raise IpvsFormatError(
             f"/proc/net/ip_vs line {lineno}: a real server line has 6 fields "
             f"(-> ADDR:PORT Forward Weight ActiveConn InActConn), got {len(fields)}"
         )
-    address, port = _address_port(fields[1], lineno)
     if fields[2] not in _FORWARD_METHODS:
         raise IpvsFormatError(f"/proc/net/ip_vs line {lineno}: unknown forward method {fields[2]!r}")
-    active = _dec_int(fields[4], "ActiveConn", lineno)
-    inactive = _dec_int(fields[5], "InActConn", lineno)
+    try:
+        weight, active, inactive = int(fields[3]), int(fields[4]), int(fields[5])
+    except ValueError:
+        raise IpvsFormatError(
+            f"/proc/net/ip_vs line {lineno}: Weight, ActiveConn and InActConn must be numbers, "
+            f"got {' '.join(fields[3:])!r}"
+        ) from None
     if active < 0 or inactive < 0:
         raise IpvsFormatError(f"/proc/net/ip_vs line {lineno}: negative connection count")
-    return RealServer(
-        address=address,
-        port=port,
-        forward=fields[2],
-        weight=_dec_int(fields[3], "Weight", lineno),
-        active_connections=active,
-        inactive_connections=inactive,
-    )
+    where = fields[1]
+    v = port = -1
+    if len(where) == 13 and where[8] == ":":
+        with contextlib.suppress(ValueError):
+            v, port = int(where[:8], 16), int(where[9:], 16)
+    if 0 <= v <= 0xFFFFFFFF and 0 <= port <= 0xFFFF:
+        address = f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}"
+    else:
+        address, port = _address_port(where, lineno)
+    return RealServer(address, port, fields[2], weight, active, inactive)
 
 
 def _service_head(fields: list[str], lineno: int) -> VirtualService:
