@@ -69,6 +69,7 @@ def _guard(action: str, fn: Callable[[], object]) -> int:
 def _up(args: argparse.Namespace) -> int:
     # The lock makes a concurrent pytest session wait instead of racing this up.
     with sessions.lab_lock():
+        sessions.keep_up_after_holders()
         return _guard("up", lambda: lab.up(args.nodes, sample=args.sample))
 
 

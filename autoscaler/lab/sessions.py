@@ -1,9 +1,10 @@
 """Sharing one lab between concurrent users (several pytest sessions, a bench script).
 
 ``acquire`` brings the lab up if needed and registers the caller; ``release`` takes it
-down only if this caller brought it up and nobody else still holds it. Registrations are
-pid files in the cache dir (it survives ``lab down``); a dead pid's registration is
-ignored. Up and down are serialised by an flock so two sessions never race to create it.
+down when the last holder leaves a lab that a holder (not a person running ``lab up``)
+started. Registrations are pid files in the cache dir (it survives ``lab down``); a dead
+pid's registration is ignored. Up and down are serialised by an flock so two sessions
+never race to create it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from autoscaler.lab.lab import LabInfo, NodeDownMode
 
 SESSIONS_DIR = layout.CACHE_DIR / "sessions"
 LOCK_FILE = layout.CACHE_DIR / "lab.lock"
+# Present while the running lab was started by acquire(); `lab up` by hand removes it.
+STARTED_BY_HOLDER = SESSIONS_DIR / "started-by-a-holder"
 
 
 @contextlib.contextmanager
@@ -52,18 +55,26 @@ def acquire(node_count: int = 3) -> tuple[LabInfo, bool]:
         SESSIONS_DIR.mkdir(parents=True, exist_ok=True)
         (SESSIONS_DIR / str(os.getpid())).touch()
         if lab_api.recorded_node_count() is None:
-            return lab_api.up(node_count), True
+            info = lab_api.up(node_count)
+            STARTED_BY_HOLDER.touch()
+            return info, True
         if not lab_api.is_up():
             lab_api.up(lab_api.info().nodes)  # repair what a crashed test left broken
         return lab_api.info(), False
 
 
-def release(started: bool) -> None:
-    """Drop this process's hold; take the lab down if we started it and no one else holds it."""
+def release() -> None:
+    """Drop this process's hold; the last holder out takes down a lab a holder started."""
     with lab_lock():
         (SESSIONS_DIR / str(os.getpid())).unlink(missing_ok=True)
-        if started and not other_live_holders():
+        if STARTED_BY_HOLDER.exists() and not other_live_holders():
             lab_api.down()
+            STARTED_BY_HOLDER.unlink(missing_ok=True)
+
+
+def keep_up_after_holders() -> None:
+    """A person asked for the lab: the last test session must not take it down."""
+    STARTED_BY_HOLDER.unlink(missing_ok=True)
 
 
 class LabHandle:

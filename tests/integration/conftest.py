@@ -1,8 +1,8 @@
 """The ``lab`` fixture: the real multi-node Swarm + Prometheus every integration test runs against.
 
-If the lab is not up, the session brings it up (tens of seconds; see docs/lab.md) and takes
-it down at the end unless another session still uses it. Every test in this directory is
-marked ``integration``.
+If the lab is not up, the session brings it up (tens of seconds; see docs/lab.md); the last
+test session to finish takes down a lab that a test session started (not one started by
+hand). Every test in this directory is marked ``integration``.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def lab() -> Iterator[LabHandle]:
     try:
-        info, started = sessions.acquire(node_count=3)
+        info, _ = sessions.acquire(node_count=3)
     except LabError as exc:
         pytest.fail(f"the lab could not be brought up: {exc}", pytrace=False)
     try:
         yield LabHandle(info)
     finally:
-        sessions.release(started)
+        sessions.release()
