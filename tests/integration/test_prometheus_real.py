@@ -27,6 +27,8 @@ LOADS = {
     "two\nlines": 1.5,
     '"} or vector(1000) or app_load{service="': 0.5,
     "café-😀": 9.0,
+    "api.v1": 4.0,
+    "apixv1": 5.0,
 }
 TEMPLATE = 'app_load{service="{{ service }}"}'
 GROUPED = "sum by (service) (app_load)"
@@ -85,6 +87,12 @@ async def test_templated_values_for_awkward_names(
     served = prometheus.query_requests_served() - before
     assert {r.service: readings[r].value for r in requests} == LOADS
     assert served == len(LOADS) == source.http_requests
+
+
+async def test_regex_matcher_selects_only_the_named_service(source: PrometheusSource) -> None:
+    requests = [templated(name, 'app_load{service=~"{{ service }}"}') for name in LOADS]
+    readings = await source.fetch(requests)
+    assert {r.service: readings[r].value for r in requests} == LOADS
 
 
 async def test_grouped_query_is_one_request_for_every_service(
