@@ -69,8 +69,10 @@ def _guard(action: str, fn: Callable[[], object]) -> int:
 def _up(args: argparse.Namespace) -> int:
     # The lock makes a concurrent pytest session wait instead of racing this up.
     with sessions.lab_lock():
-        sessions.keep_up_after_holders()
-        return _guard("up", lambda: lab.up(args.nodes, sample=args.sample))
+        result = _guard("up", lambda: lab.up(args.nodes, sample=args.sample))
+        if result == EXIT_OK:
+            sessions.keep_up_after_holders()
+        return result
 
 
 def _down(args: argparse.Namespace) -> int:
