@@ -214,8 +214,9 @@ class FailoverMonitor:
 
     async def _watch(self) -> None:
         while not self._stopping.is_set():
+            stream = self.nodes.events()
             try:
-                async for event in self.nodes.events():
+                async for event in stream:
                     if getattr(event, "kind", None) in ("node", "service", "task"):
                         self._wake.set()
             except asyncio.CancelledError:
@@ -223,6 +224,11 @@ class FailoverMonitor:
             except Exception as exc:  # the timer keeps resyncing; the stream reconnects itself
                 log.warning("failover event stream failed: %s: %s", type(exc).__name__, exc)
                 await self.sleep(self.interval)
+            finally:
+                # Close the HTTP stream now, not when the generator is collected after the client is gone.
+                close = getattr(stream, "aclose", None)
+                if close is not None:
+                    await close()
 
     # -- acting ------------------------------------------------------------------------------------
 
