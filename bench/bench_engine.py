@@ -1,9 +1,13 @@
 """Decision cost for 1,000 policies per tick, against a baseline measured in the same run.
 
 The issue's goal: one tick of 1,000 policies in under 10 ms, i.e. ~10 µs per decide().
-The baseline is the least any engine must do per policy: look the reading up and take
-ceil(value / target). The ratio engine / baseline is the engine's overhead and stays
-comparable across machines; the absolute figures are printed for the 10 ms goal.
+Two references are measured in the same run, interleaved tick by tick with the engine:
+- baseline: the least any engine must compute, a dict lookup and ceil(value / target);
+- floor: the least any engine returning this API must build, one MetricRecommendation
+  per metric and one Decision with a short reason, through their normal constructors.
+The ratios engine / reference stay comparable across machines and load; the absolute
+figures are printed against the 10 ms goal. CPU time (thread_time) is reported beside
+wall time because a shared machine's load inflates wall time unevenly.
 
 Load: each policy sees a sine wave with its own phase and period, sampled every 15 s
 (HPA's sync period), so ticks mix steady, scale-up, stabilized and rate-limited paths.
@@ -59,13 +63,19 @@ def make_loads(policies: int, ticks: int, metrics: int, seed: int) -> list[list[
     return loads
 
 
-def contract_floor(now: float, current: int, reading: MetricReading) -> Decision:
-    """What any engine returning this API pays: one MetricRecommendation, one Decision, a reason."""
-    v = reading.value if reading.value is not None else 0.0
-    desired = math.ceil(v / TARGET)
-    text = f"{reading.name} {v:.4g} vs target {TARGET:g} -> {desired}"
-    rec = MetricRecommendation(reading.name, v, desired, text)
-    return Decision(now, current, current, desired, desired, text, False, (rec,), ())
+def contract_floor(now: float, current: int, readings: dict[str, MetricReading]) -> Decision:
+    """What any engine returning this API pays per policy: one MetricRecommendation per
+    metric with a reason, one Decision."""
+    recs = []
+    best = 0
+    for r in readings.values():
+        v = r.value if r.value is not None else 0.0
+        desired = math.ceil(v / TARGET)
+        best = max(best, desired)
+        recs.append(
+            MetricRecommendation(r.name, v, desired, f"{r.name} {v:.4g} vs target {TARGET:g} -> {desired}")
+        )
+    return Decision(now, current, current, best, best, recs[0].reason, False, tuple(recs), ())
 
 
 def run(
@@ -94,8 +104,7 @@ def run(
 
         w, c = time.perf_counter(), time.thread_time()
         for i, readings in enumerate(row):
-            for r in readings.values():
-                sink += contract_floor(now, current[i], r).desired
+            sink += contract_floor(now, current[i], readings).desired
         out["floor"].append((time.perf_counter() - w, time.thread_time() - c))
 
         w, c = time.perf_counter(), time.thread_time()
