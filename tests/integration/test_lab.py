@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 
-from autoscaler.lab import create_service, scrape_labels
+from autoscaler.lab import create_service, layout, scrape_labels, swarm
 from autoscaler.lab.lab import NodeDownMode
 from autoscaler.lab.sessions import LabHandle as Lab
 
@@ -163,3 +166,16 @@ def test_node_down_then_up(lab: Lab, manager: docker.DockerClient, mode: NodeDow
         lab.node_up(victim)
         lab.node_up(victim)  # idempotent
     poll(lambda: node_state(manager, ip) == "ready", deadline_s=60, what=f"node {victim} Ready again")
+
+
+def test_rendered_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool missing: it comes with the Debian package prometheus the lab needs")
+    nodes = layout.nodes(4)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(swarm.prometheus_config(nodes))
+    check = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    text = config.read_text()
+    assert all(f"{n.ip}:{layout.DOCKER_METRICS_PORT}" in text for n in nodes)
+    assert "${" not in text
