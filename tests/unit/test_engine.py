@@ -300,3 +300,15 @@ def test_no_scale_down_until_a_full_window_after_start() -> None:
     d = e.decide(now=1042, current=8, running=8, readings=read(rps=100))
     assert d.desired == 8 and "controller started 42s ago, scale-down needs a full 300s window" in d.reason
     assert d.limits.count("ScaleDownStabilized") == 1
+
+
+def test_reload_keeps_rate_limit_events_and_applies_the_new_rules() -> None:
+    slow = {"scaleUp": {"policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]}}
+    e = Engine(make_spec(behavior=slow), now=0, current=2)
+    d = e.decide(now=10, current=2, running=2, readings=read(rps=1000))
+    assert d.desired == 4
+    e.record_scale(at=10, from_replicas=2, to_replicas=4)
+    e.update_spec(make_spec(behavior=slow, maxReplicas=20))
+    # The +2 at t=10 still fills the 60 s period after the reload.
+    assert e.decide(now=30, current=4, running=4, readings=read(rps=1000)).desired == 4
+    assert e.spec.max_replicas == 20
