@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.sources.ipvs.model import IpvsFormatError
@@ -61,6 +61,7 @@ _services = st.one_of(
 )
 
 
+@settings(deadline=None)  # shared CI machines are slow; correctness, not speed, is checked
 @given(st.lists(_services, max_size=8))
 def test_round_trip_of_kernel_printed_tables(services: list[kf.Service]) -> None:
     parsed = parse_ip_vs(kf.proc_ip_vs(services))
@@ -99,6 +100,7 @@ def test_garbage_names_the_line(text: str, where: str) -> None:
         parse_ip_vs(text)
 
 
+@settings(deadline=None)  # shared CI machines are slow; correctness, not speed, is checked
 @given(st.text(max_size=400))
 def test_any_text_parses_or_fails_clearly(text: str) -> None:
     for candidate in (text, kf.proc_ip_vs([]) + text):
@@ -108,6 +110,7 @@ def test_any_text_parses_or_fails_clearly(text: str) -> None:
             assert "/proc/net/ip_vs line" in str(exc)
 
 
+@settings(deadline=None)  # shared CI machines are slow; correctness, not speed, is checked
 @given(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1))
 def test_namespace_stats(conns: int, cps: int) -> None:
     assert parse_ip_vs_stats(kf.proc_ip_vs_stats(conns, cps)) == (conns, cps)
