@@ -23,10 +23,22 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
 
-from autoscaler.core.policy import NodeFailure, OnTimeout
+from autoscaler.core.failover_model import (
+    ConfirmationTimedOut,
+    Failover,
+    FailoverClosed,
+    FailoverEvent,
+    FailoverOpened,
+    FailoverSettled,
+    LostStatus,
+    LostTask,
+    ManagedService,
+    NodeView,
+    ReplacementConfirmed,
+    TaskView,
+    TimeoutRecord,
+)
 
 # A task in one of these states may still be (or become) running on its node.
 LIVE_TASK_STATES = frozenset(
@@ -37,156 +49,23 @@ LIVE_TASK_STATES = frozenset(
 _DRAIN_SLACK_SECONDS = 5.0
 _CLOSED_KEPT = 20
 
-
-@dataclass(frozen=True, slots=True)
-class NodeView:
-    """One Swarm node. ``updated_at`` is Swarm's ``UpdatedAt`` (when its state last changed)."""
-
-    id: str
-    hostname: str
-    state: str  # ready | down | unknown | disconnected
-    availability: str  # active | pause | drain
-    updated_at: float | None = None
-
-    @property
-    def failure(self) -> str | None:
-        """Why this node's tasks must run elsewhere, or None when it is fine."""
-        if self.state != "ready":
-            return self.state
-        if self.availability == "drain":
-            return "drain"
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class TaskView:
-    """One Swarm task: ``status_at`` is ``Status.Timestamp`` (when it reached ``state``)."""
-
-    id: str
-    service_id: str
-    node_id: str | None
-    slot: int | None
-    state: str
-    desired_state: str
-    created_at: float
-    status_at: float
-    error: str | None = None
-    message: str = ""
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running" and self.desired_state == "running"
-
-    def why_not_running(self) -> str:
-        detail = self.error or self.message or "no reason given"
-        return f"task {self.id[:12]} is {self.state}: {detail}"
-
-
-@dataclass(frozen=True, slots=True)
-class ManagedService:
-    """A service a policy governs, with that policy's ``nodeFailure`` settings."""
-
-    id: str
-    name: str
-    node_failure: NodeFailure = field(default_factory=NodeFailure)
-
-
-class LostStatus(StrEnum):
-    WAITING = "waiting"
-    CONFIRMED = "confirmed"  # a replacement is running on another node
-    RECOVERED = "recovered"  # the node came back and the task is running again
-    UNCONFIRMED = "unconfirmed"  # the node came back, nothing of this slot is running
-    DROPPED = "dropped"  # the service was removed or is no longer managed
-
-
-@dataclass(slots=True)
-class LostTask:
-    """A task that was on the failed node, and what became of its slot."""
-
-    service_id: str
-    service_name: str
-    slot: int | None
-    task_id: str
-    created_at: float
-    status: LostStatus = LostStatus.WAITING
-    replacement_id: str | None = None
-    replacement_node: str | None = None
-    replacement_created_at: float | None = None
-    running_at: float | None = None  # Swarm's timestamp of the replacement reaching running
-    confirmed_at: float | None = None  # when we first saw it running
-    pending_reason: str | None = None
-    timed_out: bool = False
-
-
-@dataclass(slots=True)
-class TimeoutRecord:
-    """One ``onTimeout`` firing; ``outcome`` is filled in by whoever performs the action."""
-
-    service_id: str
-    service_name: str
-    action: OnTimeout
-    at: float
-    waiting: int
-    reasons: tuple[str, ...]
-    outcome: str | None = None
-
-
-@dataclass(slots=True)
-class Failover:
-    number: int
-    node_id: str
-    hostname: str
-    kind: str  # down | unknown | disconnected | drain | removed
-    failed_at: float  # Swarm's time of the node change, else when we first saw it
-    detected_at: float
-    found_at_start: bool  # opened on the first snapshot (controller (re)start), not a transition
-    back_at: float | None = None  # when the node was seen ready and active again
-    lost: list[LostTask] = field(default_factory=list)
-    timeouts: list[TimeoutRecord] = field(default_factory=list)
-    settled_at: float | None = None  # every lost task resolved
-    closed_at: float | None = None
-    close_reason: str | None = None
-
-    @property
-    def waiting(self) -> list[LostTask]:
-        return [t for t in self.lost if t.status is LostStatus.WAITING]
-
-
-@dataclass(frozen=True, slots=True)
-class FailoverOpened:
-    failover: Failover
-
-
-@dataclass(frozen=True, slots=True)
-class ReplacementConfirmed:
-    failover: Failover
-    task: LostTask
-
-
-@dataclass(frozen=True, slots=True)
-class ConfirmationTimedOut:
-    """Perform ``record.action`` for ``service`` and write what happened into ``record.outcome``."""
-
-    failover: Failover
-    service: ManagedService
-    record: TimeoutRecord
-
-
-@dataclass(frozen=True, slots=True)
-class FailoverSettled:
-    """Every lost task is resolved (or the failover closed first): time for the log line."""
-
-    failover: Failover
-
-
-@dataclass(frozen=True, slots=True)
-class FailoverClosed:
-    failover: Failover
-
-
-FailoverEvent = (
-    FailoverOpened | ReplacementConfirmed | ConfirmationTimedOut | FailoverSettled | FailoverClosed
-)
+__all__ = [
+    "LIVE_TASK_STATES",
+    "ConfirmationTimedOut",
+    "Failover",
+    "FailoverClosed",
+    "FailoverEvent",
+    "FailoverOpened",
+    "FailoverSettled",
+    "FailoverTracker",
+    "LostStatus",
+    "LostTask",
+    "ManagedService",
+    "NodeView",
+    "ReplacementConfirmed",
+    "TaskView",
+    "TimeoutRecord",
+]
 
 
 class FailoverTracker:
