@@ -179,7 +179,8 @@ class Engine:
 
         limits: list[str] = []
         recommendation = current if best is None else best
-        usable = best is not None and (not missing or best > current)
+        # HPA refuses a decision only when a metric is missing and the rest say scale down.
+        usable = best is not None and (not missing or best >= current)
         if not usable:
             limits.append("MissingMetrics")
             if best is None:
@@ -190,7 +191,7 @@ class Engine:
                 )
             recommendation = current
         elif missing:
-            parts.append("scaling up on the metrics that have readings")
+            parts.append("going by the metrics with readings, which do not ask for a scale-down")
 
         # Panic state, judged only on usable data (missing data neither enters nor extends it).
         panic_cond = False

@@ -312,3 +312,13 @@ def test_reload_keeps_rate_limit_events_and_applies_the_new_rules() -> None:
     # The +2 at t=10 still fills the 60 s period after the reload.
     assert e.decide(now=30, current=4, running=4, readings=read(rps=1000)).desired == 4
     assert e.spec.max_replicas == 20
+
+
+def test_missing_metric_with_the_others_on_target_is_an_ordinary_no_change() -> None:
+    # HPA only refuses when the valid metrics would scale down; on target it proceeds.
+    spec = make_spec([metric("rps", averageValue=100), metric("queue", value=10)])
+    d = Engine(spec, now=0, current=4).decide(
+        now=15, current=4, running=4, readings=read(rps=400, queue=None)
+    )
+    assert d.desired == 4 and d.recommendation == 4 and "MissingMetrics" not in d.limits
+    assert "queue: no reading" in d.reason
