@@ -8,7 +8,8 @@ Pure: every method takes the time as a parameter. ``decide`` runs, in this order
    recommendation (stabilization), both at ``changed_at`` (the spec's ``UpdatedAt``).
 2. Target tracking per metric (``tracking.py``); the largest desired count wins. An
    invalid reading never allows a scale-down: if any metric has no usable reading and the
-   valid ones do not ask for more than ``current``, nothing changes (HPA since 1.21).
+   valid ones ask for less than ``current`` (or there are none), nothing changes (HPA
+   since 1.21).
 3. HPA's out-of-range rules, before behavior: 0 replicas with minReplicas > 0 means
    autoscaling is switched off (``ScalingDisabled``, HPA's convention); above maxReplicas
    or below minReplicas the service goes straight to the bound.
