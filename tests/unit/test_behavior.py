@@ -235,3 +235,22 @@ def test_clock_going_backwards_drops_records_from_the_future() -> None:
     assert hist.add_and_bounds(150, 2) == (2, 9)
     assert len(hist) == 2
     assert hist.add_and_bounds(160, 3) == (3, 9)
+
+
+def test_scale_up_stabilization_uses_the_lowest_recommendation() -> None:
+    behavior = {"scaleUp": {"stabilizationWindowSeconds": 60}, "scaleDown": {"stabilizationWindowSeconds": 0}}
+    engine = Engine(make_spec(behavior), now=-1000, current=4)
+    loads = {0: 4, 15: 9, 30: 7, 45: 12, 60: 12, 75: 12}
+    current, seen = 4, []
+    for t, load in loads.items():
+        d = engine.decide(
+            now=t, current=current, running=current, readings={"rps": MetricReading("rps", load)}
+        )
+        engine.record_scale(at=t, from_replicas=current, to_replicas=d.desired)
+        current = d.desired
+        seen.append(current)
+        if d.desired < d.recommendation:
+            assert "ScaleUpStabilized" in d.limits
+    # lowest recommendation within (t - 60, t]; the default scale-up policies allow each step
+    expected = [min(v for u, v in loads.items() if t - 60 < u <= t) for t in loads]
+    assert seen == expected
