@@ -28,6 +28,7 @@ WEB = "lab/web"
 LOADGEN = "lab/loadgen"
 PROMETHEUS = "lab/prometheus"
 ALL = (BUSYBOX, PYTHON, WEB, LOADGEN, PROMETHEUS)
+IMAGE_CONTEXTS = {WEB: "web", LOADGEN: "loadgen", PROMETHEUS: "prometheus"}  # dirs under lab/
 BUNDLE_LABEL = "swl.bundle"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -103,8 +104,14 @@ def python_rootfs() -> Path:
 def bundle_key() -> str:
     digest = hashlib.sha256()
     prometheus = Path(shutil.which("prometheus") or "/usr/bin/prometheus")
-    # Only what goes into images: the Prometheus config template is a Swarm config, not baked in.
-    baked = (p for p in ASSETS.rglob("*") if p.is_file() and p.suffix not in (".tmpl", ".md", ".pyc"))
+    # Only what goes into images: build contexts, minus the Prometheus config template
+    # (a Swarm config, not baked in); other files under lab/ (demo policies...) do not count.
+    baked = (
+        p
+        for context in IMAGE_CONTEXTS.values()
+        for p in (ASSETS / context).rglob("*")
+        if p.is_file() and p.suffix not in (".tmpl", ".md", ".pyc")
+    )
     for path in sorted(baked):
         digest.update(str(path.relative_to(ASSETS)).encode() + path.read_bytes())
     for path in (busybox_rootfs(), python_rootfs(), prometheus):
@@ -121,7 +128,7 @@ def _build_on(node: layout.Node, key: str) -> None:
         step="importing lab/python",
     )
     with daemons.client(node, timeout=300) as client:
-        for image, asset in ((WEB, "web"), (LOADGEN, "loadgen"), (PROMETHEUS, "prometheus")):
+        for image, asset in IMAGE_CONTEXTS.items():
             with tempfile.TemporaryDirectory(prefix="swl-build-") as context:
                 shutil.copytree(ASSETS / asset, context, dirs_exist_ok=True)
                 if asset == "prometheus":
