@@ -138,10 +138,9 @@ def plan(
             # candidate restarted its wait on seeing the wipe, so writing them back is safe.
             return Plan(Step.RENEW, "holding the lease")
         return Plan(Step.STEP_DOWN, f"the lease names {record.holder!r}, not us: stepping down")
-    if record.holder == identity:
-        # Our own record (we lost validity, e.g. renewals failed): only we write it, and any
-        # candidate's write would have changed it, so re-taking by CAS is safe.
-        return Plan(Step.TAKE, "our own lapsed lease")
+    # Our own lapsed record gets no shortcut: a rollback of the controller service
+    # (``docker service rollback``, failure_action: rollback) can restore labels naming us
+    # while another replica holds the lease and has not yet read the change.
     if record.released:
         return Plan(Step.TAKE, "the lease was released")
     unchanged_for = now - observation.since

@@ -37,10 +37,17 @@ class Swarm:
     version: int = 1
     labels: dict[str, str] = field(default_factory=dict)
     writes: int = 0
+    history: list[dict[str, str]] = field(default_factory=list)
 
     def wipe(self) -> None:
         self.labels = {}
         self.version += 1
+
+    def rollback(self) -> None:
+        """``docker service rollback``: the labels of an earlier spec come back."""
+        if self.history:
+            self.labels = dict(self.history[len(self.history) // 2])
+            self.version += 1
 
 
 @dataclass
@@ -62,6 +69,7 @@ class SwarmView:
         self.swarm.clock.now += self.write_latency
         if version != self.swarm.version:
             raise VersionConflictError("update out of sequence")
+        self.swarm.history.append(self.swarm.labels)
         self.swarm.labels = {**self.swarm.labels, **labels}
         self.swarm.version += 1
         self.swarm.writes += 1
@@ -149,7 +157,7 @@ async def test_wait_leader_returns_once_the_lease_is_taken() -> None:
 actions = st.lists(
     st.tuples(
         st.integers(min_value=0, max_value=2),  # which candidate
-        st.sampled_from(["step", "step", "step", "cut", "heal", "slow", "wipe", "release"]),
+        st.sampled_from(["step", "step", "step", "cut", "heal", "slow", "wipe", "rollback", "release"]),
         st.floats(min_value=0.0, max_value=LEASE),  # time passing before the action
     ),
     min_size=5,
@@ -176,6 +184,8 @@ async def test_never_two_leaders_at_once(script: list[tuple[int, str, float]]) -
             view.write_latency = pause / 2
         elif action == "wipe":
             swarm.wipe()
+        elif action == "rollback":
+            swarm.rollback()
         elif action == "release":
             await lease.release()
         leaders = [lease.identity for lease, _ in candidates if lease.is_leader()]
@@ -194,3 +204,20 @@ async def test_leadership_is_exported_for_the_no_leader_and_two_leaders_alerts()
     took = registry.get_sample_value("autoscaler_lease_transitions_total", {"change": "took"})
     lost = registry.get_sample_value("autoscaler_lease_transitions_total", {"change": "lost"})
     assert (took, lost) == (1, 1)
+
+
+async def test_a_rollback_naming_a_former_holder_does_not_make_it_leader_at_once() -> None:
+    clock = FakeClock()
+    swarm = Swarm(clock, labels=rules.released_labels())
+    a, a_view = make(swarm, "a")
+    b, _ = make(swarm, "b")
+    await a.step()  # a leads
+    a_view.cut = True
+    await step_until(b, clock, b.is_leader)  # a went silent; b took over
+    a_view.cut = False
+    await step_until(a, clock, lambda: not a.is_leader())
+    swarm.labels = rules.holder_labels("a", clock.now - 100, LEASE)  # rolled back to a's spec
+    swarm.version += 1
+    await a.step()
+    assert b.is_leader()
+    assert not a.is_leader(), "a re-took a lease b still holds"

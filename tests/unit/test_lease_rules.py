@@ -67,8 +67,14 @@ def test_released_lease_is_taken_at_once() -> None:
     assert rules.plan("me", observation, 5.0, TIMING, leading=False).step is rules.Step.TAKE
 
 
-def test_our_own_lapsed_record_is_retaken_without_waiting() -> None:
-    assert rules.plan("me", seen("me", since=7.0), 7.0, TIMING, leading=False).step is rules.Step.TAKE
+def test_our_own_lapsed_record_is_waited_out_too() -> None:
+    # A rollback of the controller service can bring back labels naming us.
+    observation = seen("me", since=7.0)
+    assert rules.plan("me", observation, 7.0, TIMING, leading=False).step is rules.Step.WAIT
+    assert (
+        rules.plan("me", observation, 7.0 + TIMING.lease_seconds, TIMING, leading=False).step
+        is rules.Step.TAKE
+    )
 
 
 @pytest.mark.parametrize("holder", ["me", None])
