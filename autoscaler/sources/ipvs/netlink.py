@@ -252,8 +252,19 @@ class _DestLayout:
 
     def __init__(
         self, headers: struct.Struct, expected: tuple[int, ...], values: struct.Struct, names: list[int]
-    ):
-        self.headers, self.expected, self.values, self.names = headers, expected, values, names
+    ) -> None:
+        self.headers, self.expected, self.values = headers, expected, values
+        at = {kind: i for i, kind in enumerate(names)}
+        self.i_addr, self.i_active, self.i_inactive = (
+            at[DEST_ADDR],
+            at[DEST_ACTIVE_CONNS],
+            at[DEST_INACT_CONNS],
+        )
+        self.i_port = at.get(DEST_PORT, -1)
+        self.i_fwd = at.get(DEST_FWD_METHOD, -1)
+        self.i_weight = at.get(DEST_WEIGHT, -1)
+        self.i_persist = at.get(DEST_PERSIST_CONNS, -1)
+        self.i_family = at.get(DEST_ADDR_FAMILY, -1)
 
     @classmethod
     def learn(cls, buf: bytes, a: int, b: int) -> _DestLayout | None:
@@ -283,24 +294,24 @@ class _DestLayout:
     def decode(self, buf: bytes, a: int, b: int, service_family: int) -> RealServer | None:
         if b - a != self.headers.size or self.headers.unpack_from(buf, a) != self.expected:
             return None
-        v = dict(zip(self.names, self.values.unpack_from(buf, a), strict=True))
-        family = v.get(DEST_ADDR_FAMILY, service_family)
-        raw = v[DEST_ADDR]
+        v = self.values.unpack_from(buf, a)
+        family = v[self.i_family] if self.i_family >= 0 else service_family
+        raw = v[self.i_addr]
         if family == socket.AF_INET6:
             address = str(ipaddress.IPv6Address(raw)) if len(raw) == 16 else None
         else:
             address = socket.inet_ntop(socket.AF_INET, raw[:4]) if len(raw) in (4, 16) else None
         if address is None:
             return None  # let the generic walk report it
-        fwd = v.get(DEST_FWD_METHOD, 0)
+        fwd = v[self.i_fwd] if self.i_fwd >= 0 else 0
         return RealServer(
-            address=address,
-            port=socket.ntohs(v.get(DEST_PORT, 0)),
-            forward=_FORWARD.get(fwd & 0x7, f"fwd{fwd}"),
-            weight=v.get(DEST_WEIGHT, 0),
-            active_connections=v[DEST_ACTIVE_CONNS],
-            inactive_connections=v[DEST_INACT_CONNS],
-            persistent_connections=v.get(DEST_PERSIST_CONNS),
+            address,
+            socket.ntohs(v[self.i_port]) if self.i_port >= 0 else 0,
+            _FORWARD.get(fwd & 0x7) or f"fwd{fwd}",
+            v[self.i_weight] if self.i_weight >= 0 else 0,
+            v[self.i_active],
+            v[self.i_inactive],
+            v[self.i_persist] if self.i_persist >= 0 else None,
         )
 
 
