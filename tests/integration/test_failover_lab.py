@@ -213,6 +213,45 @@ async def test_failover_is_reported_and_every_replacement_confirmed_healthy(
         await docker.services.delete(service)
 
 
+async def set_availability(docker: aiodocker.Docker, hostname: str, availability: str) -> None:
+    node = next(n for n in await docker.nodes.list() if n["Description"]["Hostname"] == hostname)
+    spec = {**node["Spec"], "Availability": availability}
+    await docker.nodes.update(node_id=node["ID"], version=node["Version"]["Index"], spec=spec)
+
+
+async def test_drained_node_is_a_failover_until_it_is_active_again(
+    swarm: Swarm, docker: aiodocker.Docker
+) -> None:
+    service = await create_service(docker, swarm, 6)
+    victim_host = await node_hostname(docker, swarm.node_ips[VICTIM - 1])
+    try:
+        await poll(lambda: _count(running_tasks(docker, service), 6), deadline=60, what="all running")
+        async with monitoring(swarm, service, policy(service)) as monitor:
+            await set_availability(docker, victim_host, "drain")
+            try:
+
+                async def settled() -> dict[str, Any] | None:
+                    report = monitor.failovers()
+                    return report[0] if report and report[0]["settled_after"] is not None else None
+
+                failover = await poll(settled, deadline=60, what=f"drain of {victim_host} settled")
+                assert (failover["node"], failover["kind"]) == (victim_host, "drain")
+                assert failover["tasks"] and {t["status"] for t in failover["tasks"]} == {"confirmed"}
+                running = {t["ID"]: t for t in await running_tasks(docker, service)}
+                assert all(
+                    running[t["replacement"]]["NodeID"] != failover["node_id"] for t in failover["tasks"]
+                )
+            finally:
+                await set_availability(docker, victim_host, "active")
+
+            async def closed() -> bool:
+                return not monitor.failovers()[0]["open"]
+
+            await poll(closed, deadline=30, what=f"{victim_host} active again and the failover closed")
+    finally:
+        await docker.services.delete(service)
+
+
 async def test_unplaceable_replacement_fires_on_timeout_with_swarms_reason_then_recovers(
     swarm: Swarm, docker: aiodocker.Docker
 ) -> None:
