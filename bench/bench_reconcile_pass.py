@@ -169,11 +169,20 @@ async def bench_prometheus(args: argparse.Namespace, names: list[str]) -> None:
         sent = source.http_requests
         shared, ours = await timed("one grouped query", lambda: source.fetch(grouped), args.repeat)
         per_pass_grouped = (source.http_requests - sent) // args.repeat
-        same = all(by_service[t].value == shared[g].value for t, g in zip(templated, grouped, strict=True))
+        differ = [
+            (t.service, by_service[t], shared[g])
+            for t, g in zip(templated, grouped, strict=True)
+            if by_service[t].value != shared[g].value
+        ]
         valid = sum(1 for r in shared.values() if r.value is not None)
+        valid_templated = sum(1 for r in by_service.values() if r.value is not None)
         print(
             f"  HTTP queries per pass: {per_pass_grouped} vs {per_pass_templated}; "
-            f"speed-up x{base_time / ours:.1f}; {valid}/{len(names)} values, same values: {same}"
+            f"speed-up x{base_time / ours:.1f}"
+        )
+        print(
+            f"  values: grouped {valid}/{len(names)}, templated {valid_templated}/{len(names)}; "
+            f"differing: {len(differ)}{f', e.g. {differ[0]}' if differ else ''}"
         )
     finally:
         await source.close()
@@ -194,10 +203,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--settle-timeout", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="leave the services in place")
+    parser.add_argument("--prometheus-only", action="store_true", help="skip Docker; N synthetic names")
     args = parser.parse_args()
-    if not args.docker_url:
+    if not args.docker_url and not args.prometheus_only:
         parser.error("give --docker-url (or set DOCKER_HOST) to a single-node swarm manager")
-    names = asyncio.run(bench_swarm(args))
+    if args.prometheus_only:
+        names = [f"{PREFIX}{index:05d}" for index in range(args.services)]
+    else:
+        names = asyncio.run(bench_swarm(args))
     asyncio.run(bench_prometheus(args, names))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {peak:.0f} MiB")

@@ -39,6 +39,7 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential,
 )
+from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from autoscaler.core.decision import MetricReading
@@ -242,7 +243,11 @@ class PrometheusSource:
             # Only this query may be slow: the others of the fetch still get their chance.
             raise _Retryable(f"no answer within {self._timeout:g}s ({self.url})") from exc
         except requests.ConnectionError as exc:
-            raise _Unreachable(f"cannot connect to {self.url}: {_root_cause(exc)}") from exc
+            if _could_not_connect(exc):
+                raise _Unreachable(f"cannot connect to {self.url}: {_root_cause(exc)}") from exc
+            # An established (often pooled keep-alive) connection dropped: that says nothing
+            # about the other queries, so only this one is retried.
+            raise _Retryable(f"connection to {self.url} lost: {_root_cause(exc)}") from exc
         except requests.RequestException as exc:
             raise _Retryable(f"request failed: {exc}") from exc
         except (ValueError, KeyError, TypeError) as exc:
@@ -252,6 +257,12 @@ class PrometheusSource:
             if status is not None and status >= 500:
                 raise _Retryable(reason) from exc
             raise _QueryFailed(reason) from exc
+
+
+def _could_not_connect(exc: requests.ConnectionError) -> bool:
+    """Whether no TCP connection could be made at all (refused, unroutable, DNS)."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError | NameResolutionError)
 
 
 def _root_cause(exc: requests.ConnectionError) -> str:

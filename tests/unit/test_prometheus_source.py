@@ -42,6 +42,7 @@ class ScriptedPrometheus:
         self.answers: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self.asked: Counter[str] = Counter()
         self.hang: set[str] = set()  # queries answered only once ``release`` is set
+        self.drop: Counter[str] = Counter()  # query -> how many of its requests get the connection closed
         self.release = threading.Event()
         script = self
 
@@ -49,6 +50,10 @@ class ScriptedPrometheus:
             def do_GET(self) -> None:
                 query = parse_qs(urlparse(self.path).query)["query"][0]
                 script.asked[query] += 1
+                if script.drop[query] > 0:
+                    script.drop[query] -= 1
+                    self.close_connection = True
+                    return  # no status line at all: the client sees the connection drop
                 if query in script.hang:
                     script.release.wait(timeout=30)
                 queue = script.answers.get(query) or [error(400, "bad_data", f"unscripted {query}")]
@@ -233,3 +238,22 @@ async def test_a_slow_query_times_out_alone(prom: ScriptedPrometheus) -> None:
     assert "no answer within 0.3s" in (readings[slow].error or "")
     assert readings[fast].value == 2.0
     assert prom.asked["slow"] == 2  # a read timeout is retried, within the bound
+
+
+@pytest.mark.parametrize("drops", [1, 3])
+async def test_a_dropped_connection_is_retried_and_blinds_no_other_query(
+    prom: ScriptedPrometheus, source: PrometheusSource, drops: int
+) -> None:
+    prom.drop["dropped"] = drops
+    prom.answers["dropped"] = [vector(({}, "5"))]
+    others = [MetricRequest(service=f"s{i}", metric="m", kind="prometheus", query=f"q{i}") for i in range(20)]
+    for i, request in enumerate(others):
+        prom.answers[request.query] = [vector(({}, str(i)))]
+    dropped = MetricRequest(service="s", metric="m", kind="prometheus", query="dropped")
+    readings = await source.fetch([dropped, *others])
+    if drops < 3:  # the fixture allows 3 attempts
+        assert readings[dropped].value == 5.0
+    else:
+        assert "connection to" in (readings[dropped].error or "")
+    assert prom.asked["dropped"] == min(drops + 1, 3)
+    assert [readings[r].value for r in others] == [float(i) for i in range(20)]
