@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -112,7 +112,7 @@ async def create_service(
     return name
 
 
-async def running_tasks(docker: aiodocker.Docker, service: str) -> list[dict[str, Any]]:
+async def running_tasks(docker: aiodocker.Docker, service: str) -> list[Mapping[str, Any]]:
     tasks = await docker.tasks.list(filters={"service": service})
     return [t for t in tasks if t["DesiredState"] == "running" and t["Status"]["State"] == "running"]
 
@@ -157,7 +157,7 @@ def broken(swarm: Swarm, node: int, mode: str) -> Iterator[None]:
         swarm.node_up(node)  # also when the test fails, so the next test has its three nodes
 
 
-async def container_health(swarm: Swarm, docker: aiodocker.Docker, task: dict[str, Any]) -> str:
+async def container_health(swarm: Swarm, docker: aiodocker.Docker, task: Mapping[str, Any]) -> str:
     """The container's health as the dockerd of the node running ``task`` reports it."""
     node = await docker.nodes.inspect(node_id=task["NodeID"])
     url = swarm.node_urls[swarm.node_ips.index(node["Status"]["Addr"])]
@@ -314,5 +314,5 @@ async def test_swarm_reports_a_healthchecked_task_running_only_once_healthy(
     assert all(health == "healthy" for state, health in seen if state == "running")
 
 
-async def _count(tasks: Awaitable[list[dict[str, Any]]], expected: int) -> bool:
+async def _count(tasks: Awaitable[list[Mapping[str, Any]]], expected: int) -> bool:
     return len(await tasks) == expected
