@@ -157,6 +157,7 @@ def main() -> None:
     check(proc_node)
     netlink_ms = timed(lambda: collect_node(netlink_node, lambda: [network]), args.repeat)
     proc_ms = timed(lambda: collect_node(proc_node, lambda: [network]), args.repeat)
+    decode_ms = timed(lambda: netlink_node.read_ipvs("ingress_sbox"), args.repeat)
     pyroute2_ms = timed(lambda: pyroute2_decode(dump, dests), max(3, args.repeat // 5))
     split_ms = timed(lambda: [line.split() for line in proc.split("\n")], args.repeat)
     total = args.services * args.backends
@@ -167,8 +168,10 @@ def main() -> None:
     )
     print(f"  netlink path (decode + mangle + map + samples): {netlink_ms:8.1f} ms   goal < 50 ms")
     print(f"  /proc path   (parse  + mangle + map + samples): {proc_ms:8.1f} ms   goal < 50 ms")
+    print(f"  our netlink decode only:                        {decode_ms:8.1f} ms")
     print(f"  baseline pyroute2 ipvsmsg decode only:          {pyroute2_ms:8.1f} ms")
     print(f"  baseline str.split of /proc lines only:         {split_ms:8.1f} ms")
+    print(f"  ratio our decode / pyroute2 decode:   {decode_ms / pyroute2_ms:6.3f}")
     print(f"  ratio netlink path / pyroute2 decode: {netlink_ms / pyroute2_ms:6.3f}")
     print(f"  ratio /proc path / str.split floor:   {proc_ms / split_ms:6.1f}")
 

@@ -3,7 +3,8 @@
 The test creates its own namespace (prefix ``ipvst``), writes the mangle rules the way
 libnetwork's fwMarker does (PREROUTING by published port, INPUT by VIP) plus rules Swarm never
 writes, reads them with ``nsenter ... iptables-save`` through read_mangle_rules, maps them with
-the fixture network records, and deletes the namespace at the end.
+the fixture network records, and deletes the namespace at the end. The last test reads a
+node of the lab's real Swarm (Docker's own records and namespaces).
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from autoscaler.lab import layout
+from autoscaler.lab.sessions import LabHandle
+from autoscaler.sources.ipvs.collect import collect_node
 from autoscaler.sources.ipvs.mangle import MarkRule, map_fwmarks, parse_network_inspect, read_mangle_rules
+from autoscaler.sources.ipvs.netns import HostIpvs
+from autoscaler.sources.ipvs.swarm_records import docker_network_records
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "ipvs"
 
@@ -102,3 +108,27 @@ def test_empty_namespace_has_no_marks(netns: str) -> None:
 def test_missing_namespace_is_a_clear_error() -> None:
     with pytest.raises(OSError, match="nsenter"):
         read_mangle_rules("/run/netns/ipvst-does-not-exist")
+
+
+def test_real_swarm_node_records_namespaces_and_no_ipvs(lab: LabHandle) -> None:
+    """Against the lab's real Swarm: Docker's verbose inspect parses, names a namespace file that
+    dockerd really created, its real mangle table reads through nsenter, and the whole node
+    read reports this kernel's missing IPVS instead of failing."""
+    node = layout.nodes(len(lab.node_urls))[0]
+    netns_dir = node.exec_root / "netns"
+    records = docker_network_records(lab.node_urls[0])
+    ingress = [r for r in records if r.ingress]
+    assert len(ingress) == 1, f"one ingress network expected, got {[r.name for r in records]}"
+    assert ingress[0].namespace_name in HostIpvs(netns_dir).namespaces()
+    rules = read_mangle_rules(str(netns_dir / ingress[0].namespace_name))
+    owners = map_fwmarks(rules, ingress[0].services)
+    published = {port: s.name for s in ingress[0].services for port in s.published_ports}
+    for rule in rules:  # whatever Swarm marked here must map to the service publishing that port
+        if rule.dport in published:
+            assert owners[rule.fwmark].service == published[rule.dport]
+    snapshot = collect_node(HostIpvs(netns_dir), lambda: records)
+    if Path("/proc/net/ip_vs").exists():
+        assert snapshot.available
+    else:
+        assert not snapshot.available
+        assert "no IPVS" in snapshot.unavailable_reason

@@ -84,3 +84,19 @@ def test_fixture_records() -> None:
     by_name = {s.name: s for s in record.services}
     assert by_name["web"].published_ports == (8080,)
     assert by_name["dns"].lb_index is None
+
+
+def test_real_engine_shapes_dnsrr_and_ingress_sandbox() -> None:
+    # Seen from a real 20.10 engine: dnsrr services carry VIP "<nil>", and the ingress network
+    # lists its sandbox's endpoints under the service name "".
+    doc = {
+        "Name": "ingress",
+        "Id": "8xvwibgb67",
+        "Ingress": True,
+        "Services": {
+            "": {"VIP": "<nil>", "Ports": [], "LocalLBIndex": 0, "Tasks": [{"Name": "ingress-endpoint"}]},
+            "prometheus": {"VIP": "<nil>", "Ports": [], "LocalLBIndex": 256, "Tasks": []},
+        },
+    }
+    record = parse_network_inspect(doc)
+    assert [(s.name, s.vip, s.lb_index) for s in record.services] == [("prometheus", None, 256)]

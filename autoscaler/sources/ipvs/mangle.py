@@ -161,6 +161,8 @@ def parse_network_inspect(doc: Mapping[str, Any]) -> SwarmNetworkRecord:
     if not isinstance(raw_services, Mapping):
         raise IpvsFormatError(f"{where}: Services is {type(raw_services).__name__}, expected an object")
     for name, info in raw_services.items():
+        if not name:
+            continue  # the ingress sandbox's own endpoints are listed under an empty name
         if not isinstance(info, Mapping):
             raise IpvsFormatError(f"{where}: Services[{name!r}] is not an object")
         services.append(_service_record(str(name), info, where))
@@ -170,9 +172,12 @@ def parse_network_inspect(doc: Mapping[str, Any]) -> SwarmNetworkRecord:
 
 
 def _service_record(name: str, info: Mapping[str, Any], where: str) -> SwarmServiceRecord:
-    vip = info.get("VIP") or None
-    if vip is not None:
-        vip = str(vip).split("/", 1)[0]
+    # dnsrr services have no VIP: libnetwork prints Go's nil IP, "<nil>".
+    vip: str | None = str(info.get("VIP") or "").split("/", 1)[0]
+    try:
+        socket.inet_pton(socket.AF_INET, vip or "")
+    except OSError:
+        vip = None
     lb_index = info.get("LocalLBIndex")
     if lb_index is not None and (not isinstance(lb_index, int) or isinstance(lb_index, bool)):
         raise IpvsFormatError(
