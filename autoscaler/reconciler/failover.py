@@ -134,7 +134,7 @@ class FailoverMonitor:
         self.fast_interval = fast_interval
         self.tracker = FailoverTracker()
         self.last_error: str | None = None
-        self._managed: dict[str, ManagedService] = {}
+        self._managed: dict[str, ManagedService] | None = None  # None until the loop says
         self._specs: dict[str, PolicySpec] = {}  # by service id
         self._ids: dict[str, str] = {}  # service name -> id
         self._exported: set[str] = set()  # service labels on the unconfirmed gauge
@@ -169,7 +169,13 @@ class FailoverMonitor:
     # -- observing ---------------------------------------------------------------------------------
 
     async def resync(self) -> list[FailoverEvent]:
-        """Read nodes and the managed services' tasks once, advance the tracker and act."""
+        """Read nodes and the managed services' tasks once, advance the tracker and act.
+
+        Does nothing before the first ``set_managed``: a failover opened without knowing the
+        governed services would record no lost tasks, and it is only opened once.
+        """
+        if self._managed is None:
+            return []
         managed = dict(self._managed)
         try:
             nodes, tasks = await asyncio.gather(self.nodes.list_nodes(), self.nodes.list_tasks(list(managed)))
@@ -191,7 +197,10 @@ class FailoverMonitor:
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
-                await self.resync()
+                try:
+                    await self.resync()
+                except Exception:  # a bug here must not end failover tracking; the next pass retries
+                    log.exception("failover resync crashed", extra={"event": "failover_error"})
                 waiting = any(f.waiting for f in self.tracker.open_failovers)
                 await self._wait(self.fast_interval if waiting else self.interval)
         finally:
@@ -311,7 +320,7 @@ class FailoverMonitor:
     def _export(self) -> None:
         self.metrics.open.set(len(self.tracker.open_failovers))
         counts = self.tracker.unconfirmed()
-        names = {m.name for m in self._managed.values()}
+        names = {m.name for m in (self._managed or {}).values()}
         for gone in self._exported - names:
             self.metrics.unconfirmed.remove(gone)
         for name in names:

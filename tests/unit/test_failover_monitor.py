@@ -230,6 +230,7 @@ async def test_run_resyncs_on_a_node_event_and_stops() -> None:
         await never.wait()  # only events wake the monitor in this test
 
     monitor = FailoverMonitor(nodes=swarm, target=swarm, registry=registry, clock=clock, sleep=no_timer)
+    monitor.set_managed([(WEB, spec())])
     runner = asyncio.create_task(monitor.run())
     async with asyncio.timeout(5.0):
         await swarm.read_done.wait()
@@ -239,3 +240,36 @@ async def test_run_resyncs_on_a_node_event_and_stops() -> None:
     assert swarm.reads == 2
     monitor.stop()
     await asyncio.wait_for(runner, timeout=5)
+
+
+async def test_nothing_is_observed_before_the_loop_names_the_governed_services() -> None:
+    swarm = FakeSwarm(nodes=[node(1), node(2, "down")], tasks=[task("w2", "n2", 2, T0 - 50)])
+    monitor = FailoverMonitor(nodes=swarm, target=swarm, registry=CollectorRegistry())
+    assert await monitor.resync() == [] and swarm.reads == 0
+    monitor.set_managed([(WEB, spec())])
+    await monitor.resync()
+    assert [t["lost_task"] for t in monitor.failovers()[0]["tasks"]] == ["w2"]
+
+
+async def test_run_survives_a_crashing_resync() -> None:
+    swarm = FakeSwarm(nodes=[node(1)])
+    crashes = 1
+    real_list_nodes = swarm.list_nodes
+
+    async def crash_once() -> list[NodeView]:
+        nonlocal crashes
+        if crashes:
+            crashes -= 1
+            raise RuntimeError("a bug")
+        return await real_list_nodes()
+
+    swarm.list_nodes = crash_once  # type: ignore[method-assign]
+    registry = CollectorRegistry()
+    monitor = FailoverMonitor(nodes=swarm, target=swarm, registry=registry, interval=0.01, fast_interval=0.01)
+    monitor.set_managed([(WEB, spec())])
+    runner = asyncio.create_task(monitor.run())
+    async with asyncio.timeout(5.0):
+        await swarm.read_done.wait()  # only set by a read after the crash
+    monitor.stop()
+    await asyncio.wait_for(runner, timeout=5)
+    assert crashes == 0
