@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     down_parser = actions.add_parser("down", help="remove everything the lab made (keeps the image cache)")
     down_parser.add_argument("--force", action="store_true", help="even if a test session still uses it")
+    down_parser.add_argument(
+        "--when-idle", action="store_true", help="if test sessions use it, the last one out takes it down"
+    )
     down_parser.set_defaults(handler=_down)
     status = actions.add_parser("status", help="nodes, services, Prometheus URL")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -79,10 +82,14 @@ def _down(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with sessions.lab_lock():
         holders = sessions.other_live_holders()
+        if holders and args.when_idle and not args.force:
+            sessions.take_down_after_holders()
+            print(f"lab: in use by {holders}; the last of them will take it down")
+            return EXIT_OK
         if holders and not args.force:
             print(
                 f"lab down: processes {holders} (pytest sessions?) are using the lab; "
-                "wait for them or use --force",
+                "wait for them, or use --when-idle or --force",
                 file=sys.stderr,
             )
             return EXIT_FAILED

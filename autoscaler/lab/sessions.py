@@ -72,6 +72,12 @@ def release() -> None:
             STARTED_BY_HOLDER.unlink(missing_ok=True)
 
 
+def take_down_after_holders() -> None:
+    """The lab is no longer wanted by hand: the last test session out takes it down."""
+    SESSIONS_DIR.mkdir(parents=True, exist_ok=True)
+    STARTED_BY_HOLDER.touch()
+
+
 def keep_up_after_holders() -> None:
     """A person asked for the lab: the last test session must not take it down."""
     STARTED_BY_HOLDER.unlink(missing_ok=True)
