@@ -107,6 +107,8 @@ class FailoverTracker:
             if node_id not in node_map:
                 failover.kind = "removed"
         for failover in list(self._open.values()):
+            if failover.back_at is None:
+                self._record_lost(failover, task_list, managed)
             events.extend(self._advance(now, failover, task_list, managed))
             if failover.back_at is not None and failover.closed_at is None:
                 events.extend(self._close_when_back(now, failover, managed))
@@ -162,10 +164,26 @@ class FailoverTracker:
             detected_at=now,
             found_at_start=found_at_start,
         )
+        self._record_lost(failover, tasks, managed)
+        self._open[node.id] = failover
+        return failover
+
+    def _record_lost(
+        self, failover: Failover, tasks: list[TaskView], managed: Mapping[str, ManagedService]
+    ) -> None:
+        """Add the lost tasks of services governed now but not when ``failover`` last looked.
+
+        At opening that is every governed service; later, a policy added or a service
+        relabelled during the failover, whose tasks on the node were lost just the same.
+        """
+        new = set(managed) - failover.services
+        if not new:
+            return
+        failover.services |= new
         newest: dict[tuple[str, int | str], TaskView] = {}
-        for task in self._lost_with(node, failed_at, tasks):
+        for task in self._lost_with(failover.node_id, failover.failed_at, tasks):
             key = (task.service_id, task.slot if task.slot is not None else task.id)
-            if key not in newest or task.created_at > newest[key].created_at:
+            if task.service_id in new and (key not in newest or task.created_at > newest[key].created_at):
                 newest[key] = task
         for task in sorted(newest.values(), key=lambda t: (managed[t.service_id].name, t.slot or 0)):
             failover.lost.append(
@@ -177,18 +195,16 @@ class FailoverTracker:
                     created_at=task.created_at,
                 )
             )
-        self._open[node.id] = failover
-        return failover
 
-    def _lost_with(self, node: NodeView, failed_at: float, tasks: list[TaskView]) -> Iterable[TaskView]:
-        """Tasks that were meant to run on ``node`` when it failed.
+    def _lost_with(self, node_id: str, failed_at: float, tasks: list[TaskView]) -> Iterable[TaskView]:
+        """Tasks that were meant to run on the node when it failed.
 
         The previous snapshot says so directly. Without one (first snapshot, or Swarm acted
         between two snapshots), a task still live on the node counts (a dead node's tasks keep
         their last reported state), and so does one stopped by Swarm around the failure.
         """
         for task in tasks:
-            if task.node_id != node.id:
+            if task.node_id != node_id:
                 continue
             before = self._tasks.get(task.id)
             if (

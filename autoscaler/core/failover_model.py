@@ -115,6 +115,7 @@ class Failover:
     detected_at: float
     found_at_start: bool  # opened on the first snapshot (controller (re)start), not a transition
     back_at: float | None = None  # when the node was seen ready and active again
+    services: set[str] = field(default_factory=set)  # service ids whose lost tasks are recorded
     lost: list[LostTask] = field(default_factory=list)
     timeouts: list[TimeoutRecord] = field(default_factory=list)
     settled_at: float | None = None  # every lost task resolved

@@ -354,3 +354,15 @@ def test_node_state_change_while_open_updates_the_kind_without_reopening() -> No
     events = tracker.observe(T0 + 6, cluster(n2=node(2, "unknown", at=T0 + 5)), steady(), MANAGED)
     assert not of_type(events, FailoverOpened)
     assert tracker.open_failovers[0].kind == "unknown"
+
+
+def test_a_service_governed_during_the_failover_has_its_lost_tasks_recorded_too() -> None:
+    tracker = FailoverTracker()
+    only_web = {WEB.id: WEB}
+    tracker.observe(T0, cluster(), steady(), only_web)
+    on_dead = [replace(t, desired_state="shutdown") if t.node_id == "n2" else t for t in steady()]
+    tracker.observe(T0 + 4, cluster(n2=node(2, "down", at=T0 + 3)), on_dead, only_web)
+    assert {t.service_name for t in tracker.open_failovers[0].lost} == {"web"}
+    tracker.observe(T0 + 5, cluster(n2=node(2, "down", at=T0 + 3)), on_dead, MANAGED)
+    lost = {(t.service_name, t.task_id) for t in tracker.open_failovers[0].lost}
+    assert lost == {("web", "w2"), ("api", "a1")}
