@@ -122,16 +122,19 @@ class FailoverMonitor:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         interval: float = 5.0,
         fast_interval: float = 0.5,
+        may_act: Callable[[], bool] | None = None,
     ) -> None:
-        if not 0 < fast_interval <= interval:
-            raise ValueError(f"need 0 < fast_interval <= interval (got {fast_interval}, {interval})")
+        """``may_act`` (e.g. ``Lease.is_leader``) gates onTimeout actions when several replicas run."""
+        if interval <= 0 or fast_interval <= 0:
+            raise ValueError(f"intervals must be > 0 seconds (got {interval}, {fast_interval})")
         self.nodes = nodes
         self.target = target
         self.metrics = FailoverMetrics(registry)
         self.clock = clock
         self.sleep = sleep
         self.interval = interval
-        self.fast_interval = fast_interval
+        self.fast_interval = min(fast_interval, interval)
+        self.may_act = may_act
         self.tracker = FailoverTracker()
         self.last_error: str | None = None
         self._managed: dict[str, ManagedService] | None = None  # None until the loop says
@@ -281,6 +284,8 @@ class FailoverMonitor:
     async def _on_timeout(self, event: ConfirmationTimedOut) -> str:
         service = event.service
         action = event.record.action
+        if action is not OnTimeout.ALERT and self.may_act is not None and not self.may_act():
+            return f"not performed: this replica is not the leader ({action.value} is the leader's)"
         try:
             if action is OnTimeout.FORCE_UPDATE:
                 return await self._force_update(service)

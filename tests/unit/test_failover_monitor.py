@@ -273,3 +273,26 @@ async def test_run_survives_a_crashing_resync() -> None:
     monitor.stop()
     await asyncio.wait_for(runner, timeout=5)
     assert crashes == 0
+
+
+async def test_only_the_leader_performs_actions() -> None:
+    swarm = FakeSwarm()
+    clock, registry = Clock(), CollectorRegistry()
+    leader = False
+    monitor = FailoverMonitor(
+        nodes=swarm, target=swarm, registry=registry, clock=clock, may_act=lambda: leader
+    )
+    monitor.set_managed([(WEB, spec(OnTimeout.SCALE_UP))])
+    await lose_node2(swarm, monitor, clock)
+    clock.now = DOWN_AT + 20
+    await monitor.resync()
+    assert swarm.scaled_to == []
+    assert "not the leader" in monitor.failovers()[0]["timeouts"][0]["outcome"]
+
+
+def test_a_fast_interval_longer_than_the_interval_is_capped() -> None:
+    swarm = FakeSwarm()
+    monitor = FailoverMonitor(nodes=swarm, target=swarm, registry=CollectorRegistry(), interval=0.2)
+    assert monitor.fast_interval == monitor.interval
+    with pytest.raises(ValueError, match="> 0"):
+        FailoverMonitor(nodes=swarm, target=swarm, registry=CollectorRegistry(), interval=0)
