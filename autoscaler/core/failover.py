@@ -181,7 +181,7 @@ class FailoverTracker:
             return
         failover.services |= new
         newest: dict[tuple[str, int | str], TaskView] = {}
-        for task in self._lost_with(failover.node_id, failover.failed_at, tasks):
+        for task in self._lost_with(failover, tasks):
             key = (task.service_id, task.slot if task.slot is not None else task.id)
             if task.service_id in new and (key not in newest or task.created_at > newest[key].created_at):
                 newest[key] = task
@@ -196,22 +196,24 @@ class FailoverTracker:
                 )
             )
 
-    def _lost_with(self, node_id: str, failed_at: float, tasks: list[TaskView]) -> Iterable[TaskView]:
-        """Tasks that were meant to run on the node when it failed.
+    def _lost_with(self, failover: Failover, tasks: list[TaskView]) -> Iterable[TaskView]:
+        """Tasks that were meant to run on the failover's node when it failed.
 
         The previous snapshot says so directly. Without one (first snapshot, or Swarm acted
         between two snapshots), a task still live on the node counts (a dead node's tasks keep
-        their last reported state), and so does one stopped by Swarm around the failure.
+        their last reported state), and on a drained node so does one stopped around the drain
+        (a live node stops its tasks quickly; a dead one cannot have stopped them).
         """
+        drain_from = failover.failed_at - _DRAIN_SLACK_SECONDS if failover.kind == "drain" else None
         for task in tasks:
-            if task.node_id != node_id:
+            if task.node_id != failover.node_id:
                 continue
             before = self._tasks.get(task.id)
             if (
                 (before is not None and before.desired_state == "running")
                 or task.desired_state == "running"
                 or task.state in LIVE_TASK_STATES
-                or task.status_at >= failed_at - _DRAIN_SLACK_SECONDS
+                or (drain_from is not None and task.status_at >= drain_from)
             ):
                 yield task
 

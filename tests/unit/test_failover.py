@@ -366,3 +366,12 @@ def test_a_service_governed_during_the_failover_has_its_lost_tasks_recorded_too(
     tracker.observe(T0 + 5, cluster(n2=node(2, "down", at=T0 + 3)), on_dead, MANAGED)
     lost = {(t.service_name, t.task_id) for t in tracker.open_failovers[0].lost}
     assert lost == {("web", "w2"), ("api", "a1")}
+
+
+def test_tasks_stopped_just_before_a_node_died_are_not_lost_with_it() -> None:
+    down_at = T0 - 20
+    scaled_away = task("w9", WEB, "n2", 9, state="shutdown", desired="shutdown", status_at=down_at - 2)
+    orphaned = task("w2", WEB, "n2", 2, desired="shutdown")
+    tracker = FailoverTracker()
+    events = tracker.observe(T0, cluster(n2=node(2, "down", at=down_at)), [scaled_away, orphaned], MANAGED)
+    assert [t.task_id for t in of_type(events, FailoverOpened)[0].failover.lost] == ["w2"]
