@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -18,7 +19,7 @@ Run it on every node as a global service (it reads the node's own kernel):
 
   docker service create --name ipvs-agent --mode global \\
     --cap-add NET_ADMIN --cap-add SYS_ADMIN \\
-    --mount type=bind,src=/var/run/docker/netns,dst=/var/run/docker/netns,readonly \\
+    --mount type=bind,src=/var/run/docker/netns,dst=/var/run/docker/netns,readonly,bind-propagation=rslave \\
     --mount type=bind,src=/var/run/docker.sock,dst=/var/run/docker.sock \\
     --env NODE_NAME={{.Node.Hostname}} --network autoscaler \\
     IMAGE swarm-autoscaler ipvs-agent
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         parse_listen(args.listen)
     except ValueError as exc:
-        print(f"swarm-autoscaler ipvs-agent: {exc}")
+        print(f"swarm-autoscaler ipvs-agent: {exc}", file=sys.stderr)
         return EXIT_INPUT
     docker_host = None if args.docker_host == "none" else args.docker_host
     collector = IpvsCollector(
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         server, _thread = serve(collector, args.listen)
     except OSError as exc:
-        print(f"swarm-autoscaler ipvs-agent: cannot listen on {args.listen}: {exc}")
+        print(f"swarm-autoscaler ipvs-agent: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return EXIT_INPUT
     host, port = server.server_address[:2]
     logging.getLogger(__name__).info("serving /metrics on %s:%s for node %s", host, port, args.node_name)
