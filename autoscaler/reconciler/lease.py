@@ -191,6 +191,7 @@ class Lease:
             current = await self._store.read()
         except TemporaryTargetError as exc:
             self.last_reason = f"cannot read the lease: {exc}"
+            log.warning("%s: %s", self.identity, self.last_reason)
             self.is_leader()  # lapses leadership if this went on too long
             return self.timing.retry_every
         now = self._clock()
@@ -215,6 +216,7 @@ class Lease:
             return 0.0  # someone wrote in between: read again right away and re-plan
         except TemporaryTargetError as exc:
             self.last_reason = f"lease write failed: {exc}"
+            log.warning("%s: %s", self.identity, self.last_reason)
             self.is_leader()
             return self.timing.retry_every
         self._valid_until = rules.valid_until(started, self.timing)
