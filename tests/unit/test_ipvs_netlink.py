@@ -20,12 +20,11 @@ from hypothesis import strategies as st
 from autoscaler.sources.ipvs.model import IpvsFormatError
 from autoscaler.sources.ipvs.netlink import (
     FamilyNotFoundError,
-    IpvsNetlink,
     NetlinkError,
     decode_real_servers,
     decode_services,
-    service_selector,
 )
+from autoscaler.sources.ipvs.netlink_socket import IpvsNetlink, service_selector
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures" / "ipvs"))
 import kernel_format as kf

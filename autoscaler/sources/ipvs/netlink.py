@@ -1,4 +1,4 @@
-"""Read IPVS over generic netlink, decoding the kernel's attributes with ``struct``.
+"""Decode IPVS generic netlink replies: the kernel's attributes, read with ``struct``.
 
 Layout (include/uapi/linux/ip_vs.h, filled by ip_vs_genl_fill_* in ip_vs_ctl.c): a dump of
 IPVS_CMD_GET_SERVICE answers IPVS_CMD_NEW_SERVICE messages holding a nested
@@ -12,7 +12,6 @@ stats that the high-level pyroute2 API drops).
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import os
 import socket
@@ -50,16 +49,16 @@ DEST_ACTIVE_CONNS, DEST_INACT_CONNS, DEST_PERSIST_CONNS = 7, 8, 9
 DEST_STATS, DEST_ADDR_FAMILY, DEST_STATS64 = 10, 11, 12
 STATS_CONNS, STATS_CPS = 1, 6
 
-_NLMSGHDR = struct.Struct("=IHHII")
-_GENLMSGHDR = struct.Struct("=BBH")
-_NLATTR = struct.Struct("=HH")
-_U16 = struct.Struct("=H")
-_U32 = struct.Struct("=I")
-_U64 = struct.Struct("=Q")
-_BE16 = struct.Struct("!H")
-_I32 = struct.Struct("=i")
+NLMSGHDR = struct.Struct("=IHHII")
+GENLMSGHDR = struct.Struct("=BBH")
+NLATTR = struct.Struct("=HH")
+U16 = struct.Struct("=H")
+U32 = struct.Struct("=I")
+U64 = struct.Struct("=Q")
+BE16 = struct.Struct("!H")
+I32 = struct.Struct("=i")
 
-_PROTOCOLS = {6: "TCP", 17: "UDP", 132: "SCTP"}
+PROTOCOLS = {6: "TCP", 17: "UDP", 132: "SCTP"}
 # IP_VS_CONN_F_FWD_MASK values, named as ip_vs_fwd_name() prints them.
 _FORWARD = {0: "Masq", 1: "Local", 2: "Tunnel", 3: "Route"}
 
@@ -75,7 +74,7 @@ class FamilyNotFoundError(NetlinkError):
 def _spans(buf: bytes, start: int, end: int, where: str) -> dict[int, tuple[int, int]]:
     """type -> (payload start, payload end) of the attributes in buf[start:end] (last one wins)."""
     spans = {}
-    unpack = _NLATTR.unpack_from
+    unpack = NLATTR.unpack_from
     pos = start
     while pos + 4 <= end:
         length, atype = unpack(buf, pos)
@@ -86,10 +85,10 @@ def _spans(buf: bytes, start: int, end: int, where: str) -> dict[int, tuple[int,
     return spans
 
 
-def _nested(buf: bytes, start: int, end: int, wanted: int, where: str) -> list[tuple[int, int]]:
+def nested_spans(buf: bytes, start: int, end: int, wanted: int, where: str) -> list[tuple[int, int]]:
     """Payload spans of every attribute of type ``wanted`` in buf[start:end], in order."""
     found = []
-    unpack = _NLATTR.unpack_from
+    unpack = NLATTR.unpack_from
     pos = start
     while pos + 4 <= end:
         length, atype = unpack(buf, pos)
@@ -101,7 +100,7 @@ def _nested(buf: bytes, start: int, end: int, wanted: int, where: str) -> list[t
     return found
 
 
-def _fixed(buf: bytes, a: int, b: int, codec: struct.Struct, name: str) -> int:
+def fixed_int(buf: bytes, a: int, b: int, codec: struct.Struct, name: str) -> int:
     if b - a != codec.size:
         raise IpvsFormatError(f"netlink: {name} has {b - a} bytes, expected {codec.size}")
     value: int = codec.unpack_from(buf, a)[0]
@@ -121,43 +120,45 @@ def _address(buf: bytes, a: int, b: int, family: int, name: str) -> str:
 
 def _stats(buf: bytes, a: int, b: int, wide: bool) -> tuple[int | None, int | None]:
     """(cumulative connections, connections per second) from a STATS or STATS64 nest."""
-    codec = _U64 if wide else _U32
+    codec = U64 if wide else U32
     spans = _spans(buf, a, b, "stats")
-    conns = _fixed(buf, *spans[STATS_CONNS], codec, "IPVS_STATS_ATTR_CONNS") if STATS_CONNS in spans else None
-    cps = _fixed(buf, *spans[STATS_CPS], codec, "IPVS_STATS_ATTR_CPS") if STATS_CPS in spans else None
+    conns = (
+        fixed_int(buf, *spans[STATS_CONNS], codec, "IPVS_STATS_ATTR_CONNS") if STATS_CONNS in spans else None
+    )
+    cps = fixed_int(buf, *spans[STATS_CPS], codec, "IPVS_STATS_ATTR_CPS") if STATS_CPS in spans else None
     return conns, cps
 
 
-def _messages(buf: bytes, family_id: int, command: int) -> Iterator[tuple[int, int]]:
+def genl_messages(buf: bytes, family_id: int, command: int) -> Iterator[tuple[int, int]]:
     """(attributes start, end) of each message of ``command``; raises on NLMSG_ERROR."""
     pos = 0
-    while pos + _NLMSGHDR.size <= len(buf):
-        length, mtype, _flags, _seq, _pid = _NLMSGHDR.unpack_from(buf, pos)
-        if length < _NLMSGHDR.size or pos + length > len(buf):
+    while pos + NLMSGHDR.size <= len(buf):
+        length, mtype, _flags, _seq, _pid = NLMSGHDR.unpack_from(buf, pos)
+        if length < NLMSGHDR.size or pos + length > len(buf):
             raise IpvsFormatError(f"netlink: message at byte {pos} claims length {length} of {len(buf)}")
-        body = pos + _NLMSGHDR.size
+        body = pos + NLMSGHDR.size
         if mtype == NLMSG_DONE:
             return
         if mtype == NLMSG_ERROR:
-            if length < _NLMSGHDR.size + 4:
+            if length < NLMSGHDR.size + 4:
                 raise IpvsFormatError(f"netlink: truncated error message at byte {pos}")
-            code = -_I32.unpack_from(buf, body)[0]
+            code = -I32.unpack_from(buf, body)[0]
             if code:
                 raise NetlinkError(code, f"netlink request failed: {os.strerror(code)}")
         elif mtype == family_id:
-            if length < _NLMSGHDR.size + _GENLMSGHDR.size:
+            if length < NLMSGHDR.size + GENLMSGHDR.size:
                 raise IpvsFormatError(f"netlink: message at byte {pos} has no generic netlink header")
             cmd = buf[body]
             if cmd == command:
-                yield body + _GENLMSGHDR.size, pos + length
+                yield body + GENLMSGHDR.size, pos + length
         pos += (length + 3) & ~3
 
 
 def decode_services(buf: bytes, family_id: int) -> list[VirtualService]:
     """The virtual services of an IPVS_CMD_GET_SERVICE dump (real servers not included)."""
     services = []
-    for start, end in _messages(buf, family_id, IPVS_CMD_NEW_SERVICE):
-        for a, b in _nested(buf, start, end, IPVS_CMD_ATTR_SERVICE, "service message"):
+    for start, end in genl_messages(buf, family_id, IPVS_CMD_NEW_SERVICE):
+        for a, b in nested_spans(buf, start, end, IPVS_CMD_ATTR_SERVICE, "service message"):
             services.append(_service(buf, a, b))
     return services
 
@@ -166,7 +167,7 @@ def _service(buf: bytes, a: int, b: int) -> VirtualService:
     spans = _spans(buf, a, b, "service")
     if SVC_AF not in spans:
         raise IpvsFormatError("netlink: service without IPVS_SVC_ATTR_AF")
-    family = _fixed(buf, *spans[SVC_AF], _U16, "IPVS_SVC_ATTR_AF")
+    family = fixed_int(buf, *spans[SVC_AF], U16, "IPVS_SVC_ATTR_AF")
     sched = bytes(buf[slice(*spans[SVC_SCHED_NAME])]).split(b"\0", 1)[0] if SVC_SCHED_NAME in spans else b""
     conns = cps = None
     if SVC_STATS64 in spans:
@@ -177,7 +178,7 @@ def _service(buf: bytes, a: int, b: int) -> VirtualService:
     rate = None if cps is None else float(cps)
     if SVC_FWMARK in spans:
         return VirtualService(
-            fwmark=_fixed(buf, *spans[SVC_FWMARK], _U32, "IPVS_SVC_ATTR_FWMARK"),
+            fwmark=fixed_int(buf, *spans[SVC_FWMARK], U32, "IPVS_SVC_ATTR_FWMARK"),
             protocol=None,
             address=None,
             port=None,
@@ -190,12 +191,12 @@ def _service(buf: bytes, a: int, b: int) -> VirtualService:
     ]
     if missing:
         raise IpvsFormatError(f"netlink: service has neither FWMARK nor {', '.join(missing)}")
-    proto = _fixed(buf, *spans[SVC_PROTOCOL], _U16, "IPVS_SVC_ATTR_PROTOCOL")
+    proto = fixed_int(buf, *spans[SVC_PROTOCOL], U16, "IPVS_SVC_ATTR_PROTOCOL")
     return VirtualService(
         fwmark=None,
-        protocol=_PROTOCOLS.get(proto, f"IP_{proto}"),
+        protocol=PROTOCOLS.get(proto, f"IP_{proto}"),
         address=_address(buf, *spans[SVC_ADDR], family, "IPVS_SVC_ATTR_ADDR"),
-        port=_fixed(buf, *spans[SVC_PORT], _BE16, "IPVS_SVC_ATTR_PORT"),
+        port=fixed_int(buf, *spans[SVC_PORT], BE16, "IPVS_SVC_ATTR_PORT"),
         scheduler=scheduler,
         connections_total=conns,
         connection_rate=rate,
@@ -213,8 +214,8 @@ def decode_real_servers(
     """
     global _last_layout
     servers = []
-    for start, end in _messages(buf, family_id, IPVS_CMD_NEW_DEST):
-        for a, b in _nested(buf, start, end, IPVS_CMD_ATTR_DEST, "dest message"):
+    for start, end in genl_messages(buf, family_id, IPVS_CMD_NEW_DEST):
+        for a, b in nested_spans(buf, start, end, IPVS_CMD_ATTR_DEST, "dest message"):
             layout = _last_layout
             if not with_stats and layout is not None:
                 server = layout.decode(buf, a, b, service_family)
@@ -271,7 +272,7 @@ class _DestLayout:
         header_fmt, value_fmt, expected, names = ["="], ["="], [], []
         pos = a
         while pos + 4 <= b:
-            length, atype = _NLATTR.unpack_from(buf, pos)
+            length, atype = NLATTR.unpack_from(buf, pos)
             padded = (length + 3) & ~3
             if length < 4 or pos + padded > b:
                 return None
@@ -326,147 +327,28 @@ def _real_server(buf: bytes, a: int, b: int, service_family: int, with_stats: bo
             raise IpvsFormatError(f"netlink: destination without IPVS_DEST_ATTR_{name}")
     family = service_family
     if DEST_ADDR_FAMILY in spans:
-        family = _fixed(buf, *spans[DEST_ADDR_FAMILY], _U16, "IPVS_DEST_ATTR_ADDR_FAMILY")
+        family = fixed_int(buf, *spans[DEST_ADDR_FAMILY], U16, "IPVS_DEST_ATTR_ADDR_FAMILY")
     conns = None
     if with_stats and DEST_STATS64 in spans:
         conns = _stats(buf, *spans[DEST_STATS64], wide=True)[0]
     elif with_stats and DEST_STATS in spans:
         conns = _stats(buf, *spans[DEST_STATS], wide=False)[0]
     fwd = (
-        _fixed(buf, *spans[DEST_FWD_METHOD], _U32, "IPVS_DEST_ATTR_FWD_METHOD")
+        fixed_int(buf, *spans[DEST_FWD_METHOD], U32, "IPVS_DEST_ATTR_FWD_METHOD")
         if DEST_FWD_METHOD in spans
         else 0
     )
-    weight = _fixed(buf, *spans[DEST_WEIGHT], _I32, "IPVS_DEST_ATTR_WEIGHT") if DEST_WEIGHT in spans else 0
+    weight = fixed_int(buf, *spans[DEST_WEIGHT], I32, "IPVS_DEST_ATTR_WEIGHT") if DEST_WEIGHT in spans else 0
     persist = spans.get(DEST_PERSIST_CONNS)
     return RealServer(
         address=_address(buf, *spans[DEST_ADDR], family, "IPVS_DEST_ATTR_ADDR"),
-        port=_fixed(buf, *spans[DEST_PORT], _BE16, "IPVS_DEST_ATTR_PORT") if DEST_PORT in spans else 0,
+        port=fixed_int(buf, *spans[DEST_PORT], BE16, "IPVS_DEST_ATTR_PORT") if DEST_PORT in spans else 0,
         forward=_FORWARD.get(fwd & 0x7, f"fwd{fwd}"),
         weight=weight,
-        active_connections=_fixed(buf, *spans[DEST_ACTIVE_CONNS], _U32, "IPVS_DEST_ATTR_ACTIVE_CONNS"),
-        inactive_connections=_fixed(buf, *spans[DEST_INACT_CONNS], _U32, "IPVS_DEST_ATTR_INACT_CONNS"),
+        active_connections=fixed_int(buf, *spans[DEST_ACTIVE_CONNS], U32, "IPVS_DEST_ATTR_ACTIVE_CONNS"),
+        inactive_connections=fixed_int(buf, *spans[DEST_INACT_CONNS], U32, "IPVS_DEST_ATTR_INACT_CONNS"),
         persistent_connections=None
         if persist is None
-        else _fixed(buf, *persist, _U32, "IPVS_DEST_ATTR_PERSIST_CONNS"),
+        else fixed_int(buf, *persist, U32, "IPVS_DEST_ATTR_PERSIST_CONNS"),
         connections_total=conns,
     )
-
-
-# --- requests and the socket -------------------------------------------------------------
-
-
-def _attr(atype: int, payload: bytes) -> bytes:
-    raw = _NLATTR.pack(4 + len(payload), atype) + payload
-    return raw + b"\0" * (-len(raw) % 4)
-
-
-def _request(family_id: int, flags: int, seq: int, cmd: int, version: int, attrs: bytes) -> bytes:
-    body = _GENLMSGHDR.pack(cmd, version, 0) + attrs
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), family_id, flags, seq, 0) + body
-
-
-def service_selector(service: VirtualService, family: int = socket.AF_INET) -> bytes:
-    """The nested IPVS_CMD_ATTR_SERVICE that names ``service`` in an IPVS_CMD_GET_DEST request."""
-    inner = _attr(SVC_AF, _U16.pack(family))
-    if service.fwmark is not None:
-        inner += _attr(SVC_FWMARK, _U32.pack(service.fwmark))
-    else:
-        proto = {v: k for k, v in _PROTOCOLS.items()}.get(service.protocol or "", 0)
-        packed = ipaddress.ip_address(service.address or "0.0.0.0").packed
-        inner += _attr(SVC_PROTOCOL, _U16.pack(proto))
-        inner += _attr(SVC_ADDR, packed + b"\0" * (16 - len(packed)))
-        inner += _attr(SVC_PORT, _BE16.pack(service.port or 0))
-    return _attr(IPVS_CMD_ATTR_SERVICE | 0x8000, inner)
-
-
-class IpvsNetlink:
-    """A generic netlink socket bound in the calling thread's network namespace.
-
-    Open it after entering the namespace: a netlink socket stays in the namespace it was
-    created in, whatever the thread does afterwards.
-    """
-
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
-        self._sock.settimeout(5.0)
-        self._sock.bind((0, 0))
-        self._seq = 0
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> IpvsNetlink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _exchange(self, family_id: int, flags: int, cmd: int, version: int, attrs: bytes) -> bytes:
-        self._seq += 1
-        self._sock.send(_request(family_id, flags, self._seq, cmd, version, attrs))
-        chunks = []
-        while True:
-            chunk = self._sock.recv(1 << 20)
-            chunks.append(chunk)
-            if _ends_exchange(chunk):
-                return b"".join(chunks)
-
-    def family_id(self, name: str) -> int:
-        """The id of a generic netlink family; FamilyNotFoundError when not registered."""
-        attrs = _attr(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0")
-        try:
-            reply = self._exchange(GENL_ID_CTRL, NLM_F_REQUEST | NLM_F_ACK, CTRL_CMD_GETFAMILY, 1, attrs)
-            for start, end in _messages(reply, GENL_ID_CTRL, 1):  # CTRL_CMD_NEWFAMILY
-                for a, b in _nested(reply, start, end, CTRL_ATTR_FAMILY_ID, "ctrl"):
-                    return _fixed(reply, a, b, _U16, "CTRL_ATTR_FAMILY_ID")
-        except NetlinkError as exc:
-            if exc.errno == errno.ENOENT:
-                raise FamilyNotFoundError(
-                    errno.ENOENT, f"generic netlink family {name!r} not found"
-                ) from None
-            raise
-        raise FamilyNotFoundError(errno.ENOENT, f"generic netlink family {name!r}: no id in the reply")
-
-    def read(self) -> list[VirtualService]:
-        """Every virtual service in this namespace with its real servers and counters."""
-        fid = self.family_id(IPVS_GENL_NAME)
-        reply = self._exchange(fid, NLM_F_REQUEST | NLM_F_DUMP, IPVS_CMD_GET_SERVICE, IPVS_GENL_VERSION, b"")
-        result = []
-        for svc in decode_services(reply, fid):
-            family = socket.AF_INET6 if svc.address and ":" in svc.address else socket.AF_INET
-            dests = self._exchange(
-                fid,
-                NLM_F_REQUEST | NLM_F_DUMP,
-                IPVS_CMD_GET_DEST,
-                IPVS_GENL_VERSION,
-                service_selector(svc, family),
-            )
-            servers = tuple(decode_real_servers(dests, fid, family))
-            result.append(
-                VirtualService(
-                    fwmark=svc.fwmark,
-                    protocol=svc.protocol,
-                    address=svc.address,
-                    port=svc.port,
-                    scheduler=svc.scheduler,
-                    real_servers=servers,
-                    connections_total=svc.connections_total,
-                    connection_rate=svc.connection_rate,
-                )
-            )
-        return result
-
-
-def _ends_exchange(chunk: bytes) -> bool:
-    """True when a received chunk holds NLMSG_DONE or NLMSG_ERROR (an error or the ack).
-
-    Every request we send asks for an ack or a dump, so one of the two always ends it.
-    """
-    pos = 0
-    while pos + _NLMSGHDR.size <= len(chunk):
-        length, mtype = _NLMSGHDR.unpack_from(chunk, pos)[:2]
-        if mtype in (NLMSG_DONE, NLMSG_ERROR) or length < _NLMSGHDR.size:
-            return True
-        pos += (length + 3) & ~3
-    return False

@@ -20,7 +20,8 @@ from typing import TypeVar
 
 from autoscaler.sources.ipvs.mangle import MarkRule, read_mangle_rules
 from autoscaler.sources.ipvs.model import VirtualService
-from autoscaler.sources.ipvs.netlink import FamilyNotFoundError, IpvsNetlink
+from autoscaler.sources.ipvs.netlink import FamilyNotFoundError
+from autoscaler.sources.ipvs.netlink_socket import IpvsNetlink
 from autoscaler.sources.ipvs.procfs import parse_ip_vs
 
 CLONE_NEWNET = 0x40000000
