@@ -201,3 +201,15 @@ def test_prometheus_path_queries() -> None:
 def test_needs_agents_or_a_name() -> None:
     with pytest.raises(ValueError, match=r"tasks\.ipvs-agent"):
         IpvsSource()
+
+
+async def test_rate_through_the_proc_fallback_says_why_it_is_missing(cluster: Cluster) -> None:
+    node = cluster.add("node-1", 256, [3])
+    node.namespaces_by_name["ingress_sbox"].via = "procfs"
+    source = IpvsSource(agents=cluster.urls)
+    try:
+        got = await source.fetch([ACTIVE, RATE])
+    finally:
+        await source.close()
+    assert got[ACTIVE].value == 3
+    assert "/proc/net/ip_vs" in (got[RATE].error or "")

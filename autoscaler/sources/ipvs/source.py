@@ -183,6 +183,12 @@ class IpvsSource:
                 f"({'; '.join(failures)}); a partial sum would under-count",
             )
         table = active if req.query == ACTIVE else rates
+        if req.query == RATE and req.service not in rates and req.service in active:
+            return MetricReading.missing(
+                req.metric,
+                f"ipvs: no connection counts for {req.service!r}: the agents read /proc/net/ip_vs, "
+                "which has none (give the agents CAP_NET_ADMIN so they can use netlink)",
+            )
         if req.service not in table:
             why = f"ipvs: no IPVS virtual service for {req.service!r} on any node"
             if unavailable:
