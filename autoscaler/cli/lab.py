@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(policy lab/demo-policy.yaml), offer a steady load, a spike, then the steady load again, "
         "and print what the controller saw and every scale action it took with its reason.",
     )
-    demo.add_argument("--base-rps", type=float, default=40.0, help="steady load, req/s (default 40)")
+    demo.add_argument("--base-rps", type=float, default=30.0, help="steady load, req/s (default 30)")
     demo.add_argument("--spike-rps", type=float, default=200.0, help="spike load, req/s (default 200)")
     demo.add_argument("--interval", type=float, default=2.0, help="controller interval, s (default 2)")
     demo.add_argument("--keep", action="store_true", help="leave the lab running afterwards")

@@ -32,7 +32,7 @@ SERVICE = "web"
 
 @dataclass(frozen=True, slots=True)
 class DemoPlan:
-    base_rps: float = 40.0
+    base_rps: float = 30.0
     spike_rps: float = 200.0
     interval: float = 2.0
     phase_timeout: float = 150.0  # give up on a phase (and say so) after this long
