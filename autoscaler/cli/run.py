@@ -170,15 +170,23 @@ def _real_lease(settings: Settings, registry: CollectorRegistry) -> tuple[Runnin
     ), docker
 
 
-def _real_failover(settings: Settings, target: Target, registry: CollectorRegistry) -> RunningFailover:
+def _real_failover(
+    settings: Settings, target: Target, registry: CollectorRegistry, lease: RunningLease | None
+) -> RunningFailover:
     from autoscaler.reconciler.failover import FailoverMonitor
     from autoscaler.targets.swarm_nodes import SwarmNodes
+
+    def may_act() -> bool:
+        # onTimeout actions change services, like scaling: never in dry-run, and only on the
+        # replica holding the lease, or two controllers would force-update the same service.
+        return not settings.loop.dry_run and (lease is None or lease.is_leader())
 
     return FailoverMonitor(
         nodes=SwarmNodes(settings.docker.host),
         target=target,
         registry=registry,
         interval=settings.loop.interval,
+        may_act=may_act,
     )
 
 
@@ -214,17 +222,17 @@ async def serve(
     only when the target is real too: it reads the same Swarm's nodes and tasks).
     """
     registry = registry or CollectorRegistry()
+    lease_client: object = None
+    if lease is None and settings.lease.service and not settings.loop.once:
+        lease, lease_client = _real_lease(settings, registry)
     if target is None or sources is None or catalog is None:
         real_target, real_sources, real_catalog = _real_collaborators(settings)
         if target is None:
             target = real_target
             if failover is None and not settings.loop.once:
-                failover = _real_failover(settings, target, registry)
+                failover = _real_failover(settings, target, registry, lease)
         sources = real_sources if sources is None else sources
         catalog = catalog or real_catalog
-    lease_client: object = None
-    if lease is None and settings.lease.service and not settings.loop.once:
-        lease, lease_client = _real_lease(settings, registry)
     timing: dict[str, Any] = {k: v for k, v in (("clock", clock), ("sleep", sleep)) if v is not None}
     reconciler = Reconciler(
         target=target,

@@ -285,7 +285,7 @@ class FailoverMonitor:
         service = event.service
         action = event.record.action
         if action is not OnTimeout.ALERT and self.may_act is not None and not self.may_act():
-            return f"not performed: this replica is not the leader ({action.value} is the leader's)"
+            return f"not performed ({action.value}): dry-run, or this replica does not hold the lease"
         try:
             if action is OnTimeout.FORCE_UPDATE:
                 return await self._force_update(service)
