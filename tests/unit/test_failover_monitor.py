@@ -287,7 +287,7 @@ async def test_only_the_leader_performs_actions() -> None:
     clock.now = DOWN_AT + 20
     await monitor.resync()
     assert swarm.scaled_to == []
-    assert "not the leader" in monitor.failovers()[0]["timeouts"][0]["outcome"]
+    assert "does not hold the lease" in monitor.failovers()[0]["timeouts"][0]["outcome"]
 
 
 def test_a_fast_interval_longer_than_the_interval_is_capped() -> None:
