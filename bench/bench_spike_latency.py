@@ -6,7 +6,7 @@ For each spike this measures, on one host clock:
 - load -> action: from the spike load generator's task running (Docker's timestamp) to the
   controller's scale-up call (its JSON log line for the action);
 - Prometheus -> action: from the first instant Prometheus, evaluating the policy's own
-  query at 1 s steps, puts the rate above the scale-up threshold, to the same action;
+  query every 0.1 s, puts the rate above the scale-up threshold, to the same action;
 - evaluations: the controller's decisions on the service between those two instants.
 
 The baseline measured in the same run is the Prometheus lag (load -> crossing): the part
@@ -44,6 +44,7 @@ from autoscaler.lab import sessions
 from autoscaler.targets.swarm import parse_timestamp
 
 TOLERANCE = 0.1  # the policy default
+SERIES_STEP = 0.1  # seconds between the evaluations that locate the threshold crossing
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +102,18 @@ def one_spike(
     acted_at = log_time(action)
     load_at = task_running_since(services, spike)
     threshold = policy.per_replica_rps * base_replicas * (1 + TOLERANCE)
-    series = prometheus_series(lab_prometheus, rate_of(web), started - 2, acted_at)
+    series = prometheus_series(lab_prometheus, rate_of(web), started - 2, acted_at + SERIES_STEP, SERIES_STEP)
     crossed = [t for t, value in series if value > threshold]
     if not crossed:
         raise RuntimeError(f"Prometheus never crossed {threshold} req/s before the action: {series}")
     crossed_at = crossed[0]
-    evaluations = [d for d in controller.events("decision", web, since=crossed_at) if log_time(d) <= acted_at]
+    # From one step before the crossing: the decision whose query first saw it may precede
+    # the step that caught it by less than a step.
+    evaluations = [
+        d
+        for d in controller.events("decision", web, since=crossed_at - SERIES_STEP)
+        if log_time(d) <= acted_at
+    ]
     services.remove(spike)
     return Spike(
         interval=controller.interval,

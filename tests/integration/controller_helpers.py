@@ -316,10 +316,15 @@ def prometheus_value(prometheus_url: str, promql: str) -> float | None:
 
 
 def prometheus_series(
-    prometheus_url: str, promql: str, start: float, end: float
+    prometheus_url: str, promql: str, start: float, end: float, step: float = 0.1
 ) -> list[tuple[float, float]]:
-    """A range query at 1 s steps: (timestamp, value) pairs, as Prometheus evaluated them."""
-    params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": "1"}
+    """A range query: (timestamp, value) pairs, as Prometheus evaluated them every ``step`` s.
+
+    An instant query the controller sent at time t reads what the range query reads at t
+    (both see the samples stamped up to t), so a fine step places a threshold crossing
+    within ``step`` of the first instant a controller's query could have seen it.
+    """
+    params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
     url = f"{prometheus_url}/api/v1/query_range?" + urllib.parse.urlencode(params)
     with urllib.request.urlopen(url, timeout=10) as response:
         result = json.load(response)["data"]["result"]
