@@ -29,6 +29,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from autoscaler.core.observation import ServiceState
 from autoscaler.errors import PermanentTargetError, TemporaryTargetError, VersionConflictError
+from autoscaler.targets.docker_endpoint import DockerEndpoint
 from autoscaler.targets.swarm_events import SwarmEvent, stream_events
 
 __all__ = ["SwarmEvent", "SwarmTarget", "parse_timestamp"]
@@ -97,36 +98,20 @@ class SwarmTarget:
     def __init__(self, docker_url: str | None = None, *, timeout: float = 10.0, retries: int = 2) -> None:
         if timeout <= 0 or retries < 0:
             raise ValueError(f"timeout must be > 0 and retries >= 0 (got {timeout}, {retries})")
-        self._url = docker_url
+        self._endpoint = DockerEndpoint(docker_url, timeout=timeout)
         self._timeout = timeout
         self._attempts = retries + 1
-        self._docker: aiodocker.Docker | None = None
         self.http_requests = 0  # attempts sent, retries included; read by bench and tests
 
     @property
     def where(self) -> str:
-        if self._docker is not None:
-            return str(self._docker._connection_info)
-        return self._url or "the default Docker endpoint"
+        return self._endpoint.where
 
     def _client(self) -> aiodocker.Docker:
-        # Created on first use: aiohttp wants its session made inside the running event loop.
-        if self._docker is None:
-            try:
-                self._docker = aiodocker.Docker(
-                    url=self._url, timeout=aiohttp.ClientTimeout(total=self._timeout)
-                )
-            except ValueError as exc:
-                raise PermanentTargetError(
-                    f"cannot use Docker endpoint {self._url or '(DOCKER_HOST unset)'}: {exc}; "
-                    "give a unix:///path/docker.sock or tcp://host:port URL"
-                ) from exc
-        return self._docker
+        return self._endpoint.client()
 
     async def close(self) -> None:
-        if self._docker is not None:
-            await self._docker.close()
-            self._docker = None
+        await self._endpoint.close()
 
     async def list_services(self) -> list[ServiceState]:
         filters = json.dumps({"desired-state": ["running"]})

@@ -21,6 +21,7 @@ import aiohttp
 
 from autoscaler.core.failover import NodeView, TaskView
 from autoscaler.errors import PermanentTargetError, TemporaryTargetError, VersionConflictError
+from autoscaler.targets.docker_endpoint import DockerEndpoint
 from autoscaler.targets.swarm import parse_timestamp
 from autoscaler.targets.swarm_events import SwarmEvent, stream_events
 
@@ -71,37 +72,19 @@ class SwarmNodes:
     """
 
     def __init__(self, docker: aiodocker.Docker | str | None = None, *, timeout: float = 10.0) -> None:
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds (got {timeout})")
-        self._given = docker if isinstance(docker, aiodocker.Docker) else None
-        self._url = docker if isinstance(docker, str) else None
-        self._own: aiodocker.Docker | None = None
+        self._endpoint = DockerEndpoint(docker, timeout=timeout)
         self._timeout = timeout
 
     @property
     def where(self) -> str:
-        return self._url or ("the given Docker client" if self._given else "the default Docker endpoint")
+        return self._endpoint.where
 
     def _client(self) -> aiodocker.Docker:
-        if self._given is not None:
-            return self._given
-        if self._own is None:
-            try:
-                self._own = aiodocker.Docker(
-                    url=self._url, timeout=aiohttp.ClientTimeout(total=self._timeout)
-                )
-            except ValueError as exc:
-                raise PermanentTargetError(
-                    f"cannot use Docker endpoint {self.where}: {exc}; "
-                    "give a unix:///path/docker.sock or tcp://host:port URL"
-                ) from exc
-        return self._own
+        return self._endpoint.client()
 
     async def close(self) -> None:
         """Close the client this object made (never one the caller passed in)."""
-        if self._own is not None:
-            await self._own.close()
-            self._own = None
+        await self._endpoint.close()
 
     async def list_nodes(self) -> list[NodeView]:
         raw: list[dict[str, Any]] = await self._call(lambda d: d._query_json("nodes"))
