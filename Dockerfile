@@ -29,11 +29,12 @@ RUN set -eu; \
         set --; \
     fi; \
     /venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check "$@" \
-        --constraint /image/constraints.txt ".[ipvs]"; \
+        --constraint /image/constraints.txt .; \
     /venv/bin/pip uninstall --quiet --yes pip setuptools wheel 2>/dev/null || true; \
     site="$(/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"; \
     rm -rf "$site/autoscaler/lab" "$site/autoscaler/cli/lab.py"; \
     find /venv -name '__pycache__' -prune -o -name '*.pyc' -print | xargs -r rm -f; \
+    find /venv \( -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi' \) -delete; \
     /venv/bin/python -m compileall -q /venv/lib
 
 FROM ${BASE_IMAGE}

@@ -39,12 +39,18 @@ if [ -n "$offline" ]; then
     # Cached per constraints file, so only the first offline build asks the package index.
     stamp="$(sha256sum "$repo/charts/image/constraints.txt" "$repo/pyproject.toml" | sha256sum | cut -c1-16)"
     wheels="${XDG_CACHE_HOME:-$HOME/.cache}/swarm-autoscaler/wheels-$stamp"
+    # The runtime requirements' names (versions come from the constraints file); computed
+    # first so a failure stops the script instead of downloading too little.
+    requirements="$(python3 -c 'import re, sys, tomllib
+deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
+print(" ".join(re.match(r"[A-Za-z0-9._-]+", d).group(0) for d in deps))' "$repo/pyproject.toml")"
     if [ ! -d "$wheels" ]; then
+        # shellcheck disable=SC2086  # one word per requirement
         python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
             --implementation cp --python-version 3.11 --platform manylinux2014_x86_64 \
             --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
             --constraint "$repo/charts/image/constraints.txt" --dest "$wheels.partial" \
-            pip setuptools wheel $(python3 -c 'import tomllib,sys; p=tomllib.load(open(sys.argv[1],"rb"))["project"]; print(" ".join(p["dependencies"] + p["optional-dependencies"]["ipvs"]))' "$repo/pyproject.toml" | sed 's/[<>=,][^ ]*//g')
+            pip setuptools wheel $requirements
         mv "$wheels.partial" "$wheels"
     fi
     cp -r "$wheels" "$context/charts/image/wheels"

@@ -293,6 +293,9 @@ def test_deployed_autoscaler_scales_and_survives_losing_its_leader(image: Image,
     )
     # Exactly one spec update per scale action: a second leader acting would add updates.
     assert len(updates) == len(scaled), f"{len(updates)} spec updates for {len(scaled)} scale actions"
+    for event in logs:
+        if event.get("logger") == "autoscaler.reconciler.lease":
+            print(f"  {event['time']} {event['message']}")
     after_kill = [e for e in scaled if datetime.fromisoformat(e["time"]).timestamp() > killed_wall]
     assert after_kill, "no replica scaled after the leader was killed"
     took = [e for e in logs if "took the lease" in str(e.get("message", ""))]
