@@ -166,7 +166,9 @@ def _real_lease(settings: Settings, registry: CollectorRegistry) -> tuple[Runnin
 
     docker = aiodocker.Docker(url=settings.docker.host)
     return Lease(
-        ServiceLabelStore(docker, settings.lease.service), lease_seconds=settings.lease.seconds
+        ServiceLabelStore(docker, settings.lease.service),
+        lease_seconds=settings.lease.seconds,
+        registry=registry,  # autoscaler_lease_leader, for the no-leader / two-leaders alerts
     ), docker
 
 
