@@ -15,6 +15,8 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -167,6 +169,22 @@ class Stack:
     def holder(self) -> str | None:
         return rules.LeaseRecord.from_labels(self.service("autoscaler").attrs["Spec"]["Labels"]).holder
 
+    def prometheus_url(self) -> str:
+        """The chart's Prometheus, published in host mode on the node running its task."""
+        task = self.service("prometheus").tasks(filters={"desired-state": "running"})[0]
+        address = self.client.nodes.get(task["NodeID"]).attrs["Status"]["Addr"]
+        return f"http://{address}:{self.env['PROMETHEUS_PORT']}"
+
+    def query(self, promql: str) -> float | None:
+        """One number from the chart's Prometheus; None when the query has no result yet."""
+        url = f"{self.prometheus_url()}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                result = json.load(response)["data"]["result"]
+        except OSError:
+            return None  # Prometheus still starting
+        return float(result[0]["value"][1]) if result else None
+
     def set_load(self, rps: int) -> None:
         self.service("example-load").update(
             env=[f"RATE={rps}", "TARGET=example-web", "PORT=8000"], mode={"Replicated": {"Replicas": 1}}
@@ -246,6 +264,19 @@ def test_deployed_autoscaler_scales_and_survives_losing_its_leader(image: Image,
     print(f"\nimage {image.tag}: {size} ({built}); stack up with a leader in {stack.startup_seconds:.1f}s")
     first_leader = stack.holder()
     assert first_leader is not None and first_leader != rules.RELEASED
+    # The chart's Prometheus finds everything by Swarm DNS and sees exactly one leader.
+    wait_for(
+        "Prometheus scraping both controllers",
+        lambda: stack.query('count(up{job="autoscaler"} == 1)') == 2,
+        120,
+    )
+    wait_for(
+        "Prometheus scraping the example app", lambda: stack.query('count(up{job="example-web"} == 1)'), 60
+    )
+    wait_for(
+        "Prometheus scraping the IPVS agents", lambda: stack.query('count(up{job="ipvs-agent"} == 1)'), 60
+    )
+    assert wait_for("the leader gauge", lambda: stack.query("sum(autoscaler_lease_leader)"), 60) == 1
 
     stack.set_load(120)  # 120 req/s against 20 per replica wants 6
     wait_for(
@@ -266,6 +297,9 @@ def test_deployed_autoscaler_scales_and_survives_losing_its_leader(image: Image,
         f"leader {first_leader} killed; {second_leader} took over after {takeover:.1f}s "
         f"(lease {LEASE_SECONDS}s)"
     )
+
+    # The killed leader's series goes stale at its first failed scrape: then exactly one again.
+    wait_for("one leader in Prometheus", lambda: stack.query("sum(autoscaler_lease_leader)") == 1, 60)
 
     # Keeps scaling: the new leader moves the app beyond where it stood at the take-over.
     # (The lab's loaded CPUs serve far less than 240 req/s, so maxReplicas is not a goal.)
