@@ -37,6 +37,7 @@ T = TypeVar("T")
 # read 0 (scale-down allowed), not "no data" (scale-down forbidden).
 RATE_QUERY = 'sum(rate(http_requests_total{service="{{ service }}",path="/"}[5s])) or vector(0)'
 WEB_PORT = 8000
+TOLERANCE = 0.1  # the policy default (HPA's); PolicyFile leaves it out
 
 
 def free_port() -> int:
@@ -94,6 +95,15 @@ class PolicyFile:
             f"    scaleDown:\n      stabilizationWindowSeconds: {self.scale_down_window}\n"
             # Panic has its own 60 s no-scale-down window; these tests are about HPA's rules.
             "  panic:\n    enabled: false\n"
+        )
+
+    def scales_up_at(self, value: float, running: int) -> bool:
+        """Whether ``value`` asks for more than ``running`` replicas, computed as the engine
+        does (tracking.py, HPA's ``|1 - ratio| > tolerance``): 11.0 against 10 per replica
+        is outside a 0.1 tolerance in floating point, and the controller does scale on it."""
+        per_replica = value / running
+        return (
+            per_replica > self.per_replica_rps and abs(1.0 - per_replica / self.per_replica_rps) > TOLERANCE
         )
 
     def write(self, directory: Path) -> Path:
