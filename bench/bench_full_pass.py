@@ -1,0 +1,327 @@
+"""One full reconcile pass with N services: wall time, RSS and HTTP calls per pass (issue 3).
+
+Goal: <= 1 s and <= 100 MB RSS for 1,000 services on a real single-node engine, with a
+real Prometheus holding one series per service. Needs a single-node Swarm manager
+(--docker-url) and the Debian ``prometheus`` binary.
+
+The parent process creates N busybox services (every K-th with one replica, the rest 0;
+setup shared with ``bench_reconcile_pass.py``), serves one ``app_load`` series per service
+to a real Prometheus and writes one policy file per service, each with the same GROUPED
+query (``seriesLabel: service``) so one Prometheus query serves every policy. Each variant
+then runs in a fresh child process, so its RSS is that of a controller and nothing else:
+
+- ``dry-run``: every service's load asks for 2 replicas, so every pass decides a change for
+  all N services and performs none (``dry_run=True``);
+- ``live``: ``dry_run=False``; loads equal 10 x the current replicas (exactly on target) so
+  nothing needs scaling, except ``--scale-few`` zero-replica services whose load asks for 1
+  replica: the first pass scales those, later passes find everything on target.
+
+The child first times the reads alone (``SwarmTarget.list_services`` + one
+``PrometheusSource.fetch`` of the N grouped requests) as the baseline, then ``run_once()`` of
+a real ``Reconciler`` (real target and source, ``PolicyStore``, ``ControllerMetrics`` on a
+private registry, INFO logs written to a file as ``run`` would), then the reads again to
+bracket load drift. Pass 1 includes connection set-up (and, for the Reconciler, parsing the
+N policy files); later passes are the steady state.
+
+Usage: python bench/bench_full_pass.py --docker-url unix:///path/docker.sock [-n 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "integration"))
+
+QUERY = "sum by (service) (app_load)"
+TARGET_PER_REPLICA = 10.0
+MAX_REPLICAS = 3
+
+POLICY_TEMPLATE = """\
+apiVersion: autoscaler.swarm/v1
+kind: ScalingPolicy
+metadata:
+  name: {service}
+spec:
+  service: {service}
+  minReplicas: 0
+  maxReplicas: {max_replicas}
+  metrics:
+    - name: load
+      prometheus:
+        query: {query}
+        seriesLabel: service
+      target:
+        averageValue: {target:g}
+"""
+
+
+def vm_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def max_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- child: one variant, measured in a process that does nothing else ------------------------
+
+
+@dataclass(frozen=True)
+class PassFigures:
+    label: str
+    wall_ms: float
+    docker_calls: int
+    prometheus_calls: int
+    vm_rss: float
+    max_rss: float
+    outcomes: str = ""
+
+    def row(self) -> str:
+        return (
+            f"  {self.label:<14} {self.wall_ms:9.1f} ms  docker {self.docker_calls:4d}  "
+            f"prometheus {self.prometheus_calls:3d}  VmRSS {self.vm_rss:5.1f} MiB  "
+            f"maxRSS {self.max_rss:5.1f} MiB  {self.outcomes}"
+        )
+
+
+async def measure_reads(args: argparse.Namespace, names: list[str], label: str) -> list[PassFigures]:
+    """Baseline: the two reads a pass cannot avoid, with fresh clients (pass 1 pays connecting)."""
+    from autoscaler.core.observation import MetricRequest
+    from autoscaler.sources.prometheus import PrometheusSource
+    from autoscaler.targets.swarm import SwarmTarget
+
+    target = SwarmTarget(args.docker_url, timeout=60.0)
+    source = PrometheusSource(args.prometheus_url, timeout=30.0)
+    requests = [MetricRequest(name, "load", "prometheus", QUERY, "service") for name in names]
+    figures = []
+    try:
+        for index in range(args.passes):
+            docker_before, prometheus_before = target.http_requests, source.http_requests
+            started = time.perf_counter()
+            states = await target.list_services()
+            readings = await source.fetch(requests)
+            wall = (time.perf_counter() - started) * 1000
+            valid = sum(1 for r in readings.values() if r.value is not None)
+            figures.append(
+                PassFigures(
+                    f"{label} {index + 1}",
+                    wall,
+                    target.http_requests - docker_before,
+                    source.http_requests - prometheus_before,
+                    vm_rss_mib(),
+                    max_rss_mib(),
+                    f"{len(states)} services, {valid} values",
+                )
+            )
+            print(figures[-1].row(), flush=True)
+    finally:
+        await target.close()
+        await source.close()
+    return figures
+
+
+async def measure_reconciler(args: argparse.Namespace, log_path: Path) -> list[PassFigures]:
+    from prometheus_client import CollectorRegistry
+
+    from autoscaler.observability.logs import configure_logging
+    from autoscaler.observability.metrics import ControllerMetrics
+    from autoscaler.policy.loader import PolicyStore
+    from autoscaler.reconciler.loop import Reconciler
+    from autoscaler.sources.prometheus import PrometheusSource
+    from autoscaler.targets.swarm import SwarmTarget
+
+    log_file = log_path.open("a")
+    configure_logging("json", "INFO", log_file)
+    target = SwarmTarget(args.docker_url)
+    source = PrometheusSource(args.prometheus_url)
+    reconciler = Reconciler(
+        target=target,
+        sources={"prometheus": source},
+        policies=PolicyStore([args.policies]),
+        metrics=ControllerMetrics(CollectorRegistry()),
+        dry_run=args.dry_run,
+    )
+    figures = []
+    try:
+        for index in range(args.passes):
+            docker_before, prometheus_before = target.http_requests, source.http_requests
+            started = time.perf_counter()
+            result = await reconciler.run_once()
+            wall = (time.perf_counter() - started) * 1000
+            outcomes = Counter(r.outcome.value for r in reconciler.status.records.values())
+            summary = f"{len(result.services)} services: " + ", ".join(
+                f"{count} {outcome}" for outcome, count in sorted(outcomes.items())
+            )
+            if not result.ok:
+                summary += f"; FAILED {len(result.failed)} target_error={result.target_error}"
+            figures.append(
+                PassFigures(
+                    f"run_once {index + 1}",
+                    wall,
+                    target.http_requests - docker_before,
+                    source.http_requests - prometheus_before,
+                    vm_rss_mib(),
+                    max_rss_mib(),
+                    summary,
+                )
+            )
+            print(figures[-1].row(), flush=True)
+    finally:
+        await target.close()
+        await source.close()
+        log_file.close()
+    return figures
+
+
+def steady_median(figures: list[PassFigures]) -> float:
+    return statistics.median(f.wall_ms for f in figures[1:] or figures)
+
+
+async def child(args: argparse.Namespace) -> None:
+    names = sorted(p.stem for p in args.policies.glob("*.yaml"))
+    mode = "dry_run=True" if args.dry_run else "dry_run=False"
+    print(
+        f"variant {args.variant} ({mode}), {len(names)} services; RSS after imports {vm_rss_mib():.1f} MiB",
+        flush=True,
+    )
+    before = await measure_reads(args, names, "reads")
+    passes = await measure_reconciler(args, args.policies.parent / f"{args.variant}.log")
+    after = await measure_reads(args, names, "reads again")
+    baseline = statistics.median(f.wall_ms for f in before[1:] + after[1:])
+    steady = steady_median(passes)
+    print(
+        f"  steady run_once median {steady:.1f} ms vs reads-alone median {baseline:.1f} ms "
+        f"= x{steady / baseline:.2f}; first pass {passes[0].wall_ms:.1f} ms; "
+        f"peak RSS {max_rss_mib():.1f} MiB (goal <= 1000 ms, <= 100 MB)",
+        flush=True,
+    )
+
+
+# -- parent: the engine, the series and the policies ------------------------------------------
+
+
+def write_policies(directory: Path, names: list[str]) -> None:
+    for name in names:
+        text = POLICY_TEMPLATE.format(
+            service=name, max_replicas=MAX_REPLICAS, query=QUERY, target=TARGET_PER_REPLICA
+        )
+        (directory / f"{name}.yaml").write_text(text)
+
+
+def set_loads(exporter: Any, loads: dict[str, float]) -> None:
+    for name, value in loads.items():
+        exporter.set(name, value)
+
+
+def wait_for_loads(prometheus: Any, loads: dict[str, float]) -> None:
+    from prom_helpers import wait_until
+
+    def seen() -> bool:
+        result = prometheus.query(QUERY)
+        got = {r["metric"].get("service"): float(r["value"][1]) for r in result}
+        return all(got.get(name) == value for name, value in loads.items())
+
+    wait_until(seen, deadline=120, what="Prometheus to hold every service's new load", every=0.5)
+
+
+def run_variant(args: argparse.Namespace, variant: str, policies: Path, prometheus_url: str) -> None:
+    command = [
+        sys.executable, __file__, "--child", variant, "--docker-url", args.docker_url,
+        "--prometheus-url", prometheus_url, "--policies", str(policies), "--passes", str(args.passes),
+    ]  # fmt: skip
+    subprocess.run(command, check=True)
+
+
+def parent(args: argparse.Namespace) -> None:
+    from bench_reconcile_pass import bench_swarm
+    from prom_helpers import Exporter, RealPrometheus
+
+    # keep: bench_swarm would otherwise remove the services it just made.
+    setup = argparse.Namespace(**{**vars(args), "keep": True}, repeat=1)
+    names = sorted(asyncio.run(bench_swarm(setup)))  # creates the services, prints its read figures
+    replicas = {name: 1 if int(name.rsplit("-", 1)[1]) % args.replica_every == 0 else 0 for name in names}
+    zero = [name for name in names if replicas[name] == 0]
+    few = set(zero[:: max(1, len(zero) // max(1, args.scale_few))][: args.scale_few])
+    wants_two = {name: 1.5 * TARGET_PER_REPLICA for name in names}  # ceil(1.5) = 2 replicas
+    on_target = {name: TARGET_PER_REPLICA * (1 if name in few else replicas[name]) for name in names}
+
+    work = Path(tempfile.mkdtemp(prefix="bench-full-pass-"))
+    policies = work / "policies"
+    policies.mkdir()
+    write_policies(policies, names)
+    exporter = Exporter()
+    set_loads(exporter, wants_two)
+    prometheus = RealPrometheus([f"127.0.0.1:{exporter.port}"])
+    prometheus.start()
+    try:
+        wait_for_loads(prometheus, wants_two)
+        print(f"{len(names)} policies in {policies}; logs in {work}", flush=True)
+        run_variant(args, "dry-run", policies, prometheus.url)
+        set_loads(exporter, on_target)
+        wait_for_loads(prometheus, on_target)
+        print(f"live variant scales these {len(few)} from 0 to 1: {', '.join(sorted(few))}", flush=True)
+        run_variant(args, "live", policies, prometheus.url)
+    finally:
+        prometheus.destroy()
+        exporter.close()
+        if not args.keep:
+            asyncio.run(remove_services(args.docker_url))
+
+
+async def remove_services(docker_url: str) -> None:
+    import aiodocker
+    from bench_reconcile_pass import remove_bench_services
+
+    docker = aiodocker.Docker(url=docker_url)
+    try:
+        await remove_bench_services(docker)
+    finally:
+        await docker.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--docker-url", default=os.environ.get("DOCKER_HOST"), help="single-node swarm manager"
+    )
+    parser.add_argument("-n", "--services", type=int, default=1000)
+    parser.add_argument("--replica-every", type=int, default=10, help="every K-th service gets 1 replica")
+    parser.add_argument("--scale-few", type=int, default=5, help="zero-replica services the live run scales")
+    parser.add_argument("--image", default="lab/busybox")
+    parser.add_argument("--passes", type=int, default=5)
+    parser.add_argument("--settle-timeout", type=float, default=900.0)
+    parser.add_argument("--keep", action="store_true", help="leave the services in place")
+    parser.add_argument("--child", choices=["dry-run", "live"], help=argparse.SUPPRESS)
+    parser.add_argument("--prometheus-url", help=argparse.SUPPRESS)
+    parser.add_argument("--policies", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not args.docker_url:
+        parser.error("give --docker-url (or set DOCKER_HOST) to a single-node swarm manager")
+    if args.child:
+        args.variant, args.dry_run = args.child, args.child == "dry-run"
+        asyncio.run(child(args))
+    else:
+        parent(args)
+
+
+if __name__ == "__main__":
+    main()
