@@ -6,11 +6,12 @@ controller did is read from its own JSON log (each ``decision`` and ``action`` l
 its timestamp) and from ``/decisions``; nothing here sleeps to synchronise.
 
 "Within two evaluations" (scale-up): let T be the first instant at which Prometheus,
-evaluating the policy's own query every 0.1 s, puts the rate above the scale-up threshold
-(``averageValue x running x (1 + tolerance)``). The controller must scale up at its first
-or second decision logged after T. One decision of slack because a sample stamped T is
-written a little after T (the scrape takes time): the first pass after T may just miss it,
-the second cannot.
+evaluating the policy's own query every 0.1 s, puts the rate past the scale-up threshold
+(per replica above the target and ``|1 - value / (running x averageValue)| > tolerance``,
+as the engine computes it). The controller must scale up at its first or second decision
+logged from T (less one 0.1 s step: the query that first saw it may precede the step that
+caught it). One decision of slack because a sample stamped T is written a little after T
+(the scrape takes time): the first pass after T may just miss it, the second cannot.
 """
 
 from __future__ import annotations
