@@ -97,7 +97,7 @@ def create_service(
     """A replicated service on the lab overlay in dnsrr mode (no IPVS here, so no VIP)."""
     ports = {published: (target, "tcp", "host") for published, target in (host_ports or {}).items()}
     return client.services.create(
-        image,
+        _tagged(image),
         name=name,
         env=[f"{k}={v}" for k, v in (env or {}).items()],
         labels=dict(labels or {}),
@@ -108,6 +108,14 @@ def create_service(
         restart_policy=RestartPolicy(condition=restart_condition, delay=0),
         **extra,
     )
+
+
+def _tagged(image: str) -> str:
+    """``lab/web`` -> ``lab/web:latest``. `docker service scale` writes the spec back with the
+    tag spelled out; an untagged image would differ, which Swarm treats as a task change and
+    answers with a rolling update instead of a plain scale."""
+    last = image.rsplit("/", 1)[-1]
+    return image if ":" in last or "@" in image else f"{image}:latest"
 
 
 def _find_service(client: docker.DockerClient, name: str) -> Any | None:
