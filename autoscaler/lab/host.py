@@ -284,5 +284,11 @@ def host_link_up(node: layout.Node) -> bool:
 def remove_node_network(node: layout.Node) -> None:
     if netns_exists(node.netns):
         run(["ip", "netns", "del", node.netns], step=f"deleting netns {node.netns}")
-    if link_exists(node.host_veth):  # normally gone with its peer's namespace
-        run(["ip", "link", "del", node.host_veth], step=f"deleting {node.host_veth}")
+    # The host veth normally goes with its peer's namespace, but the kernel tears a namespace
+    # down asynchronously: the link may still show, then vanish under our own `ip link del`.
+    deadline = time.monotonic() + 10.0
+    while link_exists(node.host_veth):
+        run(["ip", "link", "del", node.host_veth], step=f"deleting {node.host_veth}", check=False)
+        if time.monotonic() > deadline:
+            raise LabError(f"{node.host_veth} is still there 10 s after deleting it and its namespace")
+        time.sleep(0.1)  # polling the kernel's own cleanup; the loop condition decides
