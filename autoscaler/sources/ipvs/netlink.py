@@ -129,9 +129,9 @@ def _stats(buf: bytes, a: int, b: int, wide: bool) -> tuple[int | None, int | No
     return conns, cps
 
 
-def genl_messages(buf: bytes, family_id: int, command: int) -> Iterator[tuple[int, int]]:
-    """(attributes start, end) of each message of ``command``; raises on NLMSG_ERROR."""
-    pos = 0
+def genl_messages(buf: bytes, family_id: int, command: int, pos: int = 0) -> Iterator[tuple[int, int]]:
+    """(attributes start, end) of each message of ``command`` from byte ``pos`` (a message
+    boundary); raises on NLMSG_ERROR."""
     while pos + NLMSGHDR.size <= len(buf):
         length, mtype, _flags, _seq, _pid = NLMSGHDR.unpack_from(buf, pos)
         if length < NLMSGHDR.size or pos + length > len(buf):
@@ -210,110 +210,157 @@ def decode_real_servers(
 
     Without ``with_stats`` the per-backend STATS nests are skipped (the agent exports active
     and inactive counts per backend, cumulative counts per service only), which lets every
-    destination shaped like the first one be decoded with two struct calls (_DestLayout).
+    message shaped like the last generically decoded one be read in bulk (_DestLayout).
     """
     global _last_layout
-    servers = []
-    for start, end in genl_messages(buf, family_id, IPVS_CMD_NEW_DEST):
-        for a, b in nested_spans(buf, start, end, IPVS_CMD_ATTR_DEST, "dest message"):
-            layout = _last_layout
-            if not with_stats and layout is not None:
-                server = layout.decode(buf, a, b, service_family)
-                if server is not None:
-                    servers.append(server)
-                    continue
-            servers.append(_real_server(buf, a, b, service_family, with_stats))
-            if not with_stats:
-                _last_layout = _DestLayout.learn(buf, a, b)
-    return servers
-
-
-_DEST_FIELDS = {
-    DEST_PORT: "H",  # be16 read natively, swapped with ntohs below
-    DEST_FWD_METHOD: "I",
-    DEST_WEIGHT: "i",
-    DEST_ACTIVE_CONNS: "I",
-    DEST_INACT_CONNS: "I",
-    DEST_PERSIST_CONNS: "I",
-    DEST_ADDR_FAMILY: "H",
-}
+    servers: list[RealServer] = []
+    pos = 0
+    while True:
+        layout = _last_layout
+        if not with_stats and layout is not None:
+            pos = layout.decode_run(buf, pos, service_family, servers)
+        # One message the generic way (it raises on anything malformed), then back to bulk.
+        for start, end in genl_messages(buf, family_id, IPVS_CMD_NEW_DEST, pos):
+            spans = nested_spans(buf, start, end, IPVS_CMD_ATTR_DEST, "dest message")
+            for a, b in spans:
+                servers.append(_real_server(buf, a, b, service_family, with_stats))
+            if not with_stats and len(spans) == 1:
+                _last_layout = _DestLayout.learn(buf, start, end, *spans[0]) or _last_layout
+            pos = (end + 3) & ~3
+            break
+        else:
+            return servers
 
 
 _last_layout: _DestLayout | None = None  # immutable once built; swapping it is atomic
 
 
 class _DestLayout:
-    """The exact attribute layout of one decoded destination, reused for the next ones.
+    """The exact shape of one decoded IPVS_CMD_NEW_DEST message, reused for the next ones.
 
-    One kernel fills every destination with the same attributes in the same order and sizes
-    (ip_vs_genl_fill_dest), so after the generic walk of the first one we check the next
-    one's attribute headers with one struct call and read all its values with another. Any
-    difference in the headers falls back to the generic walk.
+    A kernel fills every destination with the same attributes in the same order and sizes
+    (ip_vs_genl_fill_dest), and Swarm gives all backends of a node one port (0), forwarding
+    method and address family. So after the generic walk of one message, the next messages
+    whose headers, port, forwarding method and family are byte-for-byte the same are
+    checked with one ``iter_unpack`` and read with another, with no per-attribute Python
+    work. Whatever differs (or is not in the kernel's order) goes back to the generic walk,
+    which then learns the new shape.
     """
 
     def __init__(
-        self, headers: struct.Struct, expected: tuple[int, ...], values: struct.Struct, names: list[int]
+        self,
+        keys: struct.Struct,
+        expected: tuple[int, ...],
+        values: struct.Struct,
+        family: int | None,
+        port: int,
+        forward: str,
+        address_size: int,
     ) -> None:
-        self.headers, self.expected, self.values = headers, expected, values
-        at = {kind: i for i, kind in enumerate(names)}
-        self.i_addr, self.i_active, self.i_inactive = (
-            at[DEST_ADDR],
-            at[DEST_ACTIVE_CONNS],
-            at[DEST_INACT_CONNS],
-        )
-        self.i_port = at.get(DEST_PORT, -1)
-        self.i_fwd = at.get(DEST_FWD_METHOD, -1)
-        self.i_weight = at.get(DEST_WEIGHT, -1)
-        self.i_persist = at.get(DEST_PERSIST_CONNS, -1)
-        self.i_family = at.get(DEST_ADDR_FAMILY, -1)
+        self.keys, self.expected, self.values = keys, expected, values
+        self.family, self.port, self.forward, self.address_size = family, port, forward, address_size
 
     @classmethod
-    def learn(cls, buf: bytes, a: int, b: int) -> _DestLayout | None:
-        header_fmt, value_fmt, expected, names = ["="], ["="], [], []
+    def learn(cls, buf: bytes, start: int, end: int, a: int, b: int) -> _DestLayout | None:
+        """The layout of the message whose attributes are buf[start:end], holding only the
+        nested destination buf[a:b]; None when it is not one the bulk path can read."""
+        msg = start - NLMSGHDR.size - GENLMSGHDR.size
+        if a - 4 != start or b != end or (end - msg) % 4:
+            return None
+        # Keyed: the message's length and type, its genl command, the nest's header.
+        key_fmt, value_fmt = ["=IH10xB3xHH"], ["=24x"]
+        mtype = NLMSGHDR.unpack_from(buf, msg)[1]
+        expected = [end - msg, mtype, buf[msg + NLMSGHDR.size], *NLATTR.unpack_from(buf, a - 4)]
+        order: list[int] = []
+        family: int | None = None
+        port, fwd, address_size = 0, 0, 0
         pos = a
         while pos + 4 <= b:
             length, atype = NLATTR.unpack_from(buf, pos)
             padded = (length + 3) & ~3
             if length < 4 or pos + padded > b:
                 return None
-            header_fmt.append(f"HH{padded - 4}x")
+            kind, size = atype & NLA_TYPE_MASK, length - 4
             expected += [length, atype]
-            kind = atype & NLA_TYPE_MASK
-            fmt = f"{length - 4}s" if kind == DEST_ADDR else _DEST_FIELDS.get(kind)
-            if fmt is not None and struct.calcsize("=" + fmt) == length - 4:
-                value_fmt.append(f"4x{fmt}{padded - length}x")
-                names.append(kind)
-            else:
+            if kind in order or (kind in _KEYED and size != struct.calcsize(_KEYED[kind])):
+                return None
+            if kind in _KEYED:  # read, and required to be the same in every message
+                value = struct.unpack_from("=" + _KEYED[kind], buf, pos + 4)[0]
+                key_fmt.append(f"HH{_KEYED[kind]}{padded - length}x")
                 value_fmt.append(f"{padded}x")
+                expected.append(value)
+                if kind == DEST_PORT:
+                    port = socket.ntohs(value)
+                elif kind == DEST_FWD_METHOD:
+                    fwd = value
+                else:
+                    family = value
+            elif kind in _VALUES and size == 4:
+                key_fmt.append(f"HH{padded - 4}x")
+                value_fmt.append(f"4x{_VALUES[kind]}{padded - length}x")
+            elif kind == DEST_ADDR and size in (4, 16):
+                key_fmt.append(f"HH{padded - 4}x")
+                value_fmt.append(f"4x{size}s{padded - length}x")
+                address_size = size
+            else:
+                key_fmt.append(f"HH{padded - 4}x")
+                value_fmt.append(f"{padded}x")
+            order.append(kind)
             pos += padded
-        if pos != b or not {DEST_ADDR, DEST_ACTIVE_CONNS, DEST_INACT_CONNS} <= set(names):
+        values_read = [k for k in order if k == DEST_ADDR or k in _VALUES]
+        if pos != b or values_read != _VALUE_ORDER:
             return None
         return cls(
-            struct.Struct("".join(header_fmt)), tuple(expected), struct.Struct("".join(value_fmt)), names
+            struct.Struct("".join(key_fmt)),
+            tuple(expected),
+            struct.Struct("".join(value_fmt)),
+            family,
+            port,
+            _FORWARD.get(fwd & 0x7) or f"fwd{fwd}",
+            address_size,
         )
 
-    def decode(self, buf: bytes, a: int, b: int, service_family: int) -> RealServer | None:
-        if b - a != self.headers.size or self.headers.unpack_from(buf, a) != self.expected:
-            return None
-        v = self.values.unpack_from(buf, a)
-        family = v[self.i_family] if self.i_family >= 0 else service_family
-        raw = v[self.i_addr]
+    def decode_run(self, buf: bytes, pos: int, service_family: int, out: list[RealServer]) -> int:
+        """Append the servers of the messages from ``pos`` that have this layout; returns
+        the position of the first message that does not."""
+        family = service_family if self.family is None else self.family
         if family == socket.AF_INET6:
-            address = str(ipaddress.IPv6Address(raw)) if len(raw) == 16 else None
+            if self.address_size != 16:
+                return pos
+            address_of = _ipv6_text
         else:
-            address = socket.inet_ntop(socket.AF_INET, raw[:4]) if len(raw) in (4, 16) else None
-        if address is None:
-            return None  # let the generic walk report it
-        fwd = v[self.i_fwd] if self.i_fwd >= 0 else 0
-        return RealServer(
-            address,
-            socket.ntohs(v[self.i_port]) if self.i_port >= 0 else 0,
-            _FORWARD.get(fwd & 0x7) or f"fwd{fwd}",
-            v[self.i_weight] if self.i_weight >= 0 else 0,
-            v[self.i_active],
-            v[self.i_inactive],
-            v[self.i_persist] if self.i_persist >= 0 else None,
-        )
+            address_of = _ipv4_text
+        size = self.keys.size
+        count = (len(buf) - pos) // size
+        if count <= 0:
+            return pos
+        view = memoryview(buf)[pos : pos + count * size]
+        keys = list(self.keys.iter_unpack(view))
+        expected = self.expected
+        if keys.count(expected) != count:
+            count = next(i for i, key in enumerate(keys) if key != expected)
+            view = view[: count * size]
+        new, port, forward = tuple.__new__, self.port, self.forward
+        out += [
+            new(RealServer, (address_of(raw), port, forward, weight, active, inactive, persistent, None))
+            for raw, weight, active, inactive, persistent in self.values.iter_unpack(view)
+        ]
+        return pos + count * size
+
+
+# Read from the message and part of the layout's key (the same for every backend of a node).
+_KEYED = {DEST_PORT: "H", DEST_FWD_METHOD: "I", DEST_ADDR_FAMILY: "H"}
+# Read per message, in this order (the kernel's), after the address.
+_VALUES = {DEST_WEIGHT: "i", DEST_ACTIVE_CONNS: "I", DEST_INACT_CONNS: "I", DEST_PERSIST_CONNS: "I"}
+_VALUE_ORDER = [DEST_ADDR, DEST_WEIGHT, DEST_ACTIVE_CONNS, DEST_INACT_CONNS, DEST_PERSIST_CONNS]
+
+
+def _ipv4_text(raw: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET, raw[:4])
+
+
+def _ipv6_text(raw: bytes) -> str:
+    return str(ipaddress.IPv6Address(raw))
 
 
 def _real_server(buf: bytes, a: int, b: int, service_family: int, with_stats: bool) -> RealServer:
