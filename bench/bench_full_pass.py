@@ -34,6 +34,7 @@ import cProfile
 import os
 import pstats
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -217,8 +218,11 @@ async def time_matching(reconciler: Any, target: Any) -> None:
         named = {p.spec.service: p for p in policies if p.spec.service is not None}
         return sum(1 for s in services if s.name in named)
 
+    def by_match() -> int:
+        return len(match(policies, services)[0])
+
     figures = {}
-    for label, pair in (("match()", lambda: len(match(policies, services)[0])), ("dict", by_name)):
+    for label, pair in (("match()", by_match), ("dict", by_name)):
         best, paired = float("inf"), 0
         for _ in range(3):
             started = time.process_time()
@@ -297,28 +301,38 @@ def run_variant(args: argparse.Namespace, variant: str, policies: Path, promethe
 
 def parent(args: argparse.Namespace) -> None:
     from bench_reconcile_pass import bench_swarm
-    from prom_helpers import Exporter, RealPrometheus
 
     # keep: bench_swarm would otherwise remove the services it just made.
     setup = argparse.Namespace(**{**vars(args), "keep": True}, repeat=1)
-    names = sorted(asyncio.run(bench_swarm(setup)))  # creates the services, prints its read figures
+    work = Path(tempfile.mkdtemp(prefix="bench-full-pass-"))
+    try:
+        names = sorted(asyncio.run(bench_swarm(setup)))  # creates the services, prints its read figures
+        run_variants(args, names, work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+            asyncio.run(remove_services(args.docker_url))
+
+
+def run_variants(args: argparse.Namespace, names: list[str], work: Path) -> None:
+    from prom_helpers import Exporter, RealPrometheus
+
     replicas = {name: 1 if int(name.rsplit("-", 1)[1]) % args.replica_every == 0 else 0 for name in names}
     zero = [name for name in names if replicas[name] == 0]
     few = set(zero[:: max(1, len(zero) // max(1, args.scale_few))][: args.scale_few])
     wants_two = {name: 1.5 * TARGET_PER_REPLICA for name in names}  # ceil(1.5) = 2 replicas
     on_target = {name: TARGET_PER_REPLICA * (1 if name in few else replicas[name]) for name in names}
 
-    work = Path(tempfile.mkdtemp(prefix="bench-full-pass-"))
     policies = work / "policies"
     policies.mkdir()
     write_policies(policies, names)
     exporter = Exporter()
     set_loads(exporter, wants_two)
     prometheus = RealPrometheus([f"127.0.0.1:{exporter.port}"])
-    prometheus.start()
     try:
+        prometheus.start()
         wait_for_loads(prometheus, wants_two)
-        print(f"{len(names)} policies in {policies}; logs in {work}", flush=True)
+        print(f"{len(names)} policies in {policies}; logs in {work} (kept with --keep)", flush=True)
         run_variant(args, "dry-run", policies, prometheus.url)
         set_loads(exporter, on_target)
         wait_for_loads(prometheus, on_target)
@@ -327,8 +341,6 @@ def parent(args: argparse.Namespace) -> None:
     finally:
         prometheus.destroy()
         exporter.close()
-        if not args.keep:
-            asyncio.run(remove_services(args.docker_url))
 
 
 async def remove_services(docker_url: str) -> None:
@@ -361,7 +373,9 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="print the N costliest functions of steady passes"
     )
-    parser.add_argument("--keep", action="store_true", help="leave the services in place")
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the services, policies and controller logs in place"
+    )
     parser.add_argument("--child", choices=["dry-run", "live"], help=argparse.SUPPRESS)
     parser.add_argument("--prometheus-url", help=argparse.SUPPRESS)
     parser.add_argument("--policies", type=Path, help=argparse.SUPPRESS)
