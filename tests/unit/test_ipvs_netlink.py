@@ -42,6 +42,8 @@ _dests = st.builds(
     persist=st.integers(0, 2**32 - 1),
     conns=st.integers(0, 2**32 - 1),
 )
+# Swarm's backends all have port 0 and Masq, so runs of them share one layout (the bulk path).
+_swarm_dests = _dests.map(lambda d: kf.Dest(d.address, 0, "Masq", d.weight, d.active, d.inactive, d.persist))
 _services = st.one_of(
     st.builds(
         kf.Service,
@@ -100,6 +102,26 @@ def test_destinations_of_mixed_shapes_in_one_dump(specs: list[tuple[kf.Dest, boo
     assert [(rs.address, rs.active_connections, rs.weight) for rs in decoded] == [
         (d.address, d.active, d.weight) for d, _ in specs
     ]
+
+
+@settings(deadline=None)  # shared CI machines are slow; correctness, not speed, is checked
+@given(
+    st.lists(st.tuples(st.one_of(_dests, _swarm_dests), st.booleans()), min_size=1, max_size=20),
+    st.integers(0, 40),
+)
+def test_bulk_read_equals_the_generic_walk(specs: list[tuple[kf.Dest, bool]], cut: int) -> None:
+    # with_stats=True takes the generic walk for every message; without, messages shaped like
+    # the last learnt one are read in bulk. Same values, same errors, also on a truncated dump.
+    buf = b"".join(kf.genl_message(FAMILY, 5, kf.dest_attrs(d, pad)) for d, pad in specs) + kf.done_message()
+    for candidate in (buf, buf[: len(buf) - cut]):
+        outcomes = []
+        for with_stats in (True, False):
+            try:
+                servers = decode_real_servers(candidate, FAMILY, socket.AF_INET, with_stats)
+                outcomes.append([rs._replace(connections_total=None) for rs in servers])
+            except IpvsFormatError as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1]
 
 
 def test_swarm_shaped_dump_with_draining_backend_and_empty_service() -> None:

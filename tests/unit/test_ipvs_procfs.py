@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.sources.ipvs.model import IpvsFormatError
+from autoscaler.sources.ipvs.model import IpvsFormatError, RealServer
 from autoscaler.sources.ipvs.procfs import parse_ip_vs, parse_ip_vs_stats
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "ipvs"
@@ -77,6 +77,13 @@ def test_round_trip_of_kernel_printed_tables(services: list[kf.Service]) -> None
         assert [(rs.active_connections, rs.inactive_connections) for rs in got.real_servers] == [
             (d.active, d.inactive) for d in want.dests
         ]
+        # Whole values, as the model's constructor makes them (the inline path builds them raw).
+        assert got.real_servers == tuple(
+            RealServer(
+                str(ipaddress.ip_address(d.address)), d.port, d.forward, d.weight, d.active, d.inactive
+            )
+            for d in want.dests
+        )
 
 
 def test_empty_table_has_no_services() -> None:

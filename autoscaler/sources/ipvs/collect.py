@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import NamedTuple, Protocol
 
 from autoscaler.sources.ipvs.mangle import FwmarkOwner, MarkRule, SwarmNetworkRecord, map_fwmarks
-from autoscaler.sources.ipvs.model import VirtualService
+from autoscaler.sources.ipvs.model import RealServer, VirtualService
 from autoscaler.sources.ipvs.netns import IpvsUnavailableError
 
 log = logging.getLogger(__name__)
@@ -110,29 +111,41 @@ def collect_node(
 def _add_samples(
     snapshot: NodeSnapshot, ns: str, services: list[VirtualService], owners: Mapping[int, FwmarkOwner]
 ) -> None:
-    # Positional construction and one pass per service: this runs for every backend of the
-    # node on every scrape (10,000 in the benchmark).
-    add_backend = snapshot.backends.append
+    # This runs for every backend of the node on every scrape (10,000 in the benchmark): one
+    # list comprehension per service, samples made with tuple.__new__ (a NamedTuple's own
+    # __new__ is a Python function), sums taken in C with map(itemgetter).
+    add_backends = snapshot.backends.extend
+    add_service = snapshot.services.append
+    new = tuple.__new__
     no_tasks: Mapping[str, str] = {}
     for svc in services:
         owner = owners.get(svc.fwmark) if svc.fwmark is not None else None
         name = owner.service if owner else ""
-        tasks = owner.tasks if owner else no_tasks
+        task_of = (owner.tasks if owner else no_tasks).get
         key = str(svc.fwmark) if svc.fwmark is not None else svc.key
-        active = inactive = 0
-        for address, _port, _fwd, weight, act, inact, *_ in svc.real_servers:
-            active += act
-            inactive += inact
-            add_backend(BackendSample(ns, key, name, address, tasks.get(address, ""), weight, act, inact))
-        snapshot.services.append(
-            ServiceSample(
-                ns,
-                key,
-                name,
-                active,
-                inactive,
-                len(svc.real_servers),
-                svc.connections_total,
-                svc.connection_rate,
+        servers = svc.real_servers
+        add_backends(
+            [
+                new(BackendSample, (ns, key, name, address, task_of(address, ""), weight, active, inactive))
+                for address, _port, _fwd, weight, active, inactive, _persistent, _total in servers
+            ]
+        )
+        add_service(
+            new(
+                ServiceSample,
+                (
+                    ns,
+                    key,
+                    name,
+                    sum(map(_ACTIVE, servers)),
+                    sum(map(_INACTIVE, servers)),
+                    len(servers),
+                    svc.connections_total,
+                    svc.connection_rate,
+                ),
             )
         )
+
+
+_ACTIVE = itemgetter(RealServer._fields.index("active_connections"))
+_INACTIVE = itemgetter(RealServer._fields.index("inactive_connections"))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable, Hashable
+from typing import NamedTuple, TypeVar
+
+_K = TypeVar("_K", bound=Hashable)
 
 
 class IpvsFormatError(ValueError):
@@ -60,3 +63,22 @@ class VirtualService(NamedTuple):
     @property
     def inactive_connections(self) -> int:
         return sum(rs.inactive_connections for rs in self.real_servers)
+
+
+class ConversionCache(dict[_K, str]):
+    """A bounded memo of one pure conversion (raw address -> text), shared across reads.
+
+    A node's backends change slowly, so the same addresses are converted on every scrape;
+    a dict hit costs a fraction of the conversion. Emptied when full, so churn cannot grow it.
+    """
+
+    def __init__(self, convert: Callable[[_K], str], limit: int = 1 << 16) -> None:
+        super().__init__()
+        self._convert = convert
+        self._limit = limit
+
+    def __missing__(self, key: _K) -> str:
+        if len(self) >= self._limit:
+            self.clear()
+        text = self[key] = self._convert(key)
+        return text

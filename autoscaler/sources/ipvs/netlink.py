@@ -18,7 +18,7 @@ import socket
 import struct
 from collections.abc import Iterator
 
-from autoscaler.sources.ipvs.model import IpvsFormatError, RealServer, VirtualService
+from autoscaler.sources.ipvs.model import ConversionCache, IpvsFormatError, RealServer, VirtualService
 
 NETLINK_GENERIC = 16
 GENL_ID_CTRL = 0x10
@@ -355,12 +355,8 @@ _VALUES = {DEST_WEIGHT: "i", DEST_ACTIVE_CONNS: "I", DEST_INACT_CONNS: "I", DEST
 _VALUE_ORDER = [DEST_ADDR, DEST_WEIGHT, DEST_ACTIVE_CONNS, DEST_INACT_CONNS, DEST_PERSIST_CONNS]
 
 
-def _ipv4_text(raw: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET, raw[:4])
-
-
-def _ipv6_text(raw: bytes) -> str:
-    return str(ipaddress.IPv6Address(raw))
+_ipv4_text = ConversionCache[bytes](lambda raw: socket.inet_ntop(socket.AF_INET, raw[:4])).__getitem__
+_ipv6_text = ConversionCache[bytes](lambda raw: str(ipaddress.IPv6Address(raw))).__getitem__
 
 
 def _real_server(buf: bytes, a: int, b: int, service_family: int, with_stats: bool) -> RealServer:
