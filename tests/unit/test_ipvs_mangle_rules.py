@@ -100,3 +100,18 @@ def test_real_engine_shapes_dnsrr_and_ingress_sandbox() -> None:
     }
     record = parse_network_inspect(doc)
     assert [(s.name, s.vip, s.lb_index) for s in record.services] == [("prometheus", None, 256)]
+
+
+def test_remembered_lines_read_the_same_and_errors_keep_their_line() -> None:
+    # Parsed lines are remembered across reads: a second read gives the same rules, and a
+    # bad line is never remembered, so its error names where it is in each text.
+    good = "-A INPUT -d 10.0.0.9/32 -j MARK --set-xmark 0x1ff/0xffffffff"
+    bad = "-A INPUT -d 10.0.0.9/32 -j MARK --set-xmark 0xQQ/0xffffffff"
+    first = parse_iptables_save(f"*mangle\n{good}\nCOMMIT\n")
+    assert first == parse_iptables_save(f"*mangle\n-A OUTPUT -j ACCEPT\n{good}\nCOMMIT\n")
+    assert first == [MarkRule("INPUT", 0x1FF, None, None, "10.0.0.9")]
+    for lineno in (2, 3):
+        with pytest.raises(IpvsFormatError, match=f"line {lineno}: unreadable mark"):
+            parse_iptables_save("*mangle\n" + "-A OUTPUT -j ACCEPT\n" * (lineno - 2) + bad + "\n")
+    # a remembered line still only counts in the mangle table
+    assert parse_iptables_save(f"*nat\n{good}\nCOMMIT\n") == []
