@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoscaler.sources.ipvs.model import IpvsFormatError
+from autoscaler.sources.ipvs.model import IpvsFormatError, memo
 
 _MARK_CHAINS = frozenset({"PREROUTING", "INPUT", "OUTPUT"})
 _PORTS = re.compile(r"Target:\s*(\d+),\s*Publish:\s*(\d+)")
@@ -82,7 +82,7 @@ def parse_iptables_save(text: str) -> list[MarkRule]:
 # A rule line's meaning does not depend on where it is, and the agent reads the same mangle
 # table on every scrape: what each line parsed to (MarkRule is frozen), lines that failed
 # excepted (they raise with their line number every time). Emptied when full.
-_rule_of_line: dict[str, MarkRule | None] = {}
+_rule_of_line: dict[str, MarkRule | None] = memo({})
 _RULE_OF_LINE_LIMIT = 1 << 15
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 _K = TypeVar("_K", bound=Hashable)
 
@@ -65,6 +65,22 @@ class VirtualService(NamedTuple):
         return sum(rs.inactive_connections for rs in self.real_servers)
 
 
+_memos: list[dict[Any, Any]] = []
+
+
+def memo(table: dict[_K, Any]) -> dict[_K, Any]:
+    """Register a module-level memo table, so forget_memos() can empty it."""
+    _memos.append(table)
+    return table
+
+
+def forget_memos() -> None:
+    """Empty every memo of the read path: the next read pays every conversion again (the
+    benchmark's cold figure, a node whose backends all changed)."""
+    for table in _memos:
+        table.clear()
+
+
 class ConversionCache(dict[_K, str]):
     """A bounded memo of one pure conversion (raw address -> text), shared across reads.
 
@@ -76,6 +92,7 @@ class ConversionCache(dict[_K, str]):
         super().__init__()
         self._convert = convert
         self._limit = limit
+        memo(self)
 
     def __missing__(self, key: _K) -> str:
         if len(self) >= self._limit:

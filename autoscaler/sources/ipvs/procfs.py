@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from autoscaler.sources.ipvs.model import IpvsFormatError, RealServer, VirtualService
+from autoscaler.sources.ipvs.model import IpvsFormatError, RealServer, VirtualService, memo
 
 _VERSION_PREFIX = "IP Virtual Server version"
 _HEADER_PREFIXES = ("Prot LocalAddress:Port", "  -> RemoteAddress:Port")
@@ -148,7 +148,7 @@ def parse_ip_vs(text: str) -> list[VirtualService]:
 
 
 # "0A000002:0050" -> ("10.0.0.2", 80), across reads: a node's backends change slowly.
-_ipv4_where: dict[str, tuple[str, int]] = {}
+_ipv4_where: dict[str, tuple[str, int]] = memo({})
 _IPV4_WHERE_LIMIT = 1 << 16
 
 
