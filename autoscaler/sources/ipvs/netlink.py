@@ -335,9 +335,11 @@ class _DestLayout:
         if count <= 0:
             return pos
         view = memoryview(buf)[pos : pos + count * size]
-        keys = list(self.keys.iter_unpack(view))
+        # Compared as they are unpacked, never held: a list of 10,000 key tuples would
+        # survive into the garbage collector's older generations and slow every collection.
         expected = self.expected
-        if keys.count(expected) != count:
+        if sum(map(expected.__eq__, self.keys.iter_unpack(view))) != count:
+            keys = self.keys.iter_unpack(view)
             count = next(i for i, key in enumerate(keys) if key != expected)
             view = view[: count * size]
         new, port, forward = tuple.__new__, self.port, self.forward
