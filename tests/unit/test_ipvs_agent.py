@@ -22,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.sources.ipvs.agent import IpvsCollector, parse_listen, serve
+from autoscaler.sources.ipvs.collect import collect_node
 from autoscaler.sources.ipvs.mangle import SwarmNetworkRecord, parse_network_inspect
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "ipvs"
@@ -147,6 +148,18 @@ def test_node_without_ipvs_says_so_once(caplog: pytest.LogCaptureFixture) -> Non
     assert not [k for k in samples if k[0] == "swarm_ipvs_active_connections"]
     lines = [r.getMessage() for r in caplog.records if "not available" in r.getMessage()]
     assert len(lines) == 1 and "node-b" in lines[0] and "no IPVS" in lines[0]
+
+
+def test_a_stale_namespace_does_not_hide_that_the_kernel_has_no_ipvs() -> None:
+    # Seen on the lab: a removed network left an lb_ file that setns refuses (EINVAL) while
+    # the live namespaces report no IPVS; the node is still "IPVS unavailable", with the error kept.
+    node = FakeNode(has_ipvs=False)
+    node.namespaces_by_name["ingress_sbox"] = FakeNamespace(services=[])
+    node.namespaces_by_name["lb_stale0000"] = FakeNamespace(services=[], broken="setns: Invalid argument")
+    snapshot = collect_node(node, None)
+    assert not snapshot.available
+    assert "no IPVS" in snapshot.unavailable_reason
+    assert [(ns, stage) for ns, stage, _ in snapshot.errors] == [("lb_stale0000", "ipvs")]
 
 
 @pytest.mark.parametrize("bad", ["9105", "host:", "host:http", "h:70000"])

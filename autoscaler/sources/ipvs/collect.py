@@ -103,7 +103,10 @@ def collect_node(
         net = networks.get(ns)
         owners = map_fwmarks(rules, net.services if net else ())
         _add_samples(snapshot, ns, services, owners)
-    if unavailable == len(namespaces):
+    # "No IPVS" is a fact about the kernel, not one namespace: when no namespace could be read
+    # and one said so, the node has none, even if another failed otherwise (a stale lb_ file
+    # left by a removed network gives EINVAL from setns, seen on the lab).
+    if unavailable and not snapshot.readers:
         snapshot.available = False
     return snapshot
 
