@@ -205,7 +205,7 @@ def run_demo(plan: DemoPlan, info: LabInfo, say: Callable[[str], None] = print) 
             plan.phase_timeout, say,
         )  # fmt: skip
 
-        say(f"== spike: {plan.spike_rps:g} req/s ({plan.spike_rps / plan.base_rps:g}x)")
+        say(f"== spike: {plan.spike_rps:g} req/s ({plan.spike_rps / plan.base_rps:.1f}x)")
         set_load(plan.spike_rps, target=SERVICE)
         ok &= _watch(
             ctl, started, plan.spike_rps,
