@@ -11,7 +11,8 @@ import ipaddress
 import socket
 
 from autoscaler.sources.ipvs.model import VirtualService
-from autoscaler.sources.ipvs.netlink import (
+from autoscaler.sources.ipvs.netlink import decode_real_servers, decode_services
+from autoscaler.sources.ipvs.netlink_wire import (
     BE16,
     CTRL_ATTR_FAMILY_ID,
     CTRL_ATTR_FAMILY_NAME,
@@ -41,8 +42,6 @@ from autoscaler.sources.ipvs.netlink import (
     U32,
     FamilyNotFoundError,
     NetlinkError,
-    decode_real_servers,
-    decode_services,
     fixed_int,
     genl_messages,
     nested_spans,
