@@ -124,6 +124,30 @@ def test_bulk_read_equals_the_generic_walk(specs: list[tuple[kf.Dest, bool]], cu
         assert outcomes[0] == outcomes[1]
 
 
+@settings(deadline=None)  # shared CI machines are slow; correctness, not speed, is checked
+@given(
+    st.lists(
+        st.builds(kf.Service, fwmark=st.integers(1, 2**32 - 1), conns=st.integers(0, 2**32 - 1)), min_size=2
+    ),
+    st.integers(0, 40),
+)
+def test_runs_of_swarm_services_read_in_bulk_match_the_kernel_bytes(
+    services: list[kf.Service], cut: int
+) -> None:
+    # A run of same-shaped fwmark services (Swarm's dump) goes through the bulk path after the
+    # first one; a TCP service in the middle changes the shape and back.
+    services.insert(len(services) // 2, kf.Service(protocol="TCP", address="10.0.0.2", port=80))
+    messages = [kf.genl_message(FAMILY, 1, kf.service_attrs(s)) for s in services]
+    decoded = decode_services(b"".join(messages) + kf.done_message(), FAMILY)
+    assert [(s.fwmark, s.scheduler, s.connections_total, s.connection_rate) for s in decoded] == [
+        (s.fwmark, s.scheduler, s.conns, s.cps) for s in services
+    ]
+    if cut:  # a dump cut inside its last message is reported at that message's offset
+        truncated = b"".join(messages)[:-cut]
+        with pytest.raises(IpvsFormatError, match=f"message at byte {len(b''.join(messages[:-1]))} "):
+            decode_services(truncated, FAMILY)
+
+
 def test_swarm_shaped_dump_with_draining_backend_and_empty_service() -> None:
     services = [kf.Service(fwmark=0x100, conns=500, cps=7), kf.Service(fwmark=0x101)]
     decoded = decode_services(kf.service_dump(FAMILY, services), FAMILY)

@@ -16,7 +16,7 @@ import ipaddress
 import socket
 
 from autoscaler.sources.ipvs.model import IpvsFormatError, RealServer, VirtualService
-from autoscaler.sources.ipvs.netlink_bulk import DestLayout
+from autoscaler.sources.ipvs.netlink_bulk import DestLayout, ServiceLayout
 from autoscaler.sources.ipvs.netlink_wire import (
     BE16,
     DEST_ACTIVE_CONNS,
@@ -81,12 +81,32 @@ def _stats(buf: bytes, a: int, b: int, wide: bool) -> tuple[int | None, int | No
 
 
 def decode_services(buf: bytes, family_id: int) -> list[VirtualService]:
-    """The virtual services of an IPVS_CMD_GET_SERVICE dump (real servers not included)."""
-    services = []
-    for start, end in genl_messages(buf, family_id, IPVS_CMD_NEW_SERVICE):
-        for a, b in nested_spans(buf, start, end, IPVS_CMD_ATTR_SERVICE, "service message"):
-            services.append(_service(buf, a, b))
-    return services
+    """The virtual services of an IPVS_CMD_GET_SERVICE dump (real servers not included).
+
+    Messages shaped like the last generically decoded one are read in bulk (ServiceLayout).
+    """
+    global _last_service_layout
+    services: list[VirtualService] = []
+    pos = 0
+    while True:
+        layout = _last_service_layout
+        if layout is not None:
+            pos = layout.decode_run(buf, pos, services)
+        # One message the generic way (it raises on anything malformed), then back to bulk.
+        for start, end in genl_messages(buf, family_id, IPVS_CMD_NEW_SERVICE, pos):
+            spans = nested_spans(buf, start, end, IPVS_CMD_ATTR_SERVICE, "service message")
+            for a, b in spans:
+                services.append(_service(buf, a, b))
+            if len(spans) == 1:
+                learnt = ServiceLayout.learn(buf, start, end, *spans[0])
+                _last_service_layout = learnt or _last_service_layout
+            pos = (end + 3) & ~3
+            break
+        else:
+            return services
+
+
+_last_service_layout: ServiceLayout | None = None  # immutable once built; swapping it is atomic
 
 
 def _service(buf: bytes, a: int, b: int) -> VirtualService:
