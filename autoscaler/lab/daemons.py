@@ -63,6 +63,9 @@ def _write_daemon_json(node: layout.Node) -> None:
 def start(node: layout.Node) -> None:
     """Start the node's dockerd (if not running) and wait until its API answers."""
     if dockerd_pid(node) is None:
+        # A SIGKILLed dockerd can linger as a zombie (PID 1 here reaps late): dead to us, but
+        # a new dockerd still finds its pid in the pidfile and refuses to start.
+        node.pidfile.unlink(missing_ok=True)
         node.data_root.mkdir(parents=True, exist_ok=True)
         node.exec_root.mkdir(parents=True, exist_ok=True)
         _write_daemon_json(node)

@@ -18,6 +18,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -308,15 +309,26 @@ def test_deployed_autoscaler_scales_and_survives_losing_its_leader(image: Image,
     wait_for("the new leader to scale", lambda: stack.replicas("example-web") != at_takeover, timeout=240)
     finished = time.time()
 
-    logs = stack.controller_logs()
-    scaled = [
-        e
-        for e in logs
-        if e.get("event") == "action"
-        and e.get("action") == "scaled"
-        and e.get("service") == f"{stack.name}_example-web"
-    ]
     updates = stack.scale_events(finished)
+
+    def scale_actions(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in logs
+            if e.get("event") == "action"
+            and e.get("action") == "scaled"
+            and e.get("service") == f"{stack.name}_example-web"
+        ]
+
+    # A controller logs "scaled" after Docker answered, and Docker's log collection lags: the
+    # last action can reach the logs after its update event. Let the logs catch up (bounded);
+    # more updates than logged actions after that is a second leader acting.
+    logs = stack.controller_logs()
+    deadline = time.monotonic() + 30
+    while len(scale_actions(logs)) < len(updates) and time.monotonic() < deadline:
+        time.sleep(0.5)  # poll pacing; the count decides
+        logs = stack.controller_logs()
+    scaled = scale_actions(logs)
     changes = [
         (e["Actor"]["Attributes"].get("replicas.old"), e["Actor"]["Attributes"].get("replicas.new"))
         for e in updates
@@ -325,8 +337,12 @@ def test_deployed_autoscaler_scales_and_survives_losing_its_leader(image: Image,
         f"scale actions logged: {[(e['from'], e['to']) for e in scaled]}; "
         f"spec updates seen by Docker: {changes}"
     )
-    # Exactly one spec update per scale action: a second leader acting would add updates.
-    assert len(updates) == len(scaled), f"{len(updates)} spec updates for {len(scaled)} scale actions"
+    # Exactly one logged scale action per spec update Docker saw: an update no controller
+    # logged would be a second writer. (Actions logged after `finished` have no update in
+    # the window and are left out of the comparison.)
+    logged = Counter((str(e["from"]), str(e["to"])) for e in scaled)
+    seen = Counter((str(old), str(new)) for old, new in changes)
+    assert not seen - logged, f"spec updates no controller logged: {seen - logged} (logged {logged})"
     for event in logs:
         if event.get("logger") == "autoscaler.reconciler.lease":
             print(f"  {event['time']} {event['message']}")
