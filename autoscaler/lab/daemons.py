@@ -66,6 +66,12 @@ def start(node: layout.Node) -> None:
         # A SIGKILLed dockerd can linger as a zombie (PID 1 here reaps late): dead to us, but
         # a new dockerd still finds its pid in the pidfile and refuses to start.
         node.pidfile.unlink(missing_ok=True)
+        # Same for the containerd dockerd runs: a zombie's pid in its pidfile makes dockerd
+        # wait for a containerd that is gone ("timeout waiting for containerd to start").
+        containerd_pidfile = node.exec_root / "containerd" / "containerd.pid"
+        containerd_pid = host.read_pidfile(containerd_pidfile)
+        if containerd_pid is not None and not host.is_alive(containerd_pid):
+            containerd_pidfile.unlink(missing_ok=True)
         node.data_root.mkdir(parents=True, exist_ok=True)
         node.exec_root.mkdir(parents=True, exist_ok=True)
         _write_daemon_json(node)
