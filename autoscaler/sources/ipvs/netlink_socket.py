@@ -135,18 +135,7 @@ class IpvsNetlink:
                 service_selector(svc, family),
             )
             servers = tuple(decode_real_servers(dests, fid, family))
-            result.append(
-                VirtualService(
-                    fwmark=svc.fwmark,
-                    protocol=svc.protocol,
-                    address=svc.address,
-                    port=svc.port,
-                    scheduler=svc.scheduler,
-                    real_servers=servers,
-                    connections_total=svc.connections_total,
-                    connection_rate=svc.connection_rate,
-                )
-            )
+            result.append(svc._replace(real_servers=servers))
         return result
 
 
