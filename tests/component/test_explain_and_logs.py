@@ -13,15 +13,12 @@ from pathlib import Path
 import pytest
 
 from autoscaler.cli import EXIT_INPUT, EXIT_OK, main
-from autoscaler.cli.run import serve
 from autoscaler.observability.logs import configure_logging
-from autoscaler.policy.loader import PolicyStore
 from autoscaler.reconciler.loop import Reconciler
 from autoscaler.reconciler.records import Outcome
-from autoscaler.settings import load_settings
 
 from .fakes import FakeClock, FakeSource, FakeTarget, eventually, service, write_policy
-from .test_serve import Started
+from .test_serve import start_serving
 
 MakeReconciler = Callable[..., Reconciler]
 
@@ -42,20 +39,8 @@ async def test_explain_prints_the_breakdown_from_a_running_controller(
 ) -> None:
     write_policy(policy_dir, "web", target=10.0, max_replicas=4)
     target = FakeTarget(service("web", 2))
-    started: Started = asyncio.get_running_loop().create_future()
-    settings = load_settings(
-        overrides={"policies": {"paths": [policy_dir]}, "http": {"listen": "127.0.0.1:0"}}
-    )
-    run = asyncio.create_task(
-        serve(
-            settings,
-            target=target,
-            sources={"prometheus": FakeSource({("web", "rps"): 90.0})},
-            catalog=PolicyStore([policy_dir]),
-            clock=clock,
-            sleep=clock.sleep,
-            started=started,
-        )
+    run, started = start_serving(
+        policy_dir, target, {"prometheus": FakeSource({("web", "rps"): 90.0})}, clock
     )
     try:
         reconciler, server = await asyncio.wait_for(started, timeout=5)

@@ -31,6 +31,32 @@ def settings_for(policy_dir: Path, **loop: Any) -> Any:
     )
 
 
+def start_serving(
+    policy_dir: Path,
+    target: FakeTarget,
+    sources: dict[str, Any],
+    clock: FakeClock,
+    *,
+    registry: CollectorRegistry | None = None,
+) -> tuple[asyncio.Task[int], Started]:
+    """The real ``serve`` as a task, with fakes around it; ``started`` resolves once it serves."""
+    started: Started = asyncio.get_running_loop().create_future()
+    extra: dict[str, Any] = {"registry": registry} if registry is not None else {}
+    run = asyncio.create_task(
+        serve(
+            settings_for(policy_dir),
+            target=target,
+            sources=sources,
+            catalog=PolicyStore([policy_dir]),
+            clock=clock,
+            sleep=clock.sleep,
+            started=started,
+            **extra,
+        )
+    )
+    return run, started
+
+
 async def test_once_exits_zero_when_every_service_is_fine(policy_dir: Path, clock: FakeClock) -> None:
     write_policy(policy_dir, "web")
     target = FakeTarget(service("web", 1))
@@ -80,17 +106,8 @@ async def test_once_exits_non_zero_on_a_broken_policy_file(policy_dir: Path, clo
 async def test_sigterm_stops_the_controller_cleanly(policy_dir: Path, clock: FakeClock) -> None:
     write_policy(policy_dir, "web")
     target = FakeTarget(service("web", 1))
-    started: Started = asyncio.get_running_loop().create_future()
-    run = asyncio.create_task(
-        serve(
-            settings_for(policy_dir),
-            target=target,
-            sources={"prometheus": FakeSource({("web", "rps"): 10.0})},
-            catalog=PolicyStore([policy_dir]),
-            clock=clock,
-            sleep=clock.sleep,
-            started=started,
-        )
+    run, started = start_serving(
+        policy_dir, target, {"prometheus": FakeSource({("web", "rps"): 10.0})}, clock
     )
     reconciler, _ = await asyncio.wait_for(started, timeout=5)
     await eventually(lambda: reconciler.status.passes >= 1, what="first pass")
@@ -108,18 +125,8 @@ async def test_http_endpoints_report_metrics_health_and_decisions(policy_dir: Pa
     write_policy(policy_dir, "agent")
     target = FakeTarget(service("web", 1), service("agent", None, running=3))
     registry = CollectorRegistry()
-    started: Started = asyncio.get_running_loop().create_future()
-    run = asyncio.create_task(
-        serve(
-            settings_for(policy_dir),
-            target=target,
-            sources={"prometheus": FakeSource({("web", "rps"): 30.0})},
-            catalog=PolicyStore([policy_dir]),
-            registry=registry,
-            clock=clock,
-            sleep=clock.sleep,
-            started=started,
-        )
+    run, started = start_serving(
+        policy_dir, target, {"prometheus": FakeSource({("web", "rps"): 30.0})}, clock, registry=registry
     )
     try:
         reconciler, server = await asyncio.wait_for(started, timeout=5)
@@ -163,18 +170,7 @@ async def test_readyz_fails_while_docker_is_unreachable(policy_dir: Path, clock:
     write_policy(policy_dir, "web")
     target = FakeTarget(service("web", 1))
     target.fail_list = ConnectionRefusedError("docker.sock: connection refused")
-    started: Started = asyncio.get_running_loop().create_future()
-    run = asyncio.create_task(
-        serve(
-            settings_for(policy_dir),
-            target=target,
-            sources={},
-            catalog=PolicyStore([policy_dir]),
-            clock=clock,
-            sleep=clock.sleep,
-            started=started,
-        )
-    )
+    run, started = start_serving(policy_dir, target, {}, clock)
     try:
         reconciler, server = await asyncio.wait_for(started, timeout=5)
         assert server is not None
@@ -192,17 +188,8 @@ async def test_readyz_fails_while_docker_is_unreachable(policy_dir: Path, clock:
 async def test_sighup_reloads_policies_at_once(policy_dir: Path, clock: FakeClock) -> None:
     write_policy(policy_dir, "web", max_replicas=2)
     target = FakeTarget(service("web", 1))
-    started: Started = asyncio.get_running_loop().create_future()
-    run = asyncio.create_task(
-        serve(
-            settings_for(policy_dir),
-            target=target,
-            sources={"prometheus": FakeSource({("web", "rps"): 1000.0})},
-            catalog=PolicyStore([policy_dir]),
-            clock=clock,
-            sleep=clock.sleep,
-            started=started,
-        )
+    run, started = start_serving(
+        policy_dir, target, {"prometheus": FakeSource({("web", "rps"): 1000.0})}, clock
     )
     try:
         reconciler, _ = await asyncio.wait_for(started, timeout=5)
