@@ -29,7 +29,7 @@ from typing import TypeVar
 import docker
 
 from autoscaler.core import lease_rules as rules
-from autoscaler.lab import lab as lab_api
+from swarm_lab import lab as lab_api
 
 REPO = Path(__file__).resolve().parents[1]
 CHARTS = REPO / "charts"
@@ -49,7 +49,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 300) -> 
 def source_tag() -> str:
     digest = hashlib.sha256()
     files = [REPO / "Dockerfile", REPO / "pyproject.toml", *sorted((CHARTS / "image").rglob("*"))]
-    files += sorted((REPO / "autoscaler").rglob("*.py"))
+    files += sorted(p for package in ("autoscaler", "ipvs_agent") for p in (REPO / package).rglob("*.py"))
     for path in files:
         if path.is_file():
             digest.update(str(path.relative_to(REPO)).encode() + path.read_bytes())

@@ -30,7 +30,7 @@ import aiodocker
 from prometheus_client import CollectorRegistry
 
 from autoscaler.core.policy import PolicySpec
-from autoscaler.reconciler.failover import FailoverMonitor
+from autoscaler.reconciler.failover_monitor import FailoverMonitor
 from autoscaler.targets.swarm import SwarmTarget
 from autoscaler.targets.swarm_nodes import SwarmNodes
 
@@ -66,7 +66,7 @@ def failure_tools(args: argparse.Namespace) -> tuple[str, Callable[[int, str], N
             subprocess.run([script, "nodeup", str(n)], check=True, timeout=120)
 
         return args.manager_url, down, up
-    from autoscaler import lab
+    import swarm_lab as lab
 
     def lab_down(n: int, mode: str) -> None:
         lab.node_down(n, mode)  # type: ignore[arg-type]  # argparse limited mode to the lab's kinds

@@ -148,7 +148,7 @@ async def measure_reconciler(args: argparse.Namespace, log_path: Path) -> list[P
 
     from autoscaler.observability.logs import configure_logging
     from autoscaler.observability.metrics import ControllerMetrics
-    from autoscaler.policy.loader import PolicyStore
+    from autoscaler.policy_sources.loader import PolicyStore
     from autoscaler.reconciler.loop import Reconciler
     from autoscaler.sources.prometheus import PrometheusSource
     from autoscaler.targets.swarm import SwarmTarget

@@ -31,16 +31,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "ipvs"))
 import kernel_format as kf
 
-from autoscaler.sources.ipvs.collect import collect_node
-from autoscaler.sources.ipvs.mangle import (
+from ipvs_agent.collect import collect_node
+from ipvs_agent.mangle import (
     MarkRule,
     SwarmNetworkRecord,
     SwarmServiceRecord,
     parse_iptables_save,
 )
-from autoscaler.sources.ipvs.model import VirtualService, forget_memos
-from autoscaler.sources.ipvs.netlink import decode_real_servers, decode_services
-from autoscaler.sources.ipvs.procfs import parse_ip_vs
+from ipvs_agent.model import VirtualService, forget_memos
+from ipvs_agent.netlink import decode_real_servers, decode_services
+from ipvs_agent.procfs import parse_ip_vs
 
 FAMILY = 0x1D
 

@@ -42,8 +42,8 @@ from controller_helpers import (
     wait_for,
 )
 
-from autoscaler.lab import sessions
 from autoscaler.targets.swarm import parse_timestamp
+from swarm_lab import sessions
 
 SERIES_STEP = 0.1  # seconds between the evaluations that locate the threshold crossing
 

@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from autoscaler.sources.ipvs.collect import IpvsReader, NodeSnapshot, collect_node
-from autoscaler.sources.ipvs.mangle import SwarmNetworkRecord
+from ipvs_agent.collect import IpvsReader, NodeSnapshot, collect_node
+from ipvs_agent.mangle import SwarmNetworkRecord
 
 log = logging.getLogger(__name__)
 

@@ -76,9 +76,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoscaler.sources.ipvs.agent import IpvsCollector, parse_listen, serve
-    from autoscaler.sources.ipvs.netns import HostIpvs
-    from autoscaler.sources.ipvs.swarm_records import docker_network_records
+    from ipvs_agent.agent import IpvsCollector, parse_listen, serve
+    from ipvs_agent.netns import HostIpvs
+    from ipvs_agent.swarm_records import docker_network_records
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

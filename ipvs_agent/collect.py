@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import NamedTuple, Protocol
 
-from autoscaler.sources.ipvs.mangle import FwmarkOwner, MarkRule, SwarmNetworkRecord, map_fwmarks
-from autoscaler.sources.ipvs.model import RealServer, VirtualService
-from autoscaler.sources.ipvs.netns import IpvsUnavailableError
+from ipvs_agent.mangle import FwmarkOwner, MarkRule, SwarmNetworkRecord, map_fwmarks
+from ipvs_agent.model import RealServer, VirtualService
+from ipvs_agent.netns import IpvsUnavailableError
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoscaler.sources.ipvs.model import IpvsFormatError, memo
+from ipvs_agent.model import IpvsFormatError, memo
 
 _MARK_CHAINS = frozenset({"PREROUTING", "INPUT", "OUTPUT"})
 _PORTS = re.compile(r"Target:\s*(\d+),\s*Publish:\s*(\d+)")

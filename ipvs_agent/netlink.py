@@ -15,9 +15,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from autoscaler.sources.ipvs.model import IpvsFormatError, RealServer, VirtualService
-from autoscaler.sources.ipvs.netlink_bulk import DestLayout, ServiceLayout
-from autoscaler.sources.ipvs.netlink_wire import (
+from ipvs_agent.model import IpvsFormatError, RealServer, VirtualService
+from ipvs_agent.netlink_bulk import DestLayout, ServiceLayout
+from ipvs_agent.netlink_wire import (
     BE16,
     DEST_ACTIVE_CONNS,
     DEST_ADDR,
@@ -54,8 +54,8 @@ from autoscaler.sources.ipvs.netlink_wire import (
     genl_messages,
     nested_spans,
 )
-from autoscaler.sources.ipvs.netlink_wire import FamilyNotFoundError as FamilyNotFoundError
-from autoscaler.sources.ipvs.netlink_wire import NetlinkError as NetlinkError
+from ipvs_agent.netlink_wire import FamilyNotFoundError as FamilyNotFoundError
+from ipvs_agent.netlink_wire import NetlinkError as NetlinkError
 
 
 def _address(buf: bytes, a: int, b: int, family: int, name: str) -> str:

@@ -10,8 +10,8 @@ import ipaddress
 import socket
 import struct
 
-from autoscaler.sources.ipvs.model import ConversionCache, RealServer, VirtualService
-from autoscaler.sources.ipvs.netlink_wire import (
+from ipvs_agent.model import ConversionCache, RealServer, VirtualService
+from ipvs_agent.netlink_wire import (
     DEST_ACTIVE_CONNS,
     DEST_ADDR,
     DEST_ADDR_FAMILY,

@@ -1,7 +1,7 @@
 """The IPVS generic netlink conversation: family lookup, service and destination dumps.
 
 A plain ``AF_NETLINK`` socket from the standard library (three small requests; see
-docs/ipvs.md); replies are decoded by ``autoscaler.sources.ipvs.netlink``.
+docs/ipvs.md); replies are decoded by ``ipvs_agent.netlink``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import errno
 import ipaddress
 import socket
 
-from autoscaler.sources.ipvs.model import VirtualService
-from autoscaler.sources.ipvs.netlink import decode_real_servers, decode_services
-from autoscaler.sources.ipvs.netlink_wire import (
+from ipvs_agent.model import VirtualService
+from ipvs_agent.netlink import decode_real_servers, decode_services
+from ipvs_agent.netlink_wire import (
     BE16,
     CTRL_ATTR_FAMILY_ID,
     CTRL_ATTR_FAMILY_NAME,

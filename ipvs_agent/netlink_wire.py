@@ -8,7 +8,7 @@ import os
 import struct
 from collections.abc import Iterator
 
-from autoscaler.sources.ipvs.model import IpvsFormatError
+from ipvs_agent.model import IpvsFormatError
 
 NETLINK_GENERIC = 16
 GENL_ID_CTRL = 0x10

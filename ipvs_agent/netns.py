@@ -18,11 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from autoscaler.sources.ipvs.mangle import MarkRule, read_mangle_rules
-from autoscaler.sources.ipvs.model import VirtualService
-from autoscaler.sources.ipvs.netlink import FamilyNotFoundError
-from autoscaler.sources.ipvs.netlink_socket import IpvsNetlink
-from autoscaler.sources.ipvs.procfs import parse_ip_vs
+from ipvs_agent.mangle import MarkRule, read_mangle_rules
+from ipvs_agent.model import VirtualService
+from ipvs_agent.netlink import FamilyNotFoundError
+from ipvs_agent.netlink_socket import IpvsNetlink
+from ipvs_agent.procfs import parse_ip_vs
 
 CLONE_NEWNET = 0x40000000
 INGRESS_NAMESPACE = "ingress_sbox"

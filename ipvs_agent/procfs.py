@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from autoscaler.sources.ipvs.model import IpvsFormatError, RealServer, VirtualService, memo
+from ipvs_agent.model import IpvsFormatError, RealServer, VirtualService, memo
 
 _VERSION_PREFIX = "IP Virtual Server version"
 _HEADER_PREFIXES = ("Prot LocalAddress:Port", "  -> RemoteAddress:Port")

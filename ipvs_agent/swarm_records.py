@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autoscaler.sources.ipvs.mangle import SwarmNetworkRecord, parse_network_inspect
+from ipvs_agent.mangle import SwarmNetworkRecord, parse_network_inspect
 
 
 def docker_network_records(

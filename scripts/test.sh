@@ -21,7 +21,7 @@ step ruff        ruff check .
 step format      ruff format --check .
 step mypy        mypy autoscaler
 step imports     lint-imports
-step policies    swarm-autoscaler validate policies/
+step policies    swarm-autoscaler validate examples/policies/
 
 # The lab: a real 3-node Swarm in network namespaces, Prometheus, the sample app.
 # Brought up here (not lazily by the first test) so its cost shows in the log, and torn

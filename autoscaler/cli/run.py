@@ -41,10 +41,10 @@ log = logging.getLogger("autoscaler.run")
 EXAMPLES = """\
 examples:
   # every policy in ./policies, against the local daemon, scraping Prometheus
-  swarm-autoscaler run --policies policies/ --prometheus-url http://127.0.0.1:9090
+  swarm-autoscaler run --policies examples/policies/ --prometheus-url http://127.0.0.1:9090
 
   # see what it would do without touching anything, one pass, JSON logs
-  swarm-autoscaler run --policies policies/web.yaml --dry-run --once --log-format json
+  swarm-autoscaler run --policies examples/policies/web.yaml --dry-run --once --log-format json
 
   # a lab node's daemon, metrics served on loopback only
   swarm-autoscaler run --docker-host unix:///run/lab/node1/docker.sock --listen 127.0.0.1:8080
@@ -144,8 +144,8 @@ def handle(args: argparse.Namespace) -> int:
 
 def _real_collaborators(settings: Settings) -> tuple[Target, dict[str, MetricSource], PolicyCatalog]:
     # Imported here so `--help` and `explain` work even where aiodocker or requests are absent.
-    from autoscaler.policy.loader import PolicyStore
-    from autoscaler.sources.ipvs.source import IpvsSource
+    from autoscaler.policy_sources.loader import PolicyStore
+    from autoscaler.sources.ipvs_agents import IpvsSource
     from autoscaler.sources.prometheus import PrometheusSource
     from autoscaler.targets.swarm import SwarmTarget
 
@@ -175,7 +175,7 @@ def _real_lease(settings: Settings, registry: CollectorRegistry) -> tuple[Runnin
 def _real_failover(
     settings: Settings, target: Target, registry: CollectorRegistry, lease: RunningLease | None
 ) -> RunningFailover:
-    from autoscaler.reconciler.failover import FailoverMonitor
+    from autoscaler.reconciler.failover_monitor import FailoverMonitor
     from autoscaler.targets.swarm_nodes import SwarmNodes
 
     def may_act() -> bool:

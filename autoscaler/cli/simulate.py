@@ -13,7 +13,7 @@ from autoscaler.core.policy import ScalingPolicy
 from autoscaler.core.simulate import SimulationConfig, SimulationResult, simulate
 from autoscaler.core.trace import Trace, TraceError, parse_trace
 from autoscaler.errors import PolicyError
-from autoscaler.policy.loader import load_paths
+from autoscaler.policy_sources.loader import load_paths
 
 DESCRIPTION = """\
 Replay TRACE.csv against a policy with the real decision engine and print what the
@@ -29,7 +29,7 @@ Model: the engine runs at t=0 and every --interval seconds; new replicas count a
 
 EPILOG = """\
 example:
-  swarm-autoscaler simulate policies/web.yaml --trace examples/traces/step-spike.csv \\
+  swarm-autoscaler simulate examples/policies/web.yaml --trace examples/traces/step-spike.csv \\
       --interval 5 --startup-delay 10 --output timeline.csv
 exit status: 0 ok, 1 invalid policy or trace, 2 usage error"""
 

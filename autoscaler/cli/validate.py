@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.core.policy import MetricSpec, ScalingPolicy
-from autoscaler.policy.loader import LoadedPolicy, PolicyLoadError, Problem, load_paths
-from autoscaler.policy.yaml_documents import YamlPath, format_path, parse_documents
+from autoscaler.policy_sources.loader import LoadedPolicy, PolicyLoadError, Problem, load_paths
+from autoscaler.policy_sources.yaml_documents import YamlPath, format_path, parse_documents
 from autoscaler.sources.promql import TemplateError, fill
 
 EXIT_OK = 0
@@ -18,7 +18,7 @@ EXIT_INPUT = 1
 
 _EPILOG = """\
 examples:
-  swarm-autoscaler validate policies/
+  swarm-autoscaler validate examples/policies/
   swarm-autoscaler validate web.yaml worker.yaml --output json
 
 Directories load their *.yaml and *.yml files (not sub-directories, not hidden files).

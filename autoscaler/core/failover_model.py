@@ -1,6 +1,6 @@
 """The values the failover tracker reads and reports: Swarm's nodes and tasks, failovers, events.
 
-Kept apart from the state machine (``autoscaler.core.failover``) so that module stays about
+Kept apart from the state machine (``autoscaler.core.failover_tracker``) so that module stays about
 transitions; everything here is re-exported there.
 """
 

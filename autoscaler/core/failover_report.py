@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autoscaler.core.failover import Failover, FailoverTracker, LostStatus
+from autoscaler.core.failover_tracker import Failover, FailoverTracker, LostStatus
 
 
 def failover_summary(failover: Failover) -> str:

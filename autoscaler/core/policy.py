@@ -7,7 +7,7 @@ snake_case; the YAML keys are the camelCase aliases. Unknown keys are errors (a 
 as ``maxReplica`` must not silently fall back to a default).
 
 This module is pure: pydantic only. Loading files and mapping errors to file:line lives in
-``autoscaler.policy.loader``.
+``autoscaler.policy_sources.loader``.
 """
 
 from __future__ import annotations

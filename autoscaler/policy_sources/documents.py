@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from autoscaler.core.policy import API_VERSION, KIND, ScalingPolicy
-from autoscaler.policy.messages import allowed_fields, describe, suggest
-from autoscaler.policy.problems import Problem
-from autoscaler.policy.yaml_documents import YamlDocument, YamlPath, format_path, parse_documents
+from autoscaler.policy_sources.messages import allowed_fields, describe, suggest
+from autoscaler.policy_sources.problems import Problem
+from autoscaler.policy_sources.yaml_documents import YamlDocument, YamlPath, format_path, parse_documents
 
 # The one template a query may use; anything else in {{ }} is a typo or a Helm/Jinja leftover.
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)

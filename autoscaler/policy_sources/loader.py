@@ -21,8 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoscaler.policy.documents import LoadedPolicy, PolicyPlaces, check_collisions, parse_policy_text
-from autoscaler.policy.problems import PolicyLoadError, Problem
+from autoscaler.policy_sources.documents import (
+    LoadedPolicy,
+    PolicyPlaces,
+    check_collisions,
+    parse_policy_text,
+)
+from autoscaler.policy_sources.problems import PolicyLoadError, Problem
 
 __all__ = [
     "LoadedPolicy",

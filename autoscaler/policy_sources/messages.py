@@ -15,7 +15,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
-from autoscaler.policy.yaml_documents import YamlPath, format_path
+from autoscaler.policy_sources.yaml_documents import YamlPath, format_path
 
 # Patterns in the model, said in words (the regex stays in the message for the precise rule).
 _PATTERN_WORDS = {

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import yaml
 
-from autoscaler.policy.problems import Problem
+from autoscaler.policy_sources.problems import Problem
 
 
 class _Composer(Protocol):

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from autoscaler.core.decision import Decision, Direction
-from autoscaler.core.failover import (
+from autoscaler.core.failover_report import failover_summary, failovers_json
+from autoscaler.core.failover_tracker import (
     ConfirmationTimedOut,
     FailoverEvent,
     FailoverOpened,
@@ -35,7 +36,6 @@ from autoscaler.core.failover import (
     ReplacementConfirmed,
     TaskView,
 )
-from autoscaler.core.failover_report import failover_summary, failovers_json
 from autoscaler.core.observation import ServiceState
 from autoscaler.core.policy import OnTimeout, PolicySpec
 from autoscaler.errors import AutoscalerError, VersionConflictError

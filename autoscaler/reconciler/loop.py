@@ -20,7 +20,7 @@ from autoscaler.core.observation import MetricRequest
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.reconciler.events import touched_services
 from autoscaler.reconciler.matching import Assignment, idle_policies, match, metric_requests
-from autoscaler.reconciler.policies import PolicyWatcher
+from autoscaler.reconciler.policy_watcher import PolicyWatcher
 from autoscaler.reconciler.ports import (
     EngineFactory,
     FailoverHooks,

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import aiodocker
 import aiohttp
 
-from autoscaler.core.failover import NodeView, TaskView
+from autoscaler.core.failover_tracker import NodeView, TaskView
 from autoscaler.errors import PermanentTargetError, TemporaryTargetError, VersionConflictError
 from autoscaler.targets.docker_endpoint import DockerEndpoint
 from autoscaler.targets.swarm import parse_timestamp

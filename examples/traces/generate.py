@@ -1,7 +1,7 @@
 """Regenerate the example traces (deterministic: fixed seed). Run: python examples/traces/generate.py
 
 Each trace has one metric column, ``requests_per_second``: the request rate the whole service would
-report, matching ``policies/web.yaml`` (target averageValue 50 req/s per replica).
+report, matching ``examples/policies/web.yaml`` (target averageValue 50 req/s per replica).
 """
 
 from __future__ import annotations

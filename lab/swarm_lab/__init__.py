@@ -5,9 +5,9 @@ Public API (also behind ``swarm-autoscaler lab ...``): ``up``, ``down``, ``statu
 ``scrape_labels``. See docs/lab.md.
 """
 
-from autoscaler.lab.errors import LabError
-from autoscaler.lab.lab import LabInfo, down, info, is_up, node_down, node_up, status, up
-from autoscaler.lab.swarm import create_service, deploy_sample, scrape_labels, set_load
+from swarm_lab.errors import LabError
+from swarm_lab.lab import LabInfo, down, info, is_up, node_down, node_up, status, up
+from swarm_lab.swarm import create_service, deploy_sample, scrape_labels, set_load
 
 __all__ = [
     "LabError",

@@ -8,8 +8,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from autoscaler import lab
-from autoscaler.lab import sessions
+import swarm_lab as lab
+from swarm_lab import sessions
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -62,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "demo",
         help="README's main job: a traffic spike absorbed by the autoscaler on the lab",
         description="Bring the lab up with the sample web service, run the autoscaler against it "
-        "(policy lab/demo-policy.yaml), offer a steady load, a spike, then the steady load again, "
+        "(policy swarm_lab/assets/demo-policy.yaml), offer a steady load, a spike, then the steady "
+        "load again, "
         "and print what the controller saw and every scale action it took with its reason.",
     )
     demo.add_argument("--base-rps", type=float, default=30.0, help="steady load, req/s (default 30)")
@@ -73,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from autoscaler.lab.demo import DemoPlan, run_demo
+    from swarm_lab.demo import DemoPlan, run_demo
 
     plan = DemoPlan(base_rps=args.base_rps, spike_rps=args.spike_rps, interval=args.interval)
     try:

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 
 import docker
 
-from autoscaler.lab import host, layout
-from autoscaler.lab.errors import LabError
+from swarm_lab import host, layout
+from swarm_lab.errors import LabError
 
 READY_TIMEOUT = 60.0
 

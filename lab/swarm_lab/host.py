@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from autoscaler.lab import layout
-from autoscaler.lab.errors import LabError
+from swarm_lab import layout
+from swarm_lab.errors import LabError
 
 REQUIRED_TOOLS = {
     "dockerd": "docker.io",
@@ -221,7 +221,7 @@ def ensure_bridge() -> None:
         if routes.strip():
             raise LabError(
                 f"the lab subnet {layout.SUBNET} is already routed on this host ({routes.strip()}): "
-                "remove that interface or change SUBNET in autoscaler/lab/layout.py"
+                "remove that interface or change SUBNET in lab/swarm_lab/layout.py"
             )
         run(["ip", "link", "add", layout.BRIDGE, "type", "bridge"], step="creating the lab bridge")
         run(

@@ -10,8 +10,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from autoscaler.lab import daemons, host, images, layout, swarm
-from autoscaler.lab.errors import LabError
+from swarm_lab import daemons, host, images, layout, swarm
+from swarm_lab.errors import LabError
 
 NodeDownMode = Literal["link", "kill", "stop"]
 

@@ -14,9 +14,9 @@ import fcntl
 import os
 from collections.abc import Iterator
 
-from autoscaler.lab import host, layout, swarm
-from autoscaler.lab import lab as lab_api
-from autoscaler.lab.lab import LabInfo, NodeDownMode
+from swarm_lab import host, layout, swarm
+from swarm_lab import lab as lab_api
+from swarm_lab.lab import LabInfo, NodeDownMode
 
 SESSIONS_DIR = layout.CACHE_DIR / "sessions"
 LOCK_FILE = layout.CACHE_DIR / "lab.lock"

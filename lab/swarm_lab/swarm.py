@@ -11,8 +11,8 @@ from typing import Any
 import docker
 from docker.types import ConfigReference, EndpointSpec, Mount, RestartPolicy, ServiceMode
 
-from autoscaler.lab import daemons, images, layout
-from autoscaler.lab.errors import LabError
+from swarm_lab import daemons, images, layout
+from swarm_lab.errors import LabError
 
 HEARTBEAT_NS = 1_000_000_000  # 1 s: a lost node is Down in ~3 s instead of ~11 s
 SCRAPE_LABEL = "prometheus.scrape"

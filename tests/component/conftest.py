@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from autoscaler.observability.metrics import ControllerMetrics
-from autoscaler.policy.loader import PolicyStore
+from autoscaler.policy_sources.loader import PolicyStore
 from autoscaler.reconciler.loop import Reconciler
 
 from .fakes import FakeClock, FakeSource, FakeTarget

@@ -15,7 +15,7 @@ from autoscaler.cli.run import serve
 from autoscaler.core.decision import Decision
 from autoscaler.core.observation import ServiceState
 from autoscaler.core.policy import PolicySpec
-from autoscaler.policy.loader import PolicyStore
+from autoscaler.policy_sources.loader import PolicyStore
 from autoscaler.reconciler.loop import Reconciler
 from autoscaler.reconciler.records import Outcome
 from autoscaler.reconciler.status import ReconcilerStatus

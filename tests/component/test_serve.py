@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from autoscaler.cli import EXIT_INPUT, EXIT_OK
 from autoscaler.cli.run import serve
 from autoscaler.observability.http import ObservabilityServer
-from autoscaler.policy.loader import PolicyStore
+from autoscaler.policy_sources.loader import PolicyStore
 from autoscaler.reconciler.loop import Reconciler
 from autoscaler.settings import load_settings
 

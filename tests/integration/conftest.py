@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.lab import LabError, sessions
-from autoscaler.lab.sessions import LabHandle
+from swarm_lab import LabError, sessions
+from swarm_lab.sessions import LabHandle
 
 HERE = Path(__file__).parent
 

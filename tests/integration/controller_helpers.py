@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import docker
 
-from autoscaler.lab import create_service, scrape_labels
+from swarm_lab import create_service, scrape_labels
 
 T = TypeVar("T")
 

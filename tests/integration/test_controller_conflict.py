@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 from controller_helpers import ControllerProcess, LabServices, PolicyFile, free_port, unique, wait_for
 
-from autoscaler.lab.sessions import LabHandle
+from swarm_lab.sessions import LabHandle
 
 _UPDATE = re.compile(r"^(?:/v[0-9.]+)?/services/(?P<id>[^/]+)/update$")
 # Hop-by-hop or recomputed by aiohttp; everything else goes through as Docker sent it.

@@ -34,8 +34,8 @@ from controller_helpers import (
 )
 from docker.types import ServiceMode
 
-from autoscaler.lab.sessions import LabHandle
 from autoscaler.targets.swarm import parse_timestamp
+from swarm_lab.sessions import LabHandle
 
 INTERVAL = 1.0
 SERIES_STEP = 0.1  # seconds between the evaluations that locate the threshold crossing

@@ -34,8 +34,8 @@ from controller_helpers import (
 )
 from docker.types import ConfigReference, Mount
 
-from autoscaler.lab import create_service
-from autoscaler.lab.sessions import LabHandle
+from swarm_lab import create_service
+from swarm_lab.sessions import LabHandle
 
 WINDOW = 15
 MANAGER_IP = "10.77.0.11"  # node 1, where the lab runs Prometheus (docs/lab.md)

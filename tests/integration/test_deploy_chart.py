@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from autoscaler.policy.loader import PolicyStore
+from autoscaler.policy_sources.loader import PolicyStore
 
 CHARTS = Path(__file__).resolve().parents[2] / "charts"
 PROMTOOL = shutil.which("promtool")

@@ -60,7 +60,7 @@ def source_hash() -> str:
     """Of what goes into the image, so an unchanged tree reuses the image on the nodes."""
     digest = hashlib.sha256()
     files = [REPO / "Dockerfile", REPO / "pyproject.toml", *sorted((REPO / "charts" / "image").rglob("*"))]
-    files += sorted(p for p in (REPO / "autoscaler").rglob("*.py"))
+    files += sorted(p for package in ("autoscaler", "ipvs_agent") for p in (REPO / package).rglob("*.py"))
     for path in files:
         if path.is_file():
             digest.update(str(path.relative_to(REPO)).encode() + path.read_bytes())

@@ -23,7 +23,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from autoscaler.core.policy import PolicySpec
-from autoscaler.reconciler.failover import FailoverMonitor
+from autoscaler.reconciler.failover_monitor import FailoverMonitor
 from autoscaler.targets.swarm import SwarmTarget
 from autoscaler.targets.swarm_nodes import SwarmNodes
 

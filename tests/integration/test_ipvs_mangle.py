@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.lab import layout
-from autoscaler.lab.sessions import LabHandle
-from autoscaler.sources.ipvs.collect import collect_node
-from autoscaler.sources.ipvs.mangle import MarkRule, map_fwmarks, parse_network_inspect, read_mangle_rules
-from autoscaler.sources.ipvs.netns import HostIpvs
-from autoscaler.sources.ipvs.swarm_records import docker_network_records
+from ipvs_agent.collect import collect_node
+from ipvs_agent.mangle import MarkRule, map_fwmarks, parse_network_inspect, read_mangle_rules
+from ipvs_agent.netns import HostIpvs
+from ipvs_agent.swarm_records import docker_network_records
+from swarm_lab import layout
+from swarm_lab.sessions import LabHandle
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "ipvs"
 

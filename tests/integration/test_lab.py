@@ -16,9 +16,9 @@ from typing import Any
 import docker
 import pytest
 
-from autoscaler.lab import create_service, layout, scrape_labels, swarm
-from autoscaler.lab.lab import NodeDownMode
-from autoscaler.lab.sessions import LabHandle as Lab
+from swarm_lab import create_service, layout, scrape_labels, swarm
+from swarm_lab.lab import NodeDownMode
+from swarm_lab.sessions import LabHandle as Lab
 
 NODE_COUNT = 3
 

@@ -10,7 +10,7 @@ import pytest
 from autoscaler.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-WEB = ROOT / "policies" / "web.yaml"
+WEB = ROOT / "examples" / "policies" / "web.yaml"
 TRACES = ROOT / "examples" / "traces"
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from autoscaler.cli import validate
-from autoscaler.policy.loader import load_paths
+from autoscaler.policy_sources.loader import load_paths
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "policies"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
 
 
@@ -107,7 +107,7 @@ def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
         run_validate(["--help"])
     assert shown.value.code == 0
     help_text = capsys.readouterr().out
-    assert "swarm-autoscaler validate policies/" in help_text
+    assert "swarm-autoscaler validate examples/policies/" in help_text
     assert "path:line: field: message" in help_text
 
 

@@ -10,11 +10,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from autoscaler.core.decision import Decision
-from autoscaler.core.failover import NodeView, TaskView
+from autoscaler.core.failover_tracker import NodeView, TaskView
 from autoscaler.core.observation import ServiceState
 from autoscaler.core.policy import OnTimeout, PolicySpec
 from autoscaler.errors import TemporaryTargetError, VersionConflictError
-from autoscaler.reconciler.failover import FailoverMonitor
+from autoscaler.reconciler.failover_monitor import FailoverMonitor
 
 T0 = 1_700_000_000.0
 DOWN_AT = T0 + 2

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.core.failover import (
+from autoscaler.core.failover_tracker import (
     ConfirmationTimedOut,
     FailoverTracker,
     LostStatus,

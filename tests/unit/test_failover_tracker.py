@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TypeVar
 
-from autoscaler.core.failover import (
+from autoscaler.core.failover_report import failover_summary, failovers_json
+from autoscaler.core.failover_tracker import (
     ConfirmationTimedOut,
     FailoverClosed,
     FailoverEvent,
@@ -18,7 +19,6 @@ from autoscaler.core.failover import (
     ReplacementConfirmed,
     TaskView,
 )
-from autoscaler.core.failover_report import failover_summary, failovers_json
 from autoscaler.core.policy import NodeFailure, OnTimeout
 
 T0 = 1_700_000_000.0

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from autoscaler.sources.ipvs.agent import IpvsCollector, parse_listen, serve
-from autoscaler.sources.ipvs.collect import collect_node
-from autoscaler.sources.ipvs.mangle import SwarmNetworkRecord, parse_network_inspect
+from ipvs_agent.agent import IpvsCollector, parse_listen, serve
+from ipvs_agent.collect import collect_node
+from ipvs_agent.mangle import SwarmNetworkRecord, parse_network_inspect
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "ipvs"
 sys.path.insert(0, str(FIXTURES))

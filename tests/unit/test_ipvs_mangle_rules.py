@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.sources.ipvs.mangle import (
+from ipvs_agent.mangle import (
     MarkRule,
     SwarmServiceRecord,
     map_fwmarks,
     parse_iptables_save,
     parse_network_inspect,
 )
-from autoscaler.sources.ipvs.model import IpvsFormatError
+from ipvs_agent.model import IpvsFormatError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "ipvs"
 

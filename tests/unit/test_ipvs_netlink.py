@@ -17,14 +17,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.sources.ipvs.model import IpvsFormatError
-from autoscaler.sources.ipvs.netlink import (
+from ipvs_agent.model import IpvsFormatError
+from ipvs_agent.netlink import (
     FamilyNotFoundError,
     NetlinkError,
     decode_real_servers,
     decode_services,
 )
-from autoscaler.sources.ipvs.netlink_socket import IpvsNetlink, service_selector
+from ipvs_agent.netlink_socket import IpvsNetlink, service_selector
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures" / "ipvs"))
 import kernel_format as kf
@@ -172,7 +172,7 @@ def test_kernel_error_becomes_netlink_error() -> None:
 
 
 def test_selector_names_the_service_like_ipvsadm_does() -> None:
-    from autoscaler.sources.ipvs.model import VirtualService
+    from ipvs_agent.model import VirtualService
 
     fwm = VirtualService(fwmark=0x100, protocol=None, address=None, port=None, scheduler="rr")
     # The selector is exactly the service attributes the kernel needs: AF then FWMARK, nested.

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.sources.ipvs.model import IpvsFormatError, RealServer
-from autoscaler.sources.ipvs.procfs import parse_ip_vs, parse_ip_vs_stats
+from ipvs_agent.model import IpvsFormatError, RealServer
+from ipvs_agent.procfs import parse_ip_vs, parse_ip_vs_stats
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "ipvs"
 sys.path.insert(0, str(FIXTURES))

@@ -16,9 +16,9 @@ import pytest
 
 from autoscaler.core.observation import MetricRequest
 from autoscaler.errors import PermanentSourceError, TemporarySourceError
-from autoscaler.sources.ipvs.agent import IpvsCollector, serve
-from autoscaler.sources.ipvs.mangle import SwarmNetworkRecord, SwarmServiceRecord
-from autoscaler.sources.ipvs.source import IpvsSource, prometheus_query
+from autoscaler.sources.ipvs_agents import IpvsSource, prometheus_query
+from ipvs_agent.agent import IpvsCollector, serve
+from ipvs_agent.mangle import SwarmNetworkRecord, SwarmServiceRecord
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures" / "ipvs"))
 import kernel_format as kf

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.errors import PolicyError
-from autoscaler.policy.loader import LoadedPolicy, PolicyLoadError, Problem, load_file, load_paths
+from autoscaler.policy_sources.loader import LoadedPolicy, PolicyLoadError, Problem, load_file, load_paths
 
 
 def policy_yaml(name: str, service: str, max_replicas: int = 5) -> str:

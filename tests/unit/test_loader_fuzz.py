@@ -13,10 +13,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.policy.loader import PolicyLoadError, load_file
+from autoscaler.policy_sources.loader import PolicyLoadError, load_file
 
 SOURCES = [
-    *sorted((Path(__file__).resolve().parents[2] / "policies").glob("*.yaml")),
+    *sorted((Path(__file__).resolve().parents[2] / "examples" / "policies").glob("*.yaml")),
     *sorted((Path(__file__).resolve().parents[1] / "fixtures" / "policies").glob("valid-*.yaml")),
 ]
 YAML_PUNCTUATION = [*":-{}[]\"' \t#&*!|>,?%@`", "\n", "  ", "{{", "}}", "---\n", "~"]

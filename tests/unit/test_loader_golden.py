@@ -23,11 +23,11 @@ from pydantic import BaseModel
 
 from autoscaler.cli import validate
 from autoscaler.core.policy import ScalingPolicy
-from autoscaler.policy import yaml_documents
-from autoscaler.policy.loader import PolicyLoadError, load_file, load_paths
+from autoscaler.policy_sources import yaml_documents
+from autoscaler.policy_sources.loader import PolicyLoadError, load_file, load_paths
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
-EXAMPLES = Path(__file__).resolve().parents[2] / "policies"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 INVALID = sorted(FIXTURES.glob("invalid-*.yaml"))
 VALID = sorted(FIXTURES.glob("valid-*.yaml"))
 REGENERATE = os.environ.get("REGENERATE_GOLDEN") == "1"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.policy import loader
-from autoscaler.policy.loader import PolicyStore
+from autoscaler.policy_sources import loader
+from autoscaler.policy_sources.loader import PolicyStore
 
 
 def policy_yaml(name: str, service: str, max_replicas: int = 5) -> str:
