@@ -10,13 +10,15 @@ ARG BASE_IMAGE=python:3.11.10-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
-# The lab (`swarm-autoscaler lab`, local test swarms in network namespaces) is a host tool
-# needing root and the docker SDK: it is left out of the image, and so is its subcommand.
+# The lab (`swarm-autoscaler lab`, local test swarms) is its own distribution in lab/ and is
+# not copied in: `swarm-autoscaler lab` in the image says how to install it. The agent extra
+# brings the docker SDK the IPVS agent reads its node's engine with.
 # Versions are exact (charts/image/constraints.txt). With --offline, build-image.sh also puts
 # a wheelhouse in charts/image/wheels/ and nothing is fetched from the network.
 COPY charts/image/ /image/
 COPY pyproject.toml README.m[d] ./
 COPY autoscaler ./autoscaler
+COPY ipvs_agent ./ipvs_agent
 RUN set -eu; \
     test -f README.md || echo "# swarm-autoscaler" > README.md; \
     if ls /image/wheels/pip-*.whl >/dev/null 2>&1; then \
@@ -29,10 +31,8 @@ RUN set -eu; \
         set --; \
     fi; \
     /venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check "$@" \
-        --constraint /image/constraints.txt .; \
+        --constraint /image/constraints.txt '.[agent]'; \
     /venv/bin/pip uninstall --quiet --yes pip setuptools wheel 2>/dev/null || true; \
-    site="$(/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"; \
-    rm -rf "$site/autoscaler/lab" "$site/autoscaler/cli/lab.py"; \
     find /venv -name '__pycache__' -prune -o -name '*.pyc' -print | xargs -r rm -f; \
     find /venv \( -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi' \) -delete; \
     /venv/bin/python -m compileall -q /venv/lib

@@ -30,7 +30,7 @@ context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 # A clean copy: no wheels or caches from a previous build leak into the image.
 mkdir -p "$context/charts"
-cp -r "$repo/Dockerfile" "$repo/.dockerignore" "$repo/pyproject.toml" "$repo/autoscaler" "$context/"
+cp -r "$repo/Dockerfile" "$repo/.dockerignore" "$repo/pyproject.toml" "$repo/autoscaler" "$repo/ipvs_agent" "$context/"
 cp -r "$repo/charts/image" "$context/charts/image"
 [ -f "$repo/README.md" ] && cp "$repo/README.md" "$context/"
 
@@ -39,10 +39,12 @@ if [ -n "$offline" ]; then
     # Cached per constraints file, so only the first offline build asks the package index.
     stamp="$(sha256sum "$repo/charts/image/constraints.txt" "$repo/pyproject.toml" | sha256sum | cut -c1-16)"
     wheels="${XDG_CACHE_HOME:-$HOME/.cache}/swarm-autoscaler/wheels-$stamp"
-    # The runtime requirements' names (versions come from the constraints file); computed
-    # first so a failure stops the script instead of downloading too little.
+    # The runtime requirements' names, with the agent extra the image installs (versions come
+    # from the constraints file); computed first so a failure stops the script instead of
+    # downloading too little.
     requirements="$(python3 -c 'import re, sys, tomllib
-deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+deps = project["dependencies"] + project["optional-dependencies"]["agent"]
 print(" ".join(re.match(r"[A-Za-z0-9._-]+", d).group(0) for d in deps))' "$repo/pyproject.toml")"
     if [ ! -d "$wheels" ]; then
         # shellcheck disable=SC2086  # one word per requirement

@@ -33,4 +33,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+# The lab (swarm-autoscaler lab ...) is its own distribution: tests and the demo need it.
+.venv/bin/python -m pip install -q -e ./lab
 echo "install.sh: ok ($(.venv/bin/python --version), $(dockerd --version 2>/dev/null | head -1), prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'))"

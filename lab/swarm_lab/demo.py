@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoscaler.lab import LabError, LabInfo, set_load
-from autoscaler.policy.loader import load_file
+from autoscaler.policy_sources.loader import load_file
+from swarm_lab import LabError, LabInfo, layout, set_load
 
-DEMO_POLICY = Path(__file__).resolve().parents[2] / "lab" / "demo-policy.yaml"
+DEMO_POLICY = layout.DEMO_POLICY
 SERVICE = "web"
 
 

@@ -18,17 +18,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from autoscaler.lab import daemons, host, layout
-from autoscaler.lab.errors import LabError
+from swarm_lab import daemons, host, layout
+from swarm_lab.errors import LabError
 
-ASSETS = Path(__file__).resolve().parents[2] / "lab"
+ASSETS = layout.ASSETS
 BUSYBOX = "lab/busybox"
 PYTHON = "lab/python"
 WEB = "lab/web"
 LOADGEN = "lab/loadgen"
 PROMETHEUS = "lab/prometheus"
 ALL = (BUSYBOX, PYTHON, WEB, LOADGEN, PROMETHEUS)
-IMAGE_CONTEXTS = {WEB: "web", LOADGEN: "loadgen", PROMETHEUS: "prometheus"}  # dirs under lab/
+IMAGE_CONTEXTS = {WEB: "web", LOADGEN: "loadgen", PROMETHEUS: "prometheus"}  # dirs under ASSETS
 BUNDLE_LABEL = "swl.bundle"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -105,7 +105,7 @@ def bundle_key() -> str:
     digest = hashlib.sha256()
     prometheus = Path(shutil.which("prometheus") or "/usr/bin/prometheus")
     # Only what goes into images: build contexts, minus the Prometheus config template
-    # (a Swarm config, not baked in); other files under lab/ (demo policies...) do not count.
+    # (a Swarm config, not baked in); other assets (the demo policy...) do not count.
     baked = (
         p
         for context in IMAGE_CONTEXTS.values()

@@ -8,6 +8,7 @@ engineer's namespaces or daemons.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 PREFIX = "swl"
@@ -25,6 +26,12 @@ STATE_TMPFS_SIZE = "8g"  # an upper bound, not a reservation: ~0.4 GiB used per 
 RUN_DIR = Path("/run/swl")
 CACHE_DIR = Path("/var/cache/swarm-autoscaler-lab")
 STATE_FILE = RUN_DIR / "lab.json"
+
+# Image contexts (web, loadgen, prometheus) and the demo policy, shipped inside the package as
+# package data: found the same way from a checkout (editable install) and a wheel. setuptools
+# installs packages as plain files, so the Traversable is a real directory.
+ASSETS = Path(str(resources.files("swarm_lab") / "assets"))
+DEMO_POLICY = ASSETS / "demo-policy.yaml"
 
 NETWORK = "lab-net"
 PROMETHEUS_PORT = 9090
