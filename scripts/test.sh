@@ -19,7 +19,7 @@ step() {
 
 step ruff        ruff check .
 step format      ruff format --check .
-step mypy        mypy autoscaler
+step mypy        mypy autoscaler ipvs_agent lab/swarm_lab
 step imports     lint-imports
 step policies    swarm-autoscaler validate examples/policies/
 
