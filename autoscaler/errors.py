@@ -4,6 +4,10 @@ Borrowed from kopf: an error is either *temporary* (retry later, maybe after ``d
 seconds) or *permanent* (retrying the same thing cannot help; report it and move on).
 Sources and targets map their library's exceptions onto these so the reconciler never
 has to know about aiohttp, requests or Docker error shapes (the httpx habit).
+
+Every exception class of the three programs derives from ``AutoscalerError``: the settings'
+``SettingsError``, the IPVS agent's ``IpvsFormatError``/``NetlinkError``/``IpvsUnavailableError``
+and the lab's ``LabError`` (each keeps its builtin base too: ValueError, OSError, RuntimeError).
 """
 
 from __future__ import annotations

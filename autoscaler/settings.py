@@ -26,6 +26,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from autoscaler.errors import PermanentError
+
 ENV_PREFIX = "AUTOSCALER_"
 CONFIG_ENV = "AUTOSCALER_CONFIG"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -36,8 +38,11 @@ DEFAULT_LISTEN = "0.0.0.0:8080"
 _config_file: ContextVar[Path | None] = ContextVar("autoscaler_config_file", default=None)
 
 
-class SettingsError(ValueError):
-    """Settings are invalid; the message names each bad field, where it came from and how to fix it."""
+class SettingsError(PermanentError, ValueError):
+    """Settings are invalid; the message names each bad field, where it came from and how to fix it.
+
+    Permanent: the same settings fail the same way. Still a ValueError, as before.
+    """
 
 
 def _split_list(value: object) -> object:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple, TypeVar
 
+from autoscaler.errors import AutoscalerError
+
 _K = TypeVar("_K", bound=Hashable)
 
 
-class IpvsFormatError(ValueError):
+class IpvsFormatError(AutoscalerError, ValueError):
     """Kernel output that does not have the shape ip_vs_ctl.c writes.
 
     The message says where (line or byte offset) and what was expected, so a report from a

@@ -8,6 +8,7 @@ import os
 import struct
 from collections.abc import Iterator
 
+from autoscaler.errors import AutoscalerError
 from ipvs_agent.model import IpvsFormatError
 
 NETLINK_GENERIC = 16
@@ -53,7 +54,7 @@ PROTOCOLS = {6: "TCP", 17: "UDP", 132: "SCTP"}
 FORWARD_NAMES = {0: "Masq", 1: "Local", 2: "Tunnel", 3: "Route"}
 
 
-class NetlinkError(OSError):
+class NetlinkError(AutoscalerError, OSError):
     """The kernel answered a request with an error (errno set)."""
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from autoscaler.errors import AutoscalerError
 from ipvs_agent.mangle import MarkRule, read_mangle_rules
 from ipvs_agent.model import VirtualService
 from ipvs_agent.netlink import FamilyNotFoundError
@@ -29,7 +30,7 @@ INGRESS_NAMESPACE = "ingress_sbox"
 T = TypeVar("T")
 
 
-class IpvsUnavailableError(OSError):
+class IpvsUnavailableError(AutoscalerError, OSError):
     """This node's kernel has no IPVS (neither the netlink family nor /proc/net/ip_vs)."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from autoscaler.errors import AutoscalerError
 
-class LabError(RuntimeError):
+
+class LabError(AutoscalerError, RuntimeError):
     """A lab step failed. The message says which step, why, and (when known) how to fix it."""
