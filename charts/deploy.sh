@@ -23,8 +23,8 @@ hash() { sha256sum "$1" | cut -c1-12; }
 export HASH_POLICY_EXAMPLE_WEB="$(hash "$here/policies/example-web.yaml")"
 export HASH_PROMETHEUS_CONFIG="$(hash "$here/prometheus/prometheus.yml")"
 export HASH_PROMETHEUS_ALERTS="$(hash "$here/prometheus/alerts.yml")"
-export HASH_EXAMPLE_WEB_APP="$(hash "$here/../lab/web/app.py")"
-export HASH_EXAMPLE_LOAD_APP="$(hash "$here/../lab/loadgen/loadgen.py")"
+export HASH_EXAMPLE_WEB_APP="$(hash "$here/../lab/swarm_lab/assets/web/app.py")"
+export HASH_EXAMPLE_LOAD_APP="$(hash "$here/../lab/swarm_lab/assets/loadgen/loadgen.py")"
 
 cd "$here"
 exec docker stack deploy --prune --resolve-image "$RESOLVE_IMAGE" -c stack.yml "$@" "$STACK_NAME"
