@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -25,16 +25,12 @@ from autoscaler.observability.http import ObservabilityServer
 from autoscaler.observability.logs import configure_logging
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.reconciler.loop import Clock, Reconciler, Sleep
-from autoscaler.reconciler.ports import (
-    EngineFactory,
-    FailoverHooks,
-    Leadership,
-    MetricSource,
-    PolicyCatalog,
-    Target,
-)
+from autoscaler.reconciler.ports import MetricSource, PolicyCatalog, RunningFailover, RunningLease, Target
 from autoscaler.reconciler.status import ReconcilerStatus
 from autoscaler.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from autoscaler.targets.docker_api import DockerApi
 
 log = logging.getLogger("autoscaler.run")
 
@@ -53,22 +49,6 @@ Every option can also be set by environment (AUTOSCALER_LOOP__INTERVAL=10,
 AUTOSCALER_PROMETHEUS__URL=...) or a settings file (--config settings.yaml); flags win.
 SIGHUP re-reads policy files; SIGTERM/SIGINT finish in-flight scale calls and exit.
 """
-
-
-class RunningLease(Leadership, Protocol):
-    """The HA lease as the controller runs it (``reconciler.lease.Lease``)."""
-
-    async def run(self) -> None: ...
-
-    async def release(self) -> None: ...
-
-
-class RunningFailover(FailoverHooks, Protocol):
-    """The failover monitor as the controller runs it (``reconciler.failover.FailoverMonitor``)."""
-
-    async def run(self) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 def register(subparsers: Any) -> None:
@@ -142,12 +122,20 @@ def handle(args: argparse.Namespace) -> int:
     return asyncio.run(serve(settings))
 
 
-def _real_collaborators(settings: Settings) -> tuple[Target, dict[str, MetricSource], PolicyCatalog]:
-    # Imported here so `--help` and `explain` work even where aiodocker or requests are absent.
-    from autoscaler.policy_sources.loader import PolicyStore
+# The real collaborators are imported where they are made, so `--help` and `explain` work
+# even where aiodocker or aiohttp are absent.
+
+
+def _real_docker(settings: Settings) -> DockerApi:
+    """The one Docker adapter every Swarm read and write of the controller goes through."""
+    from autoscaler.targets.docker_api import DockerApi
+
+    return DockerApi(settings.docker.host)
+
+
+def _real_sources(settings: Settings) -> dict[str, MetricSource]:
     from autoscaler.sources.ipvs_agents import IpvsSource
     from autoscaler.sources.prometheus import PrometheusSource
-    from autoscaler.targets.swarm import SwarmTarget
 
     sources: dict[str, MetricSource] = {}
     if settings.prometheus.url:
@@ -155,25 +143,38 @@ def _real_collaborators(settings: Settings) -> tuple[Target, dict[str, MetricSou
     if settings.ipvs.agents or settings.ipvs.dns_name:
         ipvs = settings.ipvs
         sources["ipvs"] = IpvsSource(ipvs.agents, ipvs.dns_name, port=ipvs.agent_port)
-    return SwarmTarget(settings.docker.host), sources, PolicyStore(settings.policies.paths)
+    return sources
 
 
-def _real_lease(settings: Settings, registry: CollectorRegistry) -> tuple[RunningLease, object]:
-    """The lease and the Docker client it writes through (closed by the caller)."""
-    import aiodocker
+def _real_catalog(settings: Settings) -> PolicyCatalog:
+    from autoscaler.policy_sources.loader import PolicyStore
 
-    from autoscaler.reconciler.lease import Lease, ServiceLabelStore
+    return PolicyStore(settings.policies.paths)
 
-    docker = aiodocker.Docker(url=settings.docker.host)
+
+def _real_target(docker: DockerApi) -> Target:
+    from autoscaler.targets.swarm import SwarmTarget
+
+    return SwarmTarget(docker)
+
+
+def _real_lease(settings: Settings, docker: DockerApi, registry: CollectorRegistry) -> RunningLease:
+    from autoscaler.reconciler.lease import Lease
+    from autoscaler.targets.service_labels import ServiceLabelStore
+
     return Lease(
         ServiceLabelStore(docker, settings.lease.service),
         lease_seconds=settings.lease.seconds,
         registry=registry,  # autoscaler_lease_leader, for the no-leader / two-leaders alerts
-    ), docker
+    )
 
 
 def _real_failover(
-    settings: Settings, target: Target, registry: CollectorRegistry, lease: RunningLease | None
+    settings: Settings,
+    docker: DockerApi,
+    target: Target,
+    registry: CollectorRegistry,
+    lease: RunningLease | None,
 ) -> RunningFailover:
     from autoscaler.reconciler.failover_monitor import FailoverMonitor
     from autoscaler.targets.swarm_nodes import SwarmNodes
@@ -184,7 +185,7 @@ def _real_failover(
         return not settings.loop.dry_run and (lease is None or lease.is_leader())
 
     return FailoverMonitor(
-        nodes=SwarmNodes(settings.docker.host),
+        nodes=SwarmNodes(docker),
         target=target,
         registry=registry,
         interval=settings.loop.interval,
@@ -211,7 +212,6 @@ async def serve(
     sources: Mapping[str, MetricSource] | None = None,
     catalog: PolicyCatalog | None = None,
     registry: CollectorRegistry | None = None,
-    engine_factory: EngineFactory | None = None,
     clock: Clock | None = None,
     sleep: Sleep | None = None,
     failover: RunningFailover | None = None,
@@ -224,24 +224,25 @@ async def serve(
     only when the target is real too: it reads the same Swarm's nodes and tasks).
     """
     registry = registry or CollectorRegistry()
-    lease_client: object = None
+    docker: DockerApi | None = None
+    if (lease is None and settings.lease.service and not settings.loop.once) or target is None:
+        docker = _real_docker(settings)
     if lease is None and settings.lease.service and not settings.loop.once:
-        lease, lease_client = _real_lease(settings, registry)
-    if target is None or sources is None or catalog is None:
-        real_target, real_sources, real_catalog = _real_collaborators(settings)
-        if target is None:
-            target = real_target
-            if failover is None and not settings.loop.once:
-                failover = _real_failover(settings, target, registry, lease)
-        sources = real_sources if sources is None else sources
-        catalog = catalog or real_catalog
+        assert docker is not None
+        lease = _real_lease(settings, docker, registry)
+    if target is None:
+        assert docker is not None
+        target = _real_target(docker)
+        if failover is None and not settings.loop.once:
+            failover = _real_failover(settings, docker, target, registry, lease)
+    sources = _real_sources(settings) if sources is None else sources
+    catalog = catalog or _real_catalog(settings)
     timing: dict[str, Any] = {k: v for k, v in (("clock", clock), ("sleep", sleep)) if v is not None}
     reconciler = Reconciler(
         target=target,
         sources=sources,
         policies=catalog,
         metrics=ControllerMetrics(registry),
-        engine_factory=engine_factory,
         interval=settings.loop.interval,
         dry_run=settings.loop.dry_run,
         debounce=settings.loop.debounce,
@@ -256,11 +257,10 @@ async def serve(
         return await _forever(reconciler, settings, registry, failover, lease, started)
     finally:
         await _close(target)
-        await _close(lease_client)
-        if failover is not None:
-            await _close(getattr(failover, "nodes", None))
         for source in sources.values():
             await _close(source)
+        if docker is not None:
+            await docker.close()  # the one client the target, the lease and the failover monitor share
 
 
 async def _once(

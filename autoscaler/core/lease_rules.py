@@ -58,6 +58,14 @@ def released_labels() -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
+class SpecLabels:
+    """The lease's service spec labels at one ``Version.Index``."""
+
+    version: int
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class LeaseTiming:
     """``lease_seconds``: how long a write keeps its writer leader. ``renew_every``: lease/3,
     so two renewals can fail before the lease runs out. ``margin``: the holder stops acting
@@ -69,7 +77,7 @@ class LeaseTiming:
         if not 3.0 <= self.lease_seconds <= 3600.0:
             raise ValueError(
                 f"lease seconds {self.lease_seconds} out of range: use 3..3600 "
-                "(AUTOSCALER_HA__LEASE_SECONDS); 15 is a good default"
+                "(AUTOSCALER_LEASE__SECONDS); 15 is a good default"
             )
 
     @property

@@ -54,3 +54,19 @@ class MetricRequest:
     kind: str
     query: str
     series_label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmEvent:
+    """One change in the swarm (``targets.swarm_events`` reads them from Docker).
+
+    ``kind`` is "service", "node" or "task"; ``action`` Docker's verb (create, update,
+    remove; start, die...). ``id``/``name`` are the service's (also for task events) or the
+    node's. ``at`` is Unix seconds.
+    """
+
+    kind: str
+    action: str
+    id: str
+    name: str | None
+    at: float

@@ -7,16 +7,16 @@ event costs at most one interval.
 
 from __future__ import annotations
 
+from autoscaler.core.observation import SwarmEvent
 
-def touched_services(event: object) -> frozenset[str] | None:
+
+def touched_services(event: SwarmEvent) -> frozenset[str] | None:
     """The service names an event concerns; None when it may concern any service.
 
     Service and task events carry their service's ``name`` (``targets.swarm_events``);
     node events (a node going down or coming back) may move tasks of every service, and an
     event without a name cannot be attributed, so both wake everything.
     """
-    kind = getattr(event, "kind", None)
-    name = getattr(event, "name", None)
-    if kind in ("service", "task") and isinstance(name, str) and name:
-        return frozenset({name})
+    if event.kind in ("service", "task") and event.name:
+        return frozenset({event.name})
     return None

@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from autoscaler.core.decision import Decision, Direction
 from autoscaler.core.failover_report import failover_summary, failovers_json
@@ -32,13 +33,12 @@ from autoscaler.core.failover_tracker import (
     FailoverSettled,
     FailoverTracker,
     ManagedService,
-    NodeView,
     ReplacementConfirmed,
-    TaskView,
 )
 from autoscaler.core.observation import ServiceState
 from autoscaler.core.policy import OnTimeout, PolicySpec
 from autoscaler.errors import AutoscalerError, VersionConflictError
+from autoscaler.reconciler.ports import NodeReader, Scaler
 
 log = logging.getLogger("autoscaler.failover")
 
@@ -47,24 +47,11 @@ _REPLACEMENT_BUCKETS = (1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45
 _LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
-class NodeReader(Protocol):
-    """What the monitor reads and writes in Swarm (``targets.swarm_nodes.SwarmNodes``)."""
-
-    async def list_nodes(self) -> list[NodeView]: ...
-
-    async def list_tasks(self, service_ids: Collection[str] | None = None) -> list[TaskView]: ...
-
-    async def force_update(self, service_id: str) -> int: ...
-
-    def events(self) -> AsyncIterator[object]: ...
-
-
-class Scaler(Protocol):
-    """The scale half of ``reconciler.ports.Target`` (``targets.swarm.SwarmTarget``)."""
-
-    async def get_service(self, name: str) -> ServiceState | None: ...
-
-    async def scale(self, state: ServiceState, replicas: int) -> ServiceState: ...
+def _once_more_after_a_conflict() -> AsyncRetrying:
+    """One more attempt when the service changed between read and write (each attempt re-reads)."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(2), retry=retry_if_exception_type(VersionConflictError), reraise=True
+    )
 
 
 class FailoverMetrics:
@@ -229,7 +216,7 @@ class FailoverMonitor:
             stream = self.nodes.events()
             try:
                 async for event in stream:
-                    if getattr(event, "kind", None) in ("node", "service", "task"):
+                    if event.kind in ("node", "service", "task"):
                         self._wake.set()
             except asyncio.CancelledError:
                 raise
@@ -238,7 +225,7 @@ class FailoverMonitor:
                 await self.sleep(self.interval)
             finally:
                 # Close the HTTP stream now, not when the generator is collected after the client is gone.
-                close = getattr(stream, "aclose", None)
+                close = getattr(stream, "aclose", None)  # an async generator has it, a plain iterator not
                 if close is not None:
                     await close()
 
@@ -296,31 +283,29 @@ class FailoverMonitor:
         return "reported (alert only)"
 
     async def _force_update(self, service: ManagedService) -> str:
-        try:
-            counter = await self.nodes.force_update(service.id)
-        except VersionConflictError:
-            counter = await self.nodes.force_update(service.id)  # it re-reads the spec: one retry
+        async for attempt in _once_more_after_a_conflict():
+            with attempt:
+                counter = await self.nodes.force_update(service.id)  # it re-reads the spec
         return f"forced an update of every task (ForceUpdate={counter})"
 
     async def _scale_up(self, service: ManagedService) -> str:
         spec = self._specs.get(service.id)
         if spec is None:
             return "not scaled: no policy governs the service any more"
-        for attempt in (1, 2):  # a second read after a version conflict
-            state = await self.target.get_service(service.name)
-            if state is None or state.replicas is None:
-                return "not scaled: the service is gone or not replicated"
-            wanted = min(spec.max_replicas, state.replicas + service.node_failure.scale_up_by)
-            if wanted <= state.replicas:
-                return f"not scaled: already at maxReplicas ({spec.max_replicas})"
-            try:
-                await self.target.scale(state, wanted)
-            except VersionConflictError:
-                if attempt == 2:
-                    raise
-                continue
-            return f"scaled {state.replicas} -> {wanted} replicas"
-        raise AssertionError("unreachable: the second attempt returns or raises")
+        async for attempt in _once_more_after_a_conflict():
+            with attempt:
+                outcome = await self._scale_up_once(service, spec)
+        return outcome
+
+    async def _scale_up_once(self, service: ManagedService, spec: PolicySpec) -> str:
+        state = await self.target.get_service(service.name)
+        if state is None or state.replicas is None:
+            return "not scaled: the service is gone or not replicated"
+        wanted = min(spec.max_replicas, state.replicas + service.node_failure.scale_up_by)
+        if wanted <= state.replicas:
+            return f"not scaled: already at maxReplicas ({spec.max_replicas})"
+        await self.target.scale(state, wanted)
+        return f"scaled {state.replicas} -> {wanted} replicas"
 
     def _export(self) -> None:
         self.metrics.open.set(len(self.tracker.open_failovers))

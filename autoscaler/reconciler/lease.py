@@ -1,8 +1,9 @@
 """High availability: one leader among the controller replicas, by a lease held on Swarm.
 
 The lease is two labels on the controller's OWN service spec (``Spec.Labels``), written
-with ``POST /services/{id}/update?version=N``: Swarm rejects the write if the spec changed
-since it was read at version N, so two candidates can never both take it.
+with ``POST /services/{id}/update?version=N`` (``targets.service_labels.ServiceLabelStore``):
+Swarm rejects the write if the spec changed since it was read at version N, so two
+candidates can never both take it.
 
 Why a service label and not a Docker config or secret: configs are immutable (no update,
 so no compare-and-swap; remove + create is not atomic and races). Why not a node label or
@@ -17,22 +18,18 @@ Timing and safety rules are pure, in ``autoscaler.core.lease_rules``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
 
-import aiodocker
-import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from autoscaler.core import lease_rules as rules
-from autoscaler.errors import PermanentTargetError, TemporaryTargetError, VersionConflictError
+from autoscaler.errors import TemporaryTargetError, VersionConflictError
+from autoscaler.reconciler.ports import LabelStore
 
 log = logging.getLogger(__name__)
 
@@ -43,83 +40,6 @@ def default_identity() -> str:
     In a Swarm task the hostname is the container ID, so the holder label names the task.
     """
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
-
-
-@dataclass(frozen=True, slots=True)
-class SpecLabels:
-    """The service's spec labels at one ``Version.Index``."""
-
-    version: int
-    labels: dict[str, str]
-
-
-class LabelStore(Protocol):
-    """Where the lease labels live: read them, and write them only at the version read."""
-
-    async def read(self) -> SpecLabels: ...
-
-    async def write(self, version: int, labels: dict[str, str]) -> None:
-        """Set ``labels`` (merged into the existing ones). Raises ``VersionConflictError``."""
-        ...
-
-
-class ServiceLabelStore:
-    """The lease labels on a Swarm service spec, through the Docker Engine API."""
-
-    def __init__(self, docker: aiodocker.Docker, service: str) -> None:
-        self._docker = docker
-        self._service = service
-        self._spec: dict[str, Any] | None = None
-        self._spec_version = -1
-
-    async def read(self) -> SpecLabels:
-        try:
-            info = await self._docker.services.inspect(self._service)
-        except aiodocker.DockerError as exc:
-            raise _map_error(exc, f"reading service {self._service!r}") from exc
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise TemporaryTargetError(f"reading service {self._service!r}: {exc!r}") from exc
-        self._spec = info["Spec"]
-        self._spec_version = int(info["Version"]["Index"])
-        return SpecLabels(version=self._spec_version, labels=dict(self._spec.get("Labels") or {}))
-
-    async def write(self, version: int, labels: dict[str, str]) -> None:
-        if self._spec is None or self._spec_version != version:
-            # Only the spec read at ``version`` may be sent back: anything else could undo
-            # another writer's change that the CAS would not notice.
-            await self.read()
-            if self._spec_version != version:
-                raise VersionConflictError(f"service {self._service!r} changed since version {version}")
-        assert self._spec is not None
-        spec = dict(self._spec)
-        spec["Labels"] = {**(spec.get("Labels") or {}), **labels}
-        try:
-            await self._docker._query_json(
-                f"services/{self._service}/update",
-                method="POST",
-                params={"version": str(version)},
-                data=json.dumps(spec),
-            )
-        except aiodocker.DockerError as exc:
-            raise _map_error(exc, f"writing the lease on service {self._service!r}") from exc
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise TemporaryTargetError(f"writing the lease on service {self._service!r}: {exc!r}") from exc
-        finally:
-            self._spec = None  # the version moved on (or is unknown): read before the next write
-
-
-def _map_error(exc: aiodocker.DockerError, doing: str) -> Exception:
-    message = str(exc.message)
-    if "out of sequence" in message:
-        return VersionConflictError(f"{doing}: version conflict ({message})")
-    if exc.status == 404:
-        return PermanentTargetError(
-            f"{doing}: no such service ({message}). Set AUTOSCALER_HA__SERVICE_NAME to the "
-            "controller's own service name (in a stack: <stack>_<service>)"
-        )
-    if exc.status >= 500:
-        return TemporaryTargetError(f"{doing}: {message}")
-    return PermanentTargetError(f"{doing}: {message}")
 
 
 class _LeaseMetrics:

@@ -22,7 +22,6 @@ from autoscaler.reconciler.events import touched_services
 from autoscaler.reconciler.matching import Assignment, idle_policies, match, metric_requests
 from autoscaler.reconciler.policy_watcher import PolicyWatcher
 from autoscaler.reconciler.ports import (
-    EngineFactory,
     FailoverHooks,
     Leadership,
     MetricSource,
@@ -65,13 +64,6 @@ class LoopStatus:
     idle_policies: list[str] = field(default_factory=list)
 
 
-def default_engine_factory() -> EngineFactory:
-    from autoscaler.core.engine import Engine
-
-    factory: EngineFactory = Engine
-    return factory
-
-
 class Reconciler:
     def __init__(
         self,
@@ -80,7 +72,6 @@ class Reconciler:
         sources: Mapping[str, MetricSource],
         policies: PolicyCatalog,
         metrics: ControllerMetrics,
-        engine_factory: EngineFactory | None = None,
         interval: float = 5.0,
         dry_run: bool = False,
         debounce: float = 0.5,
@@ -107,7 +98,6 @@ class Reconciler:
         self._services = ServiceReconciler(
             target=target,
             metrics=metrics,
-            engine_factory=engine_factory or default_engine_factory(),
             engines=self._engines,
             clock=clock,
             dry_run=dry_run,

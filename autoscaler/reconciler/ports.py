@@ -1,24 +1,26 @@
-"""The Protocols the reconcile loop needs from the world, defined by the loop (their user).
+"""Every Protocol the reconciler and the CLI need from the world, defined by their user.
 
-They are structural: ``SwarmTarget``, ``PrometheusSource``, ``IpvsSource``, ``PolicyStore``
-and ``Engine`` satisfy them without importing this module, and tests pass in-memory
-fakes. Each Protocol lists only what the loop calls, so a fake stays a few lines long.
+They are structural: ``SwarmTarget``, ``SwarmNodes``, ``ServiceLabelStore``,
+``PrometheusSource``, ``IpvsSource``, ``PolicyStore``, ``Lease`` and ``FailoverMonitor``
+satisfy them without importing this module, and tests pass in-memory fakes. Each Protocol
+lists only what its user calls, so a fake stays a few lines long.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from autoscaler.core.decision import Decision, MetricReading
-from autoscaler.core.observation import MetricRequest, ServiceState
-from autoscaler.core.policy import PolicySpec, ScalingPolicy
+from autoscaler.core.failover_tracker import NodeView, TaskView
+from autoscaler.core.lease_rules import SpecLabels
+from autoscaler.core.observation import MetricRequest, ServiceState, SwarmEvent
+from autoscaler.core.policy import PolicySpec
+from autoscaler.policy_sources.loader import LoadedPolicy, ReloadResult
 
 
-class Target(Protocol):
-    """Where services live and get scaled (Swarm). Raises only ``autoscaler.errors`` errors."""
-
-    async def list_services(self) -> list[ServiceState]: ...
+class Scaler(Protocol):
+    """Read one service and scale it (what the failover monitor's scaleUp needs)."""
 
     async def get_service(self, name: str, /) -> ServiceState | None: ...
 
@@ -29,8 +31,36 @@ class Target(Protocol):
         """
         ...
 
-    def events(self) -> AsyncIterator[object]:
-        """Service, node and task events; each has ``kind`` and, when known, the service it touches."""
+
+class Target(Scaler, Protocol):
+    """Where services live and get scaled (Swarm). Raises only ``autoscaler.errors`` errors."""
+
+    async def list_services(self) -> list[ServiceState]: ...
+
+    def events(self) -> AsyncIterator[SwarmEvent]:
+        """Service, node and task events, reconnecting until cancelled."""
+        ...
+
+
+class NodeReader(Protocol):
+    """What the failover monitor reads and writes in Swarm (``targets.swarm_nodes.SwarmNodes``)."""
+
+    async def list_nodes(self) -> list[NodeView]: ...
+
+    async def list_tasks(self, service_ids: Collection[str] | None = None) -> list[TaskView]: ...
+
+    async def force_update(self, service_id: str) -> int: ...
+
+    def events(self) -> AsyncIterator[SwarmEvent]: ...
+
+
+class LabelStore(Protocol):
+    """Where the lease labels live: read them, and write them only at the version read."""
+
+    async def read(self) -> SpecLabels: ...
+
+    async def write(self, version: int, labels: dict[str, str]) -> None:
+        """Set ``labels`` (merged into the existing ones). Raises ``VersionConflictError``."""
         ...
 
 
@@ -40,66 +70,20 @@ class MetricSource(Protocol):
     async def fetch(self, requests: Sequence[MetricRequest], /) -> Mapping[MetricRequest, MetricReading]: ...
 
 
-class LoadedPolicyLike(Protocol):
-    """A policy and where it came from (``policy.loader.LoadedPolicy``)."""
-
-    @property
-    def policy(self) -> ScalingPolicy: ...
-
-
-class ReloadResultLike(Protocol):
-    """What changed in a reload (policy names) and what is wrong (``policy.loader.ReloadResult``)."""
-
-    @property
-    def added(self) -> Sequence[str]: ...
-
-    @property
-    def changed(self) -> Sequence[str]: ...
-
-    @property
-    def removed(self) -> Sequence[str]: ...
-
-    @property
-    def problems(self) -> Sequence[object]: ...
-
-
 class PolicyCatalog(Protocol):
-    """The policies in force (``policy.loader.PolicyStore``).
+    """The policies in force (``policy_sources.loader.PolicyStore``).
 
     A reload keeps the last good version of a broken file and reports the problem.
     """
 
     @property
-    def policies(self) -> Sequence[LoadedPolicyLike]: ...
+    def policies(self) -> Sequence[LoadedPolicy]: ...
 
-    def reload(self) -> ReloadResultLike: ...
-
-
-class DecisionEngine(Protocol):
-    """The pure decision engine for one policy applied to one service (``core.engine.Engine``)."""
-
-    def decide(
-        self,
-        *,
-        now: float,
-        current: int,
-        running: int,
-        readings: Mapping[str, MetricReading],
-        changed_at: float | None = None,
-        hold_scale_down: str | None = None,
-    ) -> Decision: ...
-
-    def record_scale(self, *, at: float, from_replicas: int, to_replicas: int) -> None: ...
-
-    def update_spec(self, spec: PolicySpec) -> None: ...
-
-
-class EngineFactory(Protocol):
-    def __call__(self, spec: PolicySpec, *, now: float, current: int) -> DecisionEngine: ...
+    def reload(self) -> ReloadResult: ...
 
 
 class FailoverHooks(Protocol):
-    """What the loop tells and asks the failover monitor (``reconciler.failover.FailoverMonitor``)."""
+    """What the loop tells and asks the failover monitor (``reconciler.failover_monitor.FailoverMonitor``)."""
 
     def set_managed(self, governed: Iterable[tuple[ServiceState, PolicySpec]]) -> None: ...
 
@@ -112,7 +96,23 @@ class FailoverHooks(Protocol):
     def failovers(self) -> list[dict[str, Any]]: ...
 
 
+class RunningFailover(FailoverHooks, Protocol):
+    """The failover monitor as the controller runs it."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Leadership(Protocol):
     """Whether this replica of the controller may act (``reconciler.lease.Lease``)."""
 
     def is_leader(self) -> bool: ...
+
+
+class RunningLease(Leadership, Protocol):
+    """The HA lease as the controller runs it."""
+
+    async def run(self) -> None: ...
+
+    async def release(self) -> None: ...

@@ -11,13 +11,16 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+
 from autoscaler.core.decision import Decision, MetricReading
+from autoscaler.core.engine import Engine
 from autoscaler.core.observation import MetricRequest, ServiceState
 from autoscaler.core.policy import PolicySpec, ScalingPolicy
 from autoscaler.errors import TargetError, VersionConflictError
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.reconciler.matching import Assignment, metric_requests
-from autoscaler.reconciler.ports import DecisionEngine, EngineFactory, FailoverHooks, Leadership, Target
+from autoscaler.reconciler.ports import FailoverHooks, Leadership, Target
 from autoscaler.reconciler.records import Outcome, ServiceRecord
 
 log = logging.getLogger("autoscaler.reconciler")
@@ -32,7 +35,7 @@ class EngineSlot:
 
     service_id: str
     spec: PolicySpec
-    engine: DecisionEngine
+    engine: Engine
 
 
 class ServiceReconciler:
@@ -41,7 +44,6 @@ class ServiceReconciler:
         *,
         target: Target,
         metrics: ControllerMetrics,
-        engine_factory: EngineFactory,
         engines: dict[tuple[str, str], EngineSlot],
         clock: Callable[[], float],
         dry_run: bool,
@@ -52,7 +54,6 @@ class ServiceReconciler:
     ) -> None:
         self.target = target
         self.metrics = metrics
-        self.engine_factory = engine_factory
         self.engines = engines
         self.clock = clock
         self.dry_run = dry_run
@@ -142,32 +143,48 @@ class ServiceReconciler:
             reason = f"{decision.reason}; standby: another controller holds the lease"
             return self._record(policy, service, Outcome.STANDBY, reason, decision)
 
-        try:
-            async with self._calls:
-                await self.target.scale(service, decision.desired)
-        except VersionConflictError:
-            # Someone changed the service since we listed it: re-read and decide again, once.
-            log.info("%s: version conflict, re-reading", service.name, extra={"event": "conflict"})
-            async with self._calls:
-                fresh = await self.target.get_service(service.name)
-            if fresh is None:
-                return self._record(policy, service, Outcome.SKIPPED, "service removed while scaling it")
-            if fresh.replicas is None or fresh.updating:
-                return await self._reconcile(policy, fresh, readings)
-            service = fresh
-            decision = self._decide(engine, policy, service, metric_readings)
-            if decision.desired == service.replicas:
-                return self._record(policy, service, Outcome.UNCHANGED, decision.reason, decision)
-            async with self._calls:
-                await self.target.scale(service, decision.desired)
+        # On a version conflict someone changed the service since we listed it: re-read it and
+        # decide again, once.
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(2), retry=retry_if_exception_type(VersionConflictError), reraise=True
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    redecided = await self._redecide(engine, policy, service, metric_readings, readings)
+                    if isinstance(redecided, ServiceRecord):
+                        return redecided
+                    service, decision = redecided
+                async with self._calls:
+                    await self.target.scale(service, decision.desired)
         assert service.replicas is not None  # checked above, on this exact state
         engine.record_scale(at=self.clock(), from_replicas=service.replicas, to_replicas=decision.desired)
         self._log_action(service, decision, "scaled")
         return self._record(policy, service, Outcome.SCALED, decision.reason, decision)
 
+    async def _redecide(
+        self,
+        engine: Engine,
+        policy: ScalingPolicy,
+        service: ServiceState,
+        metric_readings: Mapping[str, MetricReading],
+        readings: Mapping[MetricRequest, MetricReading],
+    ) -> tuple[ServiceState, Decision] | ServiceRecord:
+        """The fresh state and a new decision after a version conflict, or the pass's record."""
+        log.info("%s: version conflict, re-reading", service.name, extra={"event": "conflict"})
+        async with self._calls:
+            fresh = await self.target.get_service(service.name)
+        if fresh is None:
+            return self._record(policy, service, Outcome.SKIPPED, "service removed while scaling it")
+        if fresh.replicas is None or fresh.updating:
+            return await self._reconcile(policy, fresh, readings)
+        decision = self._decide(engine, policy, fresh, metric_readings)
+        if decision.desired == fresh.replicas:
+            return self._record(policy, fresh, Outcome.UNCHANGED, decision.reason, decision)
+        return fresh, decision
+
     def _decide(
         self,
-        engine: DecisionEngine,
+        engine: Engine,
         policy: ScalingPolicy,
         service: ServiceState,
         readings: Mapping[str, MetricReading],
@@ -239,12 +256,12 @@ class ServiceReconciler:
             )
         return found
 
-    def _engine_for(self, policy: ScalingPolicy, service: ServiceState) -> DecisionEngine:
+    def _engine_for(self, policy: ScalingPolicy, service: ServiceState) -> Engine:
         assert service.replicas is not None
         key = (policy.name, service.name)
         slot = self.engines.get(key)
         if slot is None or slot.service_id != service.id:
-            engine = self.engine_factory(policy.spec, now=self.clock(), current=service.replicas)
+            engine = Engine(policy.spec, now=self.clock(), current=service.replicas)
             self.engines[key] = EngineSlot(service.id, policy.spec, engine)
             return engine
         if slot.spec != policy.spec:

@@ -1,15 +1,6 @@
-"""Docker Swarm as the scaling target, over the Engine API (aiodocker's HTTP session).
+"""Docker Swarm as the scaling target: services read, and scaled through ``DockerApi.update_spec``.
 
-Calls go through aiodocker's low-level ``_query_json`` rather than its service helpers on
-purpose: ``services.update`` only changes the image and passes the spec through
-``clean_map`` (which drops empty and null fields), so it can neither set Replicas nor keep the
-rest of the spec as it was. Here the spec read from ``GET /services/{id}`` goes back to
-``POST /services/{id}/update?version=N`` with exactly one field changed.
-
-Every aiodocker/aiohttp error is mapped onto ``autoscaler.errors``: unreachable daemon,
-timeouts and 5xx are retried (bounded) then ``TemporaryTargetError``; Swarm's
-"update out of sequence" is ``VersionConflictError`` (never retried: the caller must
-re-read and decide again); other 4xx are ``PermanentTargetError``.
+Errors and retries are ``targets.docker_api``'s (one place for the whole controller).
 """
 
 from __future__ import annotations
@@ -18,36 +9,19 @@ import asyncio
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-import aiodocker
-import aiohttp
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
-
-from autoscaler.core.observation import ServiceState
-from autoscaler.errors import PermanentTargetError, TemporaryTargetError, VersionConflictError
-from autoscaler.targets.docker_endpoint import DockerEndpoint
-from autoscaler.targets.swarm_events import SwarmEvent, stream_events
+from autoscaler.core.observation import ServiceState, SwarmEvent
+from autoscaler.errors import PermanentTargetError
+from autoscaler.targets.docker_api import DockerApi, NotFoundError
+from autoscaler.targets.swarm_events import stream_events
 
 __all__ = ["SwarmEvent", "SwarmTarget", "parse_timestamp"]
 
-T = TypeVar("T")
-
 _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
-_OUT_OF_SEQUENCE = "update out of sequence"
-# aiodocker reports a failed connection as a DockerError with this pseudo status.
-_CANNOT_CONNECT = 900
-
-
-class _Transient(Exception):
-    """A failure that another attempt may not meet (connection, timeout, 5xx)."""
-
-
-class _NotFoundError(PermanentTargetError):
-    """404: no such service (``get_service`` turns it into None)."""
 
 
 def parse_timestamp(text: str) -> float:
@@ -93,35 +67,40 @@ def _running_by_service(tasks: list[dict[str, Any]]) -> Counter[str]:
 
 
 class SwarmTarget:
-    """Reads and scales Swarm services through one manager's Engine API."""
+    """Reads and scales Swarm services through one manager's Engine API.
 
-    def __init__(self, docker_url: str | None = None, *, timeout: float = 10.0, retries: int = 2) -> None:
-        if timeout <= 0 or retries < 0:
-            raise ValueError(f"timeout must be > 0 and retries >= 0 (got {timeout}, {retries})")
-        self._endpoint = DockerEndpoint(docker_url, timeout=timeout)
-        self._timeout = timeout
-        self._attempts = retries + 1
-        self.http_requests = 0  # attempts sent, retries included; read by bench and tests
+    ``docker`` is the shared ``DockerApi`` (the controller makes one), or what ``DockerApi``
+    takes (an endpoint URL; None: ``DOCKER_HOST``) for an adapter of its own.
+    """
+
+    def __init__(
+        self, docker: DockerApi | str | None = None, *, timeout: float = 10.0, retries: int = 2
+    ) -> None:
+        self._owns_api = not isinstance(docker, DockerApi)
+        self.api = (
+            docker if isinstance(docker, DockerApi) else DockerApi(docker, timeout=timeout, retries=retries)
+        )
 
     @property
     def where(self) -> str:
-        return self._endpoint.where
+        return self.api.where
 
-    def _client(self) -> aiodocker.Docker:
-        return self._endpoint.client()
+    @property
+    def http_requests(self) -> int:
+        """Attempts sent through the Docker adapter, retries included; read by bench and tests."""
+        return self.api.http_requests
 
     async def close(self) -> None:
-        await self._endpoint.close()
+        if self._owns_api:
+            await self.api.close()
 
     async def list_services(self) -> list[ServiceState]:
         filters = json.dumps({"desired-state": ["running"]})
         try:
             # A TaskGroup, unlike gather, cancels the sibling call when one fails.
             async with asyncio.TaskGroup() as group:
-                services = group.create_task(self._call(lambda d: d._query_json("services")))
-                tasks = group.create_task(
-                    self._call(lambda d: d._query_json("tasks", params={"filters": filters}))
-                )
+                services = group.create_task(self.api.get("services"))
+                tasks = group.create_task(self.api.get("tasks", {"filters": filters}))
         except BaseExceptionGroup as group_error:
             raise group_error.exceptions[0] from None
         with self._unexpected_shape("services or tasks list"):
@@ -129,8 +108,9 @@ class SwarmTarget:
             return [_state_of(service, running[service["ID"]]) for service in services.result()]
 
     async def get_service(self, name_or_id: str) -> ServiceState | None:
-        service = await self._inspect(name_or_id)
-        if service is None:
+        try:
+            service = await self.api.inspect_service(name_or_id)
+        except NotFoundError:
             return None
         with self._unexpected_shape(f"service {name_or_id!r}"):
             return _state_of(service, await self._count_running(service["ID"]))
@@ -138,28 +118,19 @@ class SwarmTarget:
     async def scale(self, state: ServiceState, replicas: int) -> ServiceState:
         if replicas < 0:
             raise PermanentTargetError(f"cannot scale service {state.name!r} to {replicas} replicas (< 0)")
-        service = await self._inspect(state.id)
-        if service is None:
-            raise PermanentTargetError(f"service {state.name!r} ({state.id}) no longer exists")
-        spec: dict[str, Any] = service["Spec"]
-        if _replicas_of(spec) is None:
-            mode = ", ".join(spec.get("Mode", {})) or "unknown"
-            raise PermanentTargetError(
-                f"service {state.name!r} runs in {mode} mode; only replicated services can be scaled"
-            )
-        current_version = int(service["Version"]["Index"])
-        if current_version != state.version:
-            raise VersionConflictError(
-                f"service {state.name!r} changed since it was read (version {state.version} -> "
-                f"{current_version}); re-read it before scaling"
-            )
-        spec["Mode"]["Replicated"]["Replicas"] = replicas
-        body = json.dumps(spec)
-        await self._call(
-            lambda d: d._query_json(
-                f"services/{state.id}/update", method="POST", params={"version": state.version}, data=body
-            )
-        )
+
+        def set_replicas(spec: dict[str, Any]) -> None:
+            if _replicas_of(spec) is None:
+                mode = ", ".join(spec.get("Mode", {})) or "unknown"
+                raise PermanentTargetError(
+                    f"service {state.name!r} runs in {mode} mode; only replicated services can be scaled"
+                )
+            spec["Mode"]["Replicated"]["Replicas"] = replicas
+
+        try:
+            await self.api.update_spec(state.id, state.version, set_replicas)
+        except NotFoundError as exc:
+            raise PermanentTargetError(f"service {state.name!r} ({state.id}) no longer exists") from exc
         updated = await self.get_service(state.id)
         if updated is None:
             raise PermanentTargetError(f"service {state.name!r} ({state.id}) vanished right after scaling")
@@ -167,18 +138,11 @@ class SwarmTarget:
 
     def events(self) -> AsyncIterator[SwarmEvent]:
         """Service, node and task events, reconnecting (and replaying the gap) until cancelled."""
-        return stream_events(self._client, self._timeout)
-
-    async def _inspect(self, name_or_id: str) -> dict[str, Any] | None:
-        try:
-            service: dict[str, Any] = await self._call(lambda d: d._query_json(f"services/{name_or_id}"))
-        except _NotFoundError:
-            return None
-        return service
+        return stream_events(self.api.client, self.api.timeout)
 
     async def _count_running(self, service_id: str) -> int:
         filters = json.dumps({"service": [service_id], "desired-state": ["running"]})
-        tasks = await self._call(lambda d: d._query_json("tasks", params={"filters": filters}))
+        tasks = await self.api.get("tasks", {"filters": filters})
         return _running_by_service(tasks)[service_id]
 
     @contextmanager
@@ -191,40 +155,3 @@ class SwarmTarget:
                 f"Docker at {self.where} sent a {what} this autoscaler cannot read ({exc!r}); "
                 "is it an Engine API >= 1.41 swarm manager?"
             ) from exc
-
-    async def _call(self, request: Callable[[aiodocker.Docker], Awaitable[T]]) -> T:
-        """``request`` with bounded retries of transient failures, errors mapped to ours."""
-        docker = self._client()
-        try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self._attempts),
-                wait=wait_exponential(multiplier=0.2, max=2.0),
-                retry=retry_if_exception_type(_Transient),
-                reraise=True,
-            ):
-                with attempt:
-                    self.http_requests += 1
-                    return await self._once(docker, request)
-        except _Transient as exc:
-            raise TemporaryTargetError(
-                f"Docker at {self.where}: {exc} (after {self._attempts} attempts)"
-            ) from exc
-        raise AssertionError("unreachable: AsyncRetrying either returns or raises")
-
-    async def _once(self, docker: aiodocker.Docker, request: Callable[[aiodocker.Docker], Awaitable[T]]) -> T:
-        try:
-            return await request(docker)
-        except TimeoutError as exc:
-            raise _Transient(f"no answer within {self._timeout:g}s") from exc
-        except aiodocker.DockerError as exc:
-            message = str(exc.message)
-            if _OUT_OF_SEQUENCE in message:
-                raise VersionConflictError(
-                    f"Docker at {self.where} refused the update: {message}; re-read the service"
-                ) from exc
-            if exc.status == _CANNOT_CONNECT or exc.status >= 500:
-                raise _Transient(message) from exc
-            error = _NotFoundError if exc.status == 404 else PermanentTargetError
-            raise error(f"Docker at {self.where} answered {exc.status}: {message}") from exc
-        except aiohttp.ClientError as exc:
-            raise _Transient(f"{type(exc).__name__}: {exc}") from exc

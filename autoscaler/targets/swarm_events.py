@@ -15,11 +15,12 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiodocker
 import aiohttp
+
+from autoscaler.core.observation import SwarmEvent
 
 _SERVICE_ID_LABEL = "com.docker.swarm.service.id"
 _SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
@@ -27,22 +28,6 @@ _TASK_ACTIONS = ("start", "die", "health_status")
 _FILTERS = json.dumps({"type": ["service", "node", "container"]})
 _BACKOFF_FIRST = 0.5
 _BACKOFF_MAX = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class SwarmEvent:
-    """One change in the swarm.
-
-    ``kind`` is "service", "node" or "task"; ``action`` Docker's verb (create, update,
-    remove; start, die...). ``id``/``name`` are the service's (also for task events) or the
-    node's. ``at`` is Unix seconds.
-    """
-
-    kind: str
-    action: str
-    id: str
-    name: str | None
-    at: float
 
 
 def event_from_docker(raw: dict[str, Any]) -> SwarmEvent | None:

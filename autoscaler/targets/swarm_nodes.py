@@ -3,32 +3,27 @@
 Reads go to one manager: ``GET /nodes`` and ``GET /tasks`` filtered by service (Swarm keeps
 each slot's recent task history, shut-down tasks with the node they ran on, which is what lets
 a restarted controller rebuild an ongoing failover). ``force_update`` bumps
-``TaskTemplate.ForceUpdate`` with the ``Version.Index`` compare-and-swap, which makes Swarm
-replace every task of the service (``docker service update --force``).
-
-No retries here: the failover monitor calls again on its next resync. Every aiodocker/aiohttp
-error becomes one of ``autoscaler.errors``.
+``TaskTemplate.ForceUpdate`` through ``DockerApi.update_spec`` (the ``Version.Index``
+compare-and-swap), which makes Swarm replace every task of the service
+(``docker service update --force``). Errors and retries are ``targets.docker_api``'s.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any, TypeVar
 
 import aiodocker
-import aiohttp
 
 from autoscaler.core.failover_tracker import NodeView, TaskView
-from autoscaler.errors import PermanentTargetError, TemporaryTargetError, VersionConflictError
-from autoscaler.targets.docker_endpoint import DockerEndpoint
+from autoscaler.core.observation import SwarmEvent
+from autoscaler.errors import PermanentTargetError
+from autoscaler.targets.docker_api import DockerApi
 from autoscaler.targets.swarm import parse_timestamp
-from autoscaler.targets.swarm_events import SwarmEvent, stream_events
+from autoscaler.targets.swarm_events import stream_events
 
 T = TypeVar("T")
-
-_CANNOT_CONNECT = 900  # aiodocker's pseudo status for a failed connection
-_OUT_OF_SEQUENCE = "update out of sequence"
 
 
 def node_view(raw: dict[str, Any]) -> NodeView:
@@ -66,28 +61,28 @@ def task_view(raw: dict[str, Any]) -> TaskView:
 class SwarmNodes:
     """Node and task reads (and ``force_update``) through one Swarm manager's Engine API.
 
-    ``docker`` is an ``aiodocker.Docker`` the caller owns, or an endpoint URL
-    (``unix:///run/docker.sock``, ``tcp://10.0.0.1:2375``; None: ``DOCKER_HOST``) for a
-    client made on first use and closed by ``close()``.
+    ``docker`` is the shared ``DockerApi`` (the controller makes one), or what ``DockerApi``
+    takes (an ``aiodocker.Docker`` the caller owns, an endpoint URL; None: ``DOCKER_HOST``)
+    for an adapter of its own, closed by ``close()``.
     """
 
-    def __init__(self, docker: aiodocker.Docker | str | None = None, *, timeout: float = 10.0) -> None:
-        self._endpoint = DockerEndpoint(docker, timeout=timeout)
-        self._timeout = timeout
+    def __init__(
+        self, docker: DockerApi | aiodocker.Docker | str | None = None, *, timeout: float = 10.0
+    ) -> None:
+        self._owns_api = not isinstance(docker, DockerApi)
+        self.api = docker if isinstance(docker, DockerApi) else DockerApi(docker, timeout=timeout)
 
     @property
     def where(self) -> str:
-        return self._endpoint.where
-
-    def _client(self) -> aiodocker.Docker:
-        return self._endpoint.client()
+        return self.api.where
 
     async def close(self) -> None:
-        """Close the client this object made (never one the caller passed in)."""
-        await self._endpoint.close()
+        """Close the adapter made here (never one the caller passed in)."""
+        if self._owns_api:
+            await self.api.close()
 
     async def list_nodes(self) -> list[NodeView]:
-        raw: list[dict[str, Any]] = await self._call(lambda d: d._query_json("nodes"))
+        raw: list[dict[str, Any]] = await self.api.get("nodes")
         return self._read(raw, node_view)
 
     async def list_tasks(self, service_ids: Collection[str] | None = None) -> list[TaskView]:
@@ -97,7 +92,7 @@ class SwarmNodes:
         params = {}
         if service_ids is not None:
             params["filters"] = json.dumps({"service": sorted(service_ids)})
-        raw: list[dict[str, Any]] = await self._call(lambda d: d._query_json("tasks", params=params))
+        raw: list[dict[str, Any]] = await self.api.get("tasks", params)
         # The service filter also matches name prefixes: keep exactly the services asked for.
         wanted = None if service_ids is None else set(service_ids)
         return self._read([t for t in raw if wanted is None or t.get("ServiceID") in wanted], task_view)
@@ -107,47 +102,23 @@ class SwarmNodes:
 
         Raises ``VersionConflictError`` if the service changed between read and write.
         """
-        service: dict[str, Any] = await self._call(lambda d: d._query_json(f"services/{service_id}"))
-        try:
-            spec: dict[str, Any] = service["Spec"]
-            template = spec.setdefault("TaskTemplate", {})
-            template["ForceUpdate"] = int(template.get("ForceUpdate", 0)) + 1
-            version = int(service["Version"]["Index"])
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            raise PermanentTargetError(
-                f"Docker at {self.where} sent service {service_id} without Spec.TaskTemplate or "
-                f"Version.Index ({type(exc).__name__}: {exc})"
-            ) from exc
-        body = json.dumps(spec)
-        await self._call(
-            lambda d: d._query_json(
-                f"services/{service_id}/update", method="POST", params={"version": version}, data=body
-            )
-        )
-        return int(template["ForceUpdate"])
+
+        def bump(spec: dict[str, Any]) -> None:
+            try:
+                template = spec.setdefault("TaskTemplate", {})
+                template["ForceUpdate"] = int(template.get("ForceUpdate", 0)) + 1
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise PermanentTargetError(
+                    f"Docker at {self.where} sent service {service_id} with an unreadable "
+                    f"Spec.TaskTemplate ({type(exc).__name__}: {exc})"
+                ) from exc
+
+        spec = await self.api.update_spec(service_id, None, bump)
+        return int(spec["TaskTemplate"]["ForceUpdate"])
 
     def events(self) -> AsyncIterator[SwarmEvent]:
         """Node, service and task events from the manager, reconnecting until cancelled."""
-        return stream_events(self._client, self._timeout)
-
-    async def _call(self, request: Callable[[aiodocker.Docker], Awaitable[T]]) -> T:
-        try:
-            return await request(self._client())
-        except TimeoutError as exc:
-            raise TemporaryTargetError(
-                f"Docker at {self.where}: no answer within {self._timeout:g}s"
-            ) from exc
-        except aiodocker.DockerError as exc:
-            message = str(exc.message)
-            if _OUT_OF_SEQUENCE in message:
-                raise VersionConflictError(
-                    f"Docker at {self.where} refused the update: {message}; re-read the service"
-                ) from exc
-            if exc.status == _CANNOT_CONNECT or exc.status >= 500:
-                raise TemporaryTargetError(f"Docker at {self.where}: {message}") from exc
-            raise PermanentTargetError(f"Docker at {self.where} answered {exc.status}: {message}") from exc
-        except aiohttp.ClientError as exc:
-            raise TemporaryTargetError(f"Docker at {self.where}: {type(exc).__name__}: {exc}") from exc
+        return stream_events(self.api.client, self.api.timeout)
 
     def _read(self, objects: list[dict[str, Any]], parse: Callable[[dict[str, Any]], T]) -> list[T]:
         try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoscaler.core.decision import MetricReading
-from autoscaler.core.observation import MetricRequest, ServiceState
+from autoscaler.core.observation import MetricRequest, ServiceState, SwarmEvent
 from autoscaler.errors import TemporarySourceError, TemporaryTargetError, VersionConflictError
 
 
@@ -97,7 +97,7 @@ class FakeTarget:
         self.fail_scale: dict[str, Exception] = {}
         # Called before a scale is applied, to simulate someone else's change racing ours.
         self.before_scale: Callable[[ServiceState], Awaitable[None]] | None = None
-        self.event_queue: asyncio.Queue[object] = asyncio.Queue()
+        self.event_queue: asyncio.Queue[SwarmEvent] = asyncio.Queue()
         self.closed = False
 
     async def list_services(self) -> list[ServiceState]:
@@ -131,7 +131,7 @@ class FakeTarget:
         self.services[state.name] = new
         return new
 
-    async def events(self) -> AsyncIterator[object]:
+    async def events(self) -> AsyncIterator[SwarmEvent]:
         while True:
             yield await self.event_queue.get()
 

@@ -222,7 +222,7 @@ def test_run_rejects_bad_settings_with_the_field_named(capsys: Any) -> None:
 
 
 async def test_real_wiring_builds_one_source_per_configured_backend(policy_dir: Path) -> None:
-    from autoscaler.cli.run import _close, _real_collaborators
+    from autoscaler.cli.run import _close, _real_catalog, _real_docker, _real_sources, _real_target
 
     settings = load_settings(
         overrides={
@@ -232,16 +232,18 @@ async def test_real_wiring_builds_one_source_per_configured_backend(policy_dir: 
             "ipvs": {"agents": ["http://127.0.0.1:9/metrics"]},
         }
     )
-    target, sources, catalog = _real_collaborators(settings)
+    docker = _real_docker(settings)
+    target, sources, catalog = _real_target(docker), _real_sources(settings), _real_catalog(settings)
     try:
+        assert docker.url == "unix:///nonexistent/docker.sock"
         assert sorted(sources) == ["ipvs", "prometheus"]
         assert catalog.policies == []  # nothing read before the first reload
     finally:
         await _close(target)
         for source in sources.values():
             await _close(source)
+        await docker.close()
 
     bare = load_settings(overrides={"policies": {"paths": [policy_dir]}})
-    target, sources, _ = _real_collaborators(bare)
-    await _close(target)
+    sources = _real_sources(bare)
     assert sources == {}, "a backend without settings must not be half-configured"

@@ -26,21 +26,23 @@ import pytest
 
 from autoscaler.core import lease_rules as rules
 from autoscaler.errors import PermanentTargetError, VersionConflictError
-from autoscaler.reconciler.lease import ServiceLabelStore
+from autoscaler.targets.docker_api import DockerApi
+from autoscaler.targets.service_labels import ServiceLabelStore
 
 pytestmark = pytest.mark.integration
 
 LEASE = 3.0
 CANDIDATE = """
-import asyncio, json, sys, time, aiodocker
-from autoscaler.reconciler.lease import Lease, ServiceLabelStore
+import asyncio, json, sys, time
+from autoscaler.reconciler.lease import Lease
+from autoscaler.targets.docker_api import DockerApi
+from autoscaler.targets.service_labels import ServiceLabelStore
 
 def say(**event):
     print(json.dumps({"t": time.monotonic(), **event}), flush=True)
 
 async def main(url, service, identity, lease_seconds):
-    docker = aiodocker.Docker(url=url)
-    lease = Lease(ServiceLabelStore(docker, service), identity=identity, lease_seconds=lease_seconds,
+    lease = Lease(ServiceLabelStore(DockerApi(url), service), identity=identity, lease_seconds=lease_seconds,
                   on_change=lambda leading: say(leader=leading))
     runner = asyncio.create_task(lease.run())
     while not runner.done():
@@ -178,7 +180,7 @@ async def test_label_writes_do_not_restart_tasks(docker: aiodocker.Docker, contr
     while len(before := await running_task_ids(docker, controller_service)) < 2:
         assert time.monotonic() < deadline, "the stand-in service never got 2 running tasks"
         await asyncio.sleep(0.1)
-    store = ServiceLabelStore(docker, controller_service)
+    store = ServiceLabelStore(DockerApi(docker), controller_service)
     for i in range(5):
         current = await store.read()
         await store.write(current.version, rules.holder_labels(f"writer-{i}", time.time(), LEASE))
@@ -194,8 +196,8 @@ async def test_a_write_at_a_stale_version_is_a_conflict(
     docker: aiodocker.Docker, controller_service: str
 ) -> None:
     first, second = (
-        ServiceLabelStore(docker, controller_service),
-        ServiceLabelStore(docker, controller_service),
+        ServiceLabelStore(DockerApi(docker), controller_service),
+        ServiceLabelStore(DockerApi(docker), controller_service),
     )
     seen_by_first = await first.read()
     seen_by_second = await second.read()
@@ -206,8 +208,8 @@ async def test_a_write_at_a_stale_version_is_a_conflict(
 
 
 async def test_unknown_service_says_which_setting_to_fix(docker: aiodocker.Docker) -> None:
-    with pytest.raises(PermanentTargetError, match="SERVICE_NAME"):
-        await ServiceLabelStore(docker, f"absent-{uuid.uuid4().hex[:6]}").read()
+    with pytest.raises(PermanentTargetError, match="AUTOSCALER_LEASE__SERVICE"):
+        await ServiceLabelStore(DockerApi(docker), f"absent-{uuid.uuid4().hex[:6]}").read()
 
 
 def test_frozen_leader_is_replaced_within_a_lease_and_never_acts_after(

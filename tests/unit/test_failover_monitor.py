@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from autoscaler.core.decision import Decision
 from autoscaler.core.failover_tracker import NodeView, TaskView
-from autoscaler.core.observation import ServiceState
+from autoscaler.core.observation import ServiceState, SwarmEvent
 from autoscaler.core.policy import OnTimeout, PolicySpec
 from autoscaler.errors import TemporaryTargetError, VersionConflictError
 from autoscaler.reconciler.failover_monitor import FailoverMonitor
@@ -48,7 +48,7 @@ class FakeSwarm:
     forced: int = 0
     scaled_to: list[int] = field(default_factory=list)
     fail_reads: bool = False
-    events_queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+    events_queue: asyncio.Queue[SwarmEvent] = field(default_factory=asyncio.Queue)
     reads: int = 0
     read_done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -69,7 +69,7 @@ class FakeSwarm:
         self.forced += 1
         return self.forced
 
-    async def events(self) -> AsyncIterator[object]:
+    async def events(self) -> AsyncIterator[SwarmEvent]:
         while True:
             yield await self.events_queue.get()
 
@@ -235,7 +235,7 @@ async def test_run_resyncs_on_a_node_event_and_stops() -> None:
     async with asyncio.timeout(5.0):
         await swarm.read_done.wait()
         swarm.read_done.clear()
-        swarm.events_queue.put_nowait(type("Event", (), {"kind": "node"})())
+        swarm.events_queue.put_nowait(SwarmEvent("node", "update", "node-1", None, 0.0))
         await swarm.read_done.wait()
     assert swarm.reads == 2
     monitor.stop()

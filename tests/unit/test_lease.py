@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from autoscaler.core import lease_rules as rules
+from autoscaler.core.lease_rules import SpecLabels
 from autoscaler.errors import TemporaryTargetError, VersionConflictError
-from autoscaler.reconciler.lease import Lease, SpecLabels
+from autoscaler.reconciler.lease import Lease
 
 LEASE = 6.0
 

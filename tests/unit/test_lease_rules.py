@@ -101,5 +101,5 @@ def test_holder_stops_acting_a_margin_before_a_candidate_may_take() -> None:
 
 @pytest.mark.parametrize("seconds", [0.0, 2.9, 3601.0])
 def test_lease_length_out_of_range_is_refused_with_the_setting_to_change(seconds: float) -> None:
-    with pytest.raises(ValueError, match="LEASE_SECONDS"):
+    with pytest.raises(ValueError, match="AUTOSCALER_LEASE__SECONDS"):
         rules.LeaseTiming(seconds)
