@@ -1,4 +1,4 @@
-"""Metric readings from Prometheus' instant-query API.
+"""Metric readings from Prometheus' instant-query HTTP API (``POST /api/v1/query``), with aiohttp.
 
 One ``fetch`` sends one HTTP query per distinct query text: templated queries are filled
 (``autoscaler.sources.promql``) and deduplicated by their filled text; grouped queries
@@ -11,43 +11,33 @@ keeps the engine from scaling down on no data. Once one query finds Prometheus u
 (after its retries), the queries of the same fetch still queued are answered with the same
 reason instead of each waiting out their own timeouts against a dead server.
 
-prometheus-api-client is synchronous (requests), so queries run on a small private thread
-pool. The client's own urllib3 retries are switched off: tenacity retries here, bounded,
-and only what can succeed on retry (connection errors, timeouts, 5xx).
+Transport errors are mapped in ``_send`` and answers read and checked in ``_answer_of``,
+each in that one place. Tenacity retries, bounded, only what can succeed on retry
+(connection errors, timeouts, 5xx). prometheus-api-client stays a dependency for the tools
+that use its range-query API; the controller's instant queries need one POST each.
 """
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import math
-import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from tenacity import (
-    RetryError,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
-from urllib3.exceptions import NameResolutionError, NewConnectionError
-from urllib3.util.retry import Retry
+import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from autoscaler.core.decision import MetricReading
 from autoscaler.core.observation import MetricRequest
 from autoscaler.sources.promql import TemplateError, fill
 
-# Matches requests' default connection pool size, so no connection is opened only to be dropped.
-QUERY_THREADS = 8
+# Queries in flight at once per fetch: enough to overlap round trips, few enough not to
+# flood Prometheus when a thousand services each have their own query.
+QUERY_CONCURRENCY = 8
+QUERY_PATH = "/api/v1/query"
 
 
 class _Retryable(Exception):
@@ -69,21 +59,26 @@ class _Series:
     error: str | None
 
 
-def _status_and_reason(exc: PrometheusApiClientException) -> tuple[int | None, str]:
-    """Prometheus' own error text out of the client's ``HTTP Status Code N (b'...')`` message."""
-    message = str(exc)
-    status: int | None = None
-    prefix = "HTTP Status Code "
-    if message.startswith(prefix):
-        code, _, rest = message[len(prefix) :].partition(" ")
-        status = int(code) if code.isdigit() else None
-        try:
-            body = ast.literal_eval(rest.strip()[1:-1])
-            payload = json.loads(body)
-            return status, f"HTTP {status}: {payload.get('errorType', '')}: {payload.get('error', body)}"
-        except (ValueError, SyntaxError, TypeError, AttributeError):
-            return status, f"HTTP {status}: {rest[:200]}"
-    return status, message[:200]
+def _answer_of(status: int, body: bytes) -> Any:
+    """``data.result`` of one query API answer, or why there is none: the one place answers are checked."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    if not isinstance(payload, dict):
+        text = body[:200].decode(errors="replace")
+        if status >= 500:
+            raise _Retryable(f"HTTP {status}: {text}")
+        raise _QueryFailed(f"HTTP {status}: {text}" if status != 200 else f"unreadable answer: {text!r}")
+    if payload.get("status") == "error" or status != 200:
+        reason = f"HTTP {status}: {payload.get('errorType', '')}: {payload.get('error', '')}"
+        if status >= 500:
+            raise _Retryable(reason)
+        raise _QueryFailed(reason)
+    data = payload.get("data")
+    if not isinstance(data, dict) or "result" not in data:
+        raise _QueryFailed(f"answer without data.result: {body[:200].decode(errors='replace')}")
+    return data["result"]
 
 
 def _parse_value(raw: Any) -> tuple[float | None, str | None]:
@@ -99,7 +94,7 @@ def _parse_value(raw: Any) -> tuple[float | None, str | None]:
 
 
 def _parse_result(result: Any) -> list[_Series]:
-    """Series of an instant query's ``data.result`` (the client drops ``resultType``)."""
+    """Series of an instant query's ``data.result``, told apart by shape (scalar, vector, matrix)."""
     if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
         value, error = _parse_value(result)  # a scalar: [time, "value"]
         return [_Series({}, value, error)]
@@ -150,9 +145,20 @@ def _pick_grouped(request: MetricRequest, label: str, mine: list[_Series]) -> Me
 
 
 class PrometheusSource:
-    """Fetches ``MetricRequest``s of kind "prometheus" from one Prometheus server."""
+    """Fetches ``MetricRequest``s of kind "prometheus" from one Prometheus server.
 
-    def __init__(self, url: str, *, timeout: float = 5.0, retries: int = 2) -> None:
+    ``session`` is an aiohttp session the caller owns and shares (never closed here);
+    without one, a session is made on first use and closed by ``close()``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        retries: int = 2,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"Prometheus URL {url!r} must start with http:// or https://")
         if timeout <= 0 or retries < 0:
@@ -160,20 +166,23 @@ class PrometheusSource:
         self.url = url.rstrip("/")
         self._timeout = timeout
         self._attempts = retries + 1
-        self._client = PrometheusConnect(
-            url=self.url,
-            # read=False makes urllib3 re-raise a read timeout as itself, so requests reports a
-            # ReadTimeout instead of burying it in a ConnectionError.
-            retry=Retry(total=0, read=False, raise_on_status=False),
-            timeout=timeout,
-        )
-        self._pool = ThreadPoolExecutor(max_workers=QUERY_THREADS, thread_name_prefix="prometheus")
-        self._lock = threading.Lock()
+        self._given = session
+        self._own: aiohttp.ClientSession | None = None
         self.http_requests = 0  # attempts sent, retries included; read by bench and tests
 
+    def _session(self) -> aiohttp.ClientSession:
+        if self._given is not None:
+            return self._given
+        # Made on first use: aiohttp wants its session created inside the running event loop.
+        if self._own is None:
+            self._own = aiohttp.ClientSession()
+        return self._own
+
     async def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        await asyncio.to_thread(self._client.close)
+        """Close the session made here (never one the caller passed in)."""
+        if self._own is not None:
+            await self._own.close()
+            self._own = None
 
     async def fetch(self, requests_: Sequence[MetricRequest]) -> dict[MetricRequest, MetricReading]:
         readings: dict[MetricRequest, MetricReading] = {}
@@ -191,12 +200,10 @@ class PrometheusSource:
                 continue
             by_query[text].append(request)
 
-        unreachable: list[str] = []  # first connection failure of this fetch, shared by the threads
-        loop = asyncio.get_running_loop()
+        unreachable: list[str] = []  # first connection failure of this fetch, shared by the queries
+        slots = asyncio.Semaphore(QUERY_CONCURRENCY)
         texts = list(by_query)
-        outcomes = await asyncio.gather(
-            *(loop.run_in_executor(self._pool, self._query, text, unreachable) for text in texts)
-        )
+        outcomes = await asyncio.gather(*(self._query(text, unreachable, slots) for text in texts))
         for text, outcome in zip(texts, outcomes, strict=True):
             indexes: dict[str, dict[str, list[_Series]]] = {}
             for request in by_query[text]:
@@ -212,59 +219,53 @@ class PrometheusSource:
                     readings[request] = _pick_single(request.metric, outcome)
         return readings
 
-    def _query(self, text: str, unreachable: list[str]) -> list[_Series] | str:
-        """Series of one query, or why there are none. Runs on the thread pool."""
-        if unreachable:
-            return unreachable[0]
-        try:
-            for attempt in Retrying(
-                stop=stop_after_attempt(self._attempts),
-                wait=wait_exponential(multiplier=0.1, max=1.0),
-                retry=retry_if_exception_type(_Retryable),
-                reraise=True,
-            ):
-                with attempt:
-                    return _parse_result(self._send(text))
-        except _Unreachable as exc:
-            unreachable.append(str(exc))
-            return str(exc)
-        except (_Retryable, _QueryFailed, RetryError) as exc:
-            return str(exc)
-        raise AssertionError("unreachable: Retrying either returns or raises")
+    async def _query(
+        self, text: str, unreachable: list[str], slots: asyncio.Semaphore
+    ) -> list[_Series] | str:
+        """Series of one query, or why there are none."""
+        async with slots:
+            if unreachable:
+                return unreachable[0]
+            try:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(self._attempts),
+                    wait=wait_exponential(multiplier=0.1, max=1.0),
+                    retry=retry_if_exception_type(_Retryable),
+                    reraise=True,
+                ):
+                    with attempt:
+                        return _parse_result(await self._send(text))
+            except _Unreachable as exc:
+                unreachable.append(str(exc))
+                return str(exc)
+            except (_Retryable, _QueryFailed) as exc:
+                return str(exc)
+        raise AssertionError("unreachable: AsyncRetrying either returns or raises")
 
-    def _send(self, text: str) -> Any:
-        with self._lock:
-            self.http_requests += 1
+    async def _send(self, text: str) -> Any:
+        """One ``POST /api/v1/query``: transport errors mapped here, the answer read by ``_answer_of``."""
+        self.http_requests += 1
+        # A bounded connect, so a dead server is told apart from a slow query.
+        timeout = aiohttp.ClientTimeout(total=self._timeout, sock_connect=self._timeout)
         try:
-            return self._client.custom_query(text)
-        except requests.ConnectTimeout as exc:
+            async with self._session().post(
+                self.url + QUERY_PATH, data={"query": text}, timeout=timeout
+            ) as response:
+                status, body = response.status, await response.read()
+        except aiohttp.ConnectionTimeoutError as exc:
             raise _Unreachable(f"no connection to {self.url} within {self._timeout:g}s") from exc
-        except requests.ReadTimeout as exc:
+        except aiohttp.ClientConnectorError as exc:
+            # No TCP connection could be made at all (refused, unroutable, DNS).
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            reason = "connection refused" if refused else str(exc)[:160]
+            raise _Unreachable(f"cannot connect to {self.url}: {reason}") from exc
+        except TimeoutError as exc:
             # Only this query may be slow: the others of the fetch still get their chance.
             raise _Retryable(f"no answer within {self._timeout:g}s ({self.url})") from exc
-        except requests.ConnectionError as exc:
-            if _could_not_connect(exc):
-                raise _Unreachable(f"cannot connect to {self.url}: {_root_cause(exc)}") from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
             # An established (often pooled keep-alive) connection dropped: that says nothing
             # about the other queries, so only this one is retried.
-            raise _Retryable(f"connection to {self.url} lost: {_root_cause(exc)}") from exc
-        except requests.RequestException as exc:
-            raise _Retryable(f"request failed: {exc}") from exc
-        except (ValueError, KeyError, TypeError) as exc:
-            raise _QueryFailed(f"unreadable answer from {self.url}: {exc}") from exc
-        except PrometheusApiClientException as exc:
-            status, reason = _status_and_reason(exc)
-            if status is not None and status >= 500:
-                raise _Retryable(reason) from exc
-            raise _QueryFailed(reason) from exc
-
-
-def _could_not_connect(exc: requests.ConnectionError) -> bool:
-    """Whether no TCP connection could be made at all (refused, unroutable, DNS)."""
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, NewConnectionError | NameResolutionError)
-
-
-def _root_cause(exc: requests.ConnectionError) -> str:
-    text = str(exc)
-    return "connection refused" if "refused" in text.lower() else text[:160]
+            raise _Retryable(f"connection to {self.url} lost: {type(exc).__name__}: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise _Retryable(f"request failed: {type(exc).__name__}: {exc}") from exc
+        return _answer_of(status, body)

@@ -169,7 +169,7 @@ def _env(args: argparse.Namespace) -> int:
         print(f"lab env: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"export DOCKER_HOST={info.manager_url}")
-    print(f"export AUTOSCALER_PROMETHEUS_URL={info.prometheus_url}")
+    print(f"export AUTOSCALER_PROMETHEUS__URL={info.prometheus_url}")
     return EXIT_OK
 
 

@@ -1,4 +1,4 @@
-"""PrometheusSource against a scripted HTTP server on loopback speaking the query API.
+"""PrometheusSource against a scripted HTTP server on loopback speaking the query API (POST form).
 
 The server answers from a table (query text -> list of responses, the last one repeating),
 so each test states exactly what Prometheus said and counts what was asked.
@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import aiohttp
 import pytest
 
 from autoscaler.core.decision import MetricReading
@@ -39,7 +40,7 @@ def error(status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
 
 class ScriptedPrometheus:
     def __init__(self) -> None:
-        self.answers: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self.answers: dict[str, list[tuple[int, Any]]] = {}  # body: JSON, or raw bytes
         self.asked: Counter[str] = Counter()
         self.hang: set[str] = set()  # queries answered only once ``release`` is set
         self.drop: Counter[str] = Counter()  # query -> how many of its requests get the connection closed
@@ -47,8 +48,11 @@ class ScriptedPrometheus:
         script = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                query = parse_qs(urlparse(self.path).query)["query"][0]
+            def do_POST(self) -> None:
+                # The instant-query API with the query in a form body, as PrometheusSource sends it.
+                assert urlparse(self.path).path == "/api/v1/query"
+                form = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                query = parse_qs(form)["query"][0]
                 script.asked[query] += 1
                 if script.drop[query] > 0:
                     script.drop[query] -= 1
@@ -58,7 +62,7 @@ class ScriptedPrometheus:
                     script.release.wait(timeout=30)
                 queue = script.answers.get(query) or [error(400, "bad_data", f"unscripted {query}")]
                 status, body = queue.pop(0) if len(queue) > 1 else queue[0]
-                payload = json.dumps(body).encode()
+                payload = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -206,7 +210,7 @@ async def test_unreachable_prometheus_gives_missing_readings_and_asks_once_per_a
         await source.close()
     assert all(r.value is None and r.error is not None for r in readings.values())
     assert all("connection refused" in (r.error or "") for r in readings.values())
-    # Threads already running when the first failure lands still try; the queued rest do not.
+    # Queries already in flight when the first failure lands still try; the queued rest do not.
     assert source.http_requests < len(many)
 
 
@@ -257,3 +261,33 @@ async def test_a_dropped_connection_is_retried_and_blinds_no_other_query(
         assert "connection to" in (readings[dropped].error or "")
     assert prom.asked["dropped"] == min(drops + 1, 3)
     assert [readings[r].value for r in others] == [float(i) for i in range(20)]
+
+
+async def test_unusable_answers_are_missing_with_what_prometheus_said(
+    prom: ScriptedPrometheus, source: PrometheusSource
+) -> None:
+    prom.answers["error_in_200"] = [error(200, "execution", "query timed out in expression evaluation")]
+    prom.answers["not_json"] = [(200, b"<html>proxy login</html>")]
+    prom.answers["no_data"] = [(200, {"status": "success"})]
+    prom.answers["proxy_down"] = [(502, b"Bad Gateway"), vector(({}, "9"))]
+    asked = {q: MetricRequest(service="s", metric=q, kind="prometheus", query=q) for q in prom.answers}
+    readings = await source.fetch(list(asked.values()))
+    assert readings[asked["error_in_200"]].error == (
+        "prometheus: HTTP 200: execution: query timed out in expression evaluation"
+    )
+    assert readings[asked["not_json"]].error == "prometheus: unreadable answer: '<html>proxy login</html>'"
+    assert "without data.result" in (readings[asked["no_data"]].error or "")
+    assert readings[asked["proxy_down"]].value == 9.0  # a 5xx without a JSON body is retried too
+    assert prom.asked["error_in_200"] == prom.asked["not_json"] == prom.asked["no_data"] == 1
+
+
+async def test_a_shared_session_is_used_and_left_open(prom: ScriptedPrometheus) -> None:
+    prom.answers["up"] = [vector(({}, "1"))]
+    async with aiohttp.ClientSession() as session:
+        source = PrometheusSource(prom.url, session=session)
+        request = MetricRequest(service="s", metric="up", kind="prometheus", query="up")
+        assert (await source.fetch([request]))[request].value == 1.0
+        await source.close()
+        assert not session.closed
+        assert (await source.fetch([request]))[request].value == 1.0
+    assert prom.asked["up"] == 2
