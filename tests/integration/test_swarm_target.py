@@ -21,6 +21,7 @@ import aiodocker
 import pytest
 
 from autoscaler.errors import PermanentTargetError, TemporaryTargetError, VersionConflictError
+from autoscaler.targets.docker_api import DockerApi
 from autoscaler.targets.swarm import SwarmEvent, SwarmTarget, parse_timestamp
 
 pytestmark = pytest.mark.integration
@@ -208,20 +209,20 @@ async def test_stale_version_is_a_conflict(
         await target.scale(stale, 2)
 
     # The change lands between scale()'s own read and its write: Swarm itself must refuse.
-    class ReadBeforeTheChange(SwarmTarget):
-        async def _inspect(self, name_or_id: str) -> dict[str, Any] | None:
+    class ReadBeforeTheChange(DockerApi):
+        async def inspect_service(self, service: str) -> dict[str, Any]:
             return snapshot
 
     snapshot: dict[str, Any] = await docker._query_json(f"services/{service_id}")
     stale = await target.get_service(service_id)
     assert stale is not None
     await _touch(docker, service_id)
-    racer = ReadBeforeTheChange(manager.url)
+    racer_api = ReadBeforeTheChange(manager.url)
     try:
         with pytest.raises(VersionConflictError, match="out of sequence"):
-            await racer.scale(stale, 2)
+            await SwarmTarget(racer_api).scale(stale, 2)
     finally:
-        await racer.close()
+        await racer_api.close()
 
     # Two writers from the same read: Swarm's CAS lets exactly one through.
     fresh = await target.get_service(service_id)
