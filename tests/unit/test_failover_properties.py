@@ -78,7 +78,9 @@ def test_tracker_invariants(plan: list[Slot], down_after: float, back_after: flo
     timeouts = 0
     confirmed_ids: list[str] = []
     now = T0
-    end = back_at + CONFIRM_WITHIN + 5
+    # The tracker sees the node back at the first snapshot after back_at (up to one step late)
+    # and closes at the first snapshot a window after that: run a step past both.
+    end = back_at + step + CONFIRM_WITHIN + step + 1
     while now <= end:
         nodes, tasks = snapshot(now, plan, down_at, back_at)
         for event in tracker.observe(now, nodes, tasks, MANAGED):
