@@ -11,26 +11,15 @@ Semantics follow Kubernetes' ``pkg/controller/podautoscaler/horizontal.go``:
   ``t > now - periodSeconds``. ``selectPolicy`` Max picks the policy allowing the biggest
   change, Min the smallest, Disabled forbids the direction.
 
-The spec's pydantic models are compiled once into the frozen tuples below, so the
-per-tick path touches only floats, ints and deques.
+The spec's pydantic models are compiled once into the small frozen values below.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections import deque
 from dataclasses import dataclass
 
 from autoscaler.core.policy import ScalingRatePolicy, SelectPolicy
-
-SELECT_MAX = 0
-SELECT_MIN = 1
-SELECT_DISABLED = 2
-_SELECT_CODES = {
-    SelectPolicy.MAX: SELECT_MAX,
-    SelectPolicy.MIN: SELECT_MIN,
-    SelectPolicy.DISABLED: SELECT_DISABLED,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +55,7 @@ class DirectionRules:
     """One direction of ``behavior`` compiled: window seconds, select mode, policies."""
 
     window: float
-    select: int
-    select_name: str
+    select: SelectPolicy
     policies: tuple[RatePolicy, ...]
 
     @property
@@ -82,100 +70,56 @@ def compile_rules(
         RatePolicy(percent=p.type.value == "Percent", value=p.value, period=float(p.period_seconds))
         for p in policies
     )
-    return DirectionRules(float(window), _SELECT_CODES[select], select.value, compiled)
+    return DirectionRules(float(window), select, compiled)
 
 
 class RecommendationHistory:
-    """Timestamped recommendations with O(1) amortized window minimum and maximum.
+    """Timestamped recommendations, scanned for the window bounds as HPA does.
 
-    Two monotonic deques hold the candidates for the scale-up minimum and the scale-down
-    maximum; ``_all`` keeps every record young enough for either window so the deques can
-    be rebuilt when a record arrives out of time order (an out-of-band change stamped with
-    the service's ``UpdatedAt``) or when a hot reload changes the windows.
+    Records are kept in time order (an out-of-band change stamped with the service's
+    ``UpdatedAt`` may arrive late and is put in its place); records older than both
+    windows are dropped after each recommendation.
     """
 
-    __slots__ = ("_all", "_down_window", "_maxs", "_mins", "_up_window")
+    __slots__ = ("_down_window", "_records", "_up_window")
 
     def __init__(self, up_window: float, down_window: float) -> None:
         self._up_window = up_window
         self._down_window = down_window
-        self._all: deque[tuple[float, int]] = deque()
-        self._mins: deque[tuple[float, int]] = deque()  # recommendations rising from the left
-        self._maxs: deque[tuple[float, int]] = deque()  # recommendations falling from the left
+        self._records: list[tuple[float, int]] = []
 
     def __len__(self) -> int:
-        return len(self._all)
+        return len(self._records)
 
     def set_windows(self, up_window: float, down_window: float) -> None:
         self._up_window = up_window
         self._down_window = down_window
-        self._rebuild()
 
     def add(self, at: float, replicas: int) -> None:
-        """Record a recommendation; ``at`` may be older than earlier records (rare, slower)."""
-        if self._all and at < self._all[-1][0]:
-            items = list(self._all)
-            bisect.insort(items, (at, replicas))
-            self._all = deque(items)
-            self._rebuild()
-            return
-        self._all.append((at, replicas))
-        self._push(at, replicas)
+        """Record a recommendation; ``at`` may be older than earlier records."""
+        bisect.insort(self._records, (at, replicas))
 
     def add_and_bounds(self, now: float, desired: int) -> tuple[int, int]:
         """Record ``desired`` at ``now`` and return (scale-up bound, scale-down bound).
 
         The bounds are the min over the scale-up window and the max over the scale-down
-        window, ``desired`` included (HPA seeds both with the new recommendation).
+        window, ``desired`` included (HPA's ``stabilizeRecommendationWithBehaviors``).
         """
-        records = self._all
-        mins = self._mins
-        maxs = self._maxs
-        record = (now, desired)
-        if records and now < records[-1][0]:
-            # The clock went backwards (NTP step, a restarted simulation): records "from the
-            # future" cannot be placed in any window; drop them rather than keep them forever.
-            self._all = deque(r for r in records if r[0] <= now)
-            self._rebuild()
-            records = self._all
-        # _push inlined: this runs for every policy on every tick.
-        records.append(record)
-        while mins and mins[-1][1] >= desired:
-            mins.pop()
-        mins.append(record)
-        while maxs and maxs[-1][1] <= desired:
-            maxs.pop()
-        maxs.append(record)
+        # The clock went backwards (NTP step, a restarted simulation): records "from the
+        # future" cannot be placed in any window; drop them rather than keep them forever.
+        records = [r for r in self._records if r[0] <= now]
         up_cutoff = now - self._up_window
         down_cutoff = now - self._down_window
-        while mins[0][0] <= up_cutoff and len(mins) > 1:
-            mins.popleft()
-        while maxs[0][0] <= down_cutoff and len(maxs) > 1:
-            maxs.popleft()
-        keep_cutoff = up_cutoff if up_cutoff < down_cutoff else down_cutoff
-        while records[0][0] <= keep_cutoff and len(records) > 1:
-            records.popleft()
-        # The newest record (``desired`` at ``now``) is never popped above, so both deques
-        # hold it or something that beats it inside the window.
-        up = mins[0][1]
-        down = maxs[0][1]
-        return (up if up < desired else desired), (down if down > desired else desired)
-
-    def _push(self, at: float, replicas: int) -> None:
-        mins = self._mins
-        while mins and mins[-1][1] >= replicas:
-            mins.pop()
-        mins.append((at, replicas))
-        maxs = self._maxs
-        while maxs and maxs[-1][1] <= replicas:
-            maxs.pop()
-        maxs.append((at, replicas))
-
-    def _rebuild(self) -> None:
-        self._mins.clear()
-        self._maxs.clear()
-        for at, replicas in self._all:
-            self._push(at, replicas)
+        up = down = desired
+        for at, replicas in records:
+            if at > up_cutoff:
+                up = min(up, replicas)
+            if at > down_cutoff:
+                down = max(down, replicas)
+        records.append((now, desired))
+        keep_cutoff = min(up_cutoff, down_cutoff)
+        self._records = [r for r in records if r[0] > keep_cutoff] or [records[-1]]
+        return up, down
 
 
 class ScaleEvents:
@@ -219,41 +163,35 @@ def scale_up_limit(
 
     Never below ``current`` (HPA: no further scale-up until old events leave the period).
     """
-    if rules.select == SELECT_DISABLED:
-        return current, None, current
-    best: tuple[int, RatePolicy | None, int] | None = None
-    for policy in rules.policies:
-        start = events.period_start(current, now, policy.period)
-        limit = policy.up_limit(start)
-        if (
-            best is None
-            or (rules.select == SELECT_MAX and limit > best[0])
-            or (rules.select == SELECT_MIN and limit < best[0])
-        ):
-            best = (limit, policy, start)
-    assert best is not None  # policies is never empty once compiled from defaults
-    if best[0] < current:
-        return current, best[1], best[2]
-    return best
+    return _rate_limit(current, now, events, rules, up=True)
 
 
 def scale_down_limit(
     current: int, now: float, events: ScaleEvents, rules: DirectionRules
 ) -> tuple[int, RatePolicy | None, int]:
-    """Lowest count the scale-down policies allow now: (limit, deciding policy, its period start)."""
-    if rules.select == SELECT_DISABLED:
+    """Lowest count the scale-down policies allow now: (limit, deciding policy, its period start).
+
+    Never above ``current``.
+    """
+    return _rate_limit(current, now, events, rules, up=False)
+
+
+def _rate_limit(
+    current: int, now: float, events: ScaleEvents, rules: DirectionRules, *, up: bool
+) -> tuple[int, RatePolicy | None, int]:
+    """The limit of one direction: selectPolicy Max picks the policy allowing the biggest
+    change (the highest limit up, the lowest down), Min the smallest; the first wins a tie."""
+    if rules.select is SelectPolicy.DISABLED:
         return current, None, current
-    best: tuple[int, RatePolicy | None, int] | None = None
+    candidates: list[tuple[int, RatePolicy, int]] = []
     for policy in rules.policies:
         start = events.period_start(current, now, policy.period)
-        limit = policy.down_limit(start)
-        if (
-            best is None
-            or (rules.select == SELECT_MAX and limit < best[0])
-            or (rules.select == SELECT_MIN and limit > best[0])
-        ):
-            best = (limit, policy, start)
-    assert best is not None
-    if best[0] > current:
-        return current, best[1], best[2]
-    return best
+        limit = policy.up_limit(start) if up else policy.down_limit(start)
+        candidates.append((limit, policy, start))
+    highest = (rules.select is SelectPolicy.MAX) == up
+    pick = max if highest else min
+    limit, policy, start = pick(candidates, key=lambda c: c[0])
+    short_of_current = limit < current if up else limit > current
+    if short_of_current:
+        return current, policy, start
+    return limit, policy, start

@@ -11,6 +11,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 
+def num(x: float) -> str:
+    """Compact number for reasons: 512, 128.3, 0.05, 12346 (never 15 digits)."""
+    text = f"{x:.4g}"
+    if "e" in text and (x >= 1.0 or x <= -1.0):
+        return f"{x:.0f}"
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class MetricReading:
     """What a source reported for one metric of one service at one time.
@@ -24,8 +32,22 @@ class MetricReading:
     error: str | None = None
 
     @property
+    def problem(self) -> str | None:
+        """Why this reading cannot be used (the source's own error first), or None."""
+        v = self.value
+        if v is None:
+            return self.error or "no data"
+        if math.isnan(v):
+            return self.error or "NaN"
+        if math.isinf(v):
+            return self.error or "infinite"
+        if v < 0:
+            return self.error or f"negative ({num(v)})"
+        return None
+
+    @property
     def valid(self) -> bool:
-        return self.value is not None and math.isfinite(self.value) and self.value >= 0
+        return self.problem is None
 
     @staticmethod
     def missing(name: str, why: str) -> MetricReading:

@@ -41,14 +41,12 @@ from autoscaler.core.behavior import (
     scale_down_limit,
     scale_up_limit,
 )
-from autoscaler.core.decision import Decision, MetricReading
-from autoscaler.core.fastbuild import build_decision, build_recommendation
+from autoscaler.core.decision import Decision, MetricReading, MetricRecommendation
 from autoscaler.core.policy import PolicySpec
 from autoscaler.core.tracking import MetricTracker, invalid_why
 
 # Times this large are Unix timestamps (reconciler); smaller ones are simulation seconds.
 _EPOCH_LIKE = 365 * 86400.0
-_INF = float("inf")
 
 
 def _when(t: float) -> str:
@@ -146,9 +144,7 @@ class Engine:
             self._history.add(at, current)
             parts.append(f"service was scaled out of band from {self._known} to {current} at {_when(at)}")
             self._known = current
-        events = self._scale_events
-        if events.up or events.down:
-            events.prune(now)
+        self._scale_events.prune(now)
 
         # Target tracking, largest wins; invalid readings noted.
         best: int | None = None
@@ -158,25 +154,21 @@ class Engine:
         for tracker in self._metrics:
             name = tracker.name
             reading = readings.get(name)
-            value = None if reading is None else reading.value
-            # One chained comparison rejects None, NaN, infinities and negatives alike.
-            if value is None or not 0.0 <= value < _INF:
-                recs.append(
-                    build_recommendation(name, None, None, f"{name}: no reading ({invalid_why(reading)})")
-                )
+            why = invalid_why(reading)
+            if why is not None:
+                recs.append(MetricRecommendation(name, None, None, f"{name}: no reading ({why})"))
                 missing += 1
                 continue
+            assert reading is not None and reading.value is not None  # invalid_why checked both
+            value = reading.value
             desired, text = tracker.track(value, current, running)
-            recs.append(build_recommendation(name, value, desired, text))
+            recs.append(MetricRecommendation(name, value, desired, text))
             if best is None or desired > best:
                 best, best_name = desired, name
         metrics = tuple(recs)
-        if len(recs) == 1:
-            parts.append(recs[0].reason)
-        else:
-            parts.append(", ".join([r.reason for r in recs]))
-            if best is not None and len(recs) - missing > 1:
-                parts.append(f"largest: {best_name} -> {best}")
+        parts.append(", ".join(r.reason for r in recs))
+        if best is not None and len(recs) - missing > 1:
+            parts.append(f"largest: {best_name} -> {best}")
 
         limits: list[str] = []
         recommendation = current if best is None else best
@@ -197,7 +189,7 @@ class Engine:
         # Panic state, judged only on usable data (missing data neither enters nor extends it).
         panic_cond = False
         if usable and self._panic_enabled:
-            panic_cond = recommendation >= self._panic_threshold * (running if running > 1 else 1)
+            panic_cond = recommendation >= self._panic_threshold * max(running, 1)
             if panic_cond:
                 self._panic_last = now
         in_panic = self._panic_last is not None and now <= self._panic_last + self._panic_window
@@ -233,16 +225,16 @@ class Engine:
             parts.append(f"keep {current}")
         else:
             parts.append(f"scale {current} -> {desired}")
-        return build_decision(
-            now,
-            current,
-            running,
-            desired,
-            recommendation,
-            "; ".join(parts),
-            in_panic,
-            metrics,
-            tuple(limits) if limits else (),
+        return Decision(
+            at=now,
+            current=current,
+            running=running,
+            desired=desired,
+            recommendation=recommendation,
+            reason="; ".join(parts),
+            panic=in_panic,
+            metrics=metrics,
+            limits=tuple(limits),
         )
 
     def _behave(
@@ -273,8 +265,6 @@ class Engine:
             return rec
 
         up_bound, down_bound = self._history.add_and_bounds(now, rec)
-        if rec == current and up_bound == current == down_bound:
-            return current  # steady state: nothing to stabilize, limit or explain
         stabilized = current
         if stabilized < up_bound:
             stabilized = up_bound

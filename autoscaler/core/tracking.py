@@ -21,9 +21,9 @@ does it (same float64 ratio, no snapping).
 
 from __future__ import annotations
 
-import math
+from autoscaler.core.decision import MetricReading, num
 
-from autoscaler.core.decision import MetricReading
+__all__ = ["MetricTracker", "ceil_replicas", "invalid_why", "num"]
 
 # Above this a quotient is certainly beyond any maxReplicas (<= 10,000); cap it so huge or
 # overflowing ratios (1e308 / 0.001) stay plain ints.
@@ -41,29 +41,11 @@ def ceil_replicas(x: float) -> int:
     return whole + 1
 
 
-def num(x: float) -> str:
-    """Compact number for reasons: 512, 128.3, 0.05, 12346 (never 15 digits)."""
-    # '%' formatting is the cheapest float formatting in CPython; this runs every tick.
-    text = "%.4g" % x  # noqa: UP031
-    if "e" in text and (x >= 1.0 or x <= -1.0):
-        return "%.0f" % x  # noqa: UP031
-    return text
-
-
 def invalid_why(reading: MetricReading | None) -> str | None:
     """Why a reading cannot be used, or None when it is valid."""
     if reading is None:
         return "no reading"
-    v = reading.value
-    if v is None:
-        return reading.error or "no data"
-    if v != v:
-        return reading.error or "NaN"
-    if v in (math.inf, -math.inf):
-        return reading.error or "infinite"
-    if v < 0:
-        return reading.error or f"negative ({num(v)})"
-    return None
+    return reading.problem
 
 
 class MetricTracker:
