@@ -1,7 +1,7 @@
 """The project's exception tree.
 
-Borrowed from kopf: an error is either *temporary* (retry later, maybe after ``delay``
-seconds) or *permanent* (retrying the same thing cannot help; report it and move on).
+Borrowed from kopf: an error is either *temporary* (retry later) or *permanent* (retrying
+the same thing cannot help; report it and move on).
 Sources and targets map their library's exceptions onto these so the reconciler never
 has to know about aiohttp, requests or Docker error shapes (the httpx habit).
 
@@ -19,10 +19,6 @@ class AutoscalerError(Exception):
 
 class TemporaryError(AutoscalerError):
     """Retrying later may succeed (network blip, 5xx, version conflict)."""
-
-    def __init__(self, message: str, *, delay: float | None = None) -> None:
-        super().__init__(message)
-        self.delay = delay
 
 
 class PermanentError(AutoscalerError):

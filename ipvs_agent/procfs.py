@@ -178,23 +178,3 @@ def _with_servers(head: VirtualService, servers: list[RealServer]) -> VirtualSer
         scheduler=head.scheduler,
         real_servers=tuple(servers),
     )
-
-
-def parse_ip_vs_stats(text: str) -> tuple[int, int]:
-    """(total connections, connections per second) of a whole namespace from /proc/net/ip_vs_stats.
-
-    ip_vs_stats_show prints two header lines, ``"%8LX %8LX %8LX %16LX %16LX"`` totals (conns,
-    in/out packets, in/out bytes), a blank line, one header, then the same five as rates.
-    """
-    rows = [line.split() for line in text.split("\n") if line.strip()]
-    numeric = [row for row in rows if len(row) == 5 and all(_is_hex(f) for f in row)]
-    if len(numeric) != 2:
-        raise IpvsFormatError(
-            "/proc/net/ip_vs_stats: expected two rows of five hex numbers (totals, then rates), "
-            f"found {len(numeric)}"
-        )
-    return int(numeric[0][0], 16), int(numeric[1][0], 16)
-
-
-def _is_hex(text: str) -> bool:
-    return bool(text) and all(c in "0123456789abcdefABCDEF" for c in text)

@@ -100,7 +100,6 @@ def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "dry_run": ("loop", "dry_run"),
         "once": ("loop", "once"),
         "listen": ("http", "listen"),
-        "lease_service": ("lease", "service"),
         "log_format": ("log", "format"),
         "log_level": ("log", "level"),
     }

@@ -23,7 +23,10 @@ API_VERSION = "autoscaler.swarm/v1"
 KIND = "ScalingPolicy"
 
 # Swarm service names: 1-63 chars of [a-zA-Z0-9-_.], starting with an alphanumeric.
-_SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+SWARM_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$"
+# Prometheus label names (series_label); metric names are the same shape, at most 63 chars.
+LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+_SERVICE_NAME = re.compile(SWARM_NAME_PATTERN)
 _METRIC_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")
 
 
@@ -155,7 +158,7 @@ class PrometheusQuery(_Model):
     """
 
     query: Annotated[str, Field(min_length=1)]
-    series_label: Annotated[str | None, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = None
+    series_label: Annotated[str | None, Field(pattern=LABEL_NAME_PATTERN)] = None
 
     @model_validator(mode="after")
     def _grouped_not_templated(self) -> Self:
@@ -272,7 +275,7 @@ class PolicySpec(_Model):
 
 
 class Metadata(_Model):
-    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")]
+    name: Annotated[str, Field(pattern=SWARM_NAME_PATTERN)]
     labels: dict[str, str] = {}
 
 

@@ -15,16 +15,15 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
+from autoscaler.core.policy import LABEL_NAME_PATTERN, SWARM_NAME_PATTERN
 from autoscaler.policy_sources.yaml_documents import YamlPath, format_path
 
 # Patterns in the model, said in words (the regex stays in the message for the precise rule).
 _PATTERN_WORDS = {
-    r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$": (
+    SWARM_NAME_PATTERN: (
         "1-63 characters of letters, digits, '-', '_' or '.', starting with a letter or digit"
     ),
-    r"^[a-zA-Z_][a-zA-Z0-9_]*$": (
-        "a Prometheus label name: letters, digits and '_', not starting with a digit"
-    ),
+    LABEL_NAME_PATTERN: ("a Prometheus label name: letters, digits and '_', not starting with a digit"),
 }
 
 _COMPARISONS = {

@@ -25,22 +25,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.core.decision import MetricReading
 from autoscaler.core.observation import MetricRequest
-from autoscaler.errors import PermanentSourceError, TemporarySourceError
+from autoscaler.errors import TemporarySourceError
 
 ACTIVE = "activeConnections"
 RATE = "connectionRate"
 COUNTERS = (ACTIVE, RATE)
 
 _SeriesKey = tuple[str, str, str, str]  # (node, namespace, fwmark, service)
-
-
-def prometheus_query(counter: str) -> tuple[str, str]:
-    """(grouped PromQL, series label) serving ``counter`` from Prometheus scraping the agents."""
-    if counter == ACTIVE:
-        return 'sum by (service) (swarm_ipvs_active_connections{service!=""})', "service"
-    if counter == RATE:
-        return 'sum by (service) (rate(swarm_ipvs_connections_total{service!=""}[1m]))', "service"
-    raise PermanentSourceError(f"ipvs: unknown counter {counter!r}; use {' or '.join(COUNTERS)}")
 
 
 @dataclass

@@ -132,7 +132,3 @@ def fill(template: str, service: str) -> str:
         last = match.end()
     parts.append(template[last:])
     return "".join(parts)
-
-
-def is_templated(query: str) -> bool:
-    return PLACEHOLDER.search(query) is not None

@@ -15,8 +15,8 @@ from wsgiref.simple_server import WSGIServer
 import pytest
 
 from autoscaler.core.observation import MetricRequest
-from autoscaler.errors import PermanentSourceError, TemporarySourceError
-from autoscaler.sources.ipvs_agents import IpvsSource, prometheus_query
+from autoscaler.errors import TemporarySourceError
+from autoscaler.sources.ipvs_agents import IpvsSource
 from ipvs_agent.agent import IpvsCollector, serve
 from ipvs_agent.mangle import SwarmNetworkRecord, SwarmServiceRecord
 
@@ -188,14 +188,6 @@ async def test_unknown_service_and_unavailable_nodes_are_explained(cluster: Clus
     assert "no-ipvs-node" in (got[ghost].error or "")
     assert "use activeConnections or connectionRate" in (got[typo].error or "")
     assert got[ACTIVE].value == 1  # a node without IPVS carries no mesh traffic: the others' sum stands
-
-
-def test_prometheus_path_queries() -> None:
-    query, label = prometheus_query("activeConnections")
-    assert "swarm_ipvs_active_connections" in query and label == "service"
-    assert "rate(swarm_ipvs_connections_total" in prometheus_query("connectionRate")[0]
-    with pytest.raises(PermanentSourceError, match="unknown counter"):
-        prometheus_query("bytes")
 
 
 def test_needs_agents_or_a_name() -> None:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from autoscaler.sources.promql import TemplateError, escape_string_body, fill, is_templated, string_literal
+from autoscaler.sources.promql import TemplateError, escape_string_body, fill, string_literal
 
 _SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
 
@@ -152,8 +152,3 @@ def test_escaped_quote_before_placeholder_does_not_end_the_string() -> None:
 def test_lone_surrogate_is_refused() -> None:
     with pytest.raises(ValueError, match="surrogate"):
         string_literal("a\udc80")
-
-
-def test_is_templated_sees_spacing_variants() -> None:
-    assert is_templated("x{{service}}") and is_templated("x{{  service }}")
-    assert not is_templated("x{{ other }}")
