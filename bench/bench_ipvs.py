@@ -10,9 +10,6 @@ Baselines, measured in the same run on the same bytes and text:
   our struct decoder: decoding only, no mapping);
 - ``str.split()`` of every /proc line (the least any text parser must do).
 The data come from tests/fixtures/ipvs/kernel_format.py (the kernel's formats).
-The read path remembers address conversions and parsed rule lines across reads (a node's
-backends and rules change slowly): the first figures are a steady-state scrape, the "cold"
-ones empty those memos before every sample (a first read, or every backend new).
 Run: ``python bench/bench_ipvs.py [--services 1000] [--backends 10] [--repeat 15]``.
 """
 
@@ -38,7 +35,7 @@ from ipvs_agent.mangle import (
     SwarmServiceRecord,
     parse_iptables_save,
 )
-from ipvs_agent.model import VirtualService, forget_memos
+from ipvs_agent.model import VirtualService
 from ipvs_agent.netlink import decode_real_servers, decode_services
 from ipvs_agent.procfs import parse_ip_vs
 
@@ -127,14 +124,12 @@ def pyroute2_decode(dump: bytes, dests: list[bytes]) -> int:
     return count
 
 
-def timed(fn: Callable[[], object], repeat: int, before: Callable[[], object] = lambda: None) -> float:
+def timed(fn: Callable[[], object], repeat: int) -> float:
     """Median CPU time of this thread in ms: wall time on a shared, loaded CI machine measures
-    the neighbours; thread CPU time measures the code (printed with the load average).
-    ``before`` runs untimed ahead of every sample (the cold figures empty the memos there)."""
+    the neighbours; thread CPU time measures the code (printed with the load average)."""
     fn()  # warm-up
     samples = []
     for _ in range(repeat):
-        before()
         started = time.thread_time()
         fn()
         samples.append(time.thread_time() - started)
@@ -162,10 +157,6 @@ def main() -> None:
     check(proc_node)
     netlink_ms = timed(lambda: collect_node(netlink_node, lambda: [network]), args.repeat)
     proc_ms = timed(lambda: collect_node(proc_node, lambda: [network]), args.repeat)
-    # Steady state above (a scrape sees the backends and rules of the last one); cold below:
-    # every address conversion and rule line paid again, as on a first read.
-    netlink_cold_ms = timed(lambda: collect_node(netlink_node, lambda: [network]), args.repeat, forget_memos)
-    proc_cold_ms = timed(lambda: collect_node(proc_node, lambda: [network]), args.repeat, forget_memos)
     decode_ms = timed(lambda: netlink_node.read_ipvs("ingress_sbox"), args.repeat)
     pyroute2_ms = timed(lambda: pyroute2_decode(dump, dests), max(3, args.repeat // 5))
     split_ms = timed(lambda: [line.split() for line in proc.split("\n")], args.repeat)
@@ -177,15 +168,12 @@ def main() -> None:
     )
     print(f"  netlink path (decode + mangle + map + samples): {netlink_ms:8.1f} ms   goal < 50 ms")
     print(f"  /proc path   (parse  + mangle + map + samples): {proc_ms:8.1f} ms   goal < 50 ms")
-    print(f"  netlink path, cold memos (first read):          {netlink_cold_ms:8.1f} ms")
-    print(f"  /proc path,   cold memos (first read):          {proc_cold_ms:8.1f} ms")
     print(f"  our netlink decode only:                        {decode_ms:8.1f} ms")
     print(f"  baseline pyroute2 ipvsmsg decode only:          {pyroute2_ms:8.1f} ms")
     print(f"  baseline str.split of /proc lines only:         {split_ms:8.1f} ms")
     print(f"  ratio our decode / pyroute2 decode:   {decode_ms / pyroute2_ms:6.3f}")
     print(f"  ratio netlink path / pyroute2 decode: {netlink_ms / pyroute2_ms:6.3f}")
     print(f"  ratio /proc path / str.split floor:   {proc_ms / split_ms:6.1f}")
-    print(f"  ratio /proc cold / str.split floor:   {proc_cold_ms / split_ms:6.1f}")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import NamedTuple, Protocol
 
 from ipvs_agent.mangle import FwmarkOwner, MarkRule, SwarmNetworkRecord, map_fwmarks
-from ipvs_agent.model import RealServer, VirtualService
+from ipvs_agent.model import VirtualService
 from ipvs_agent.netns import IpvsUnavailableError
 
 log = logging.getLogger(__name__)
@@ -114,41 +113,33 @@ def collect_node(
 def _add_samples(
     snapshot: NodeSnapshot, ns: str, services: list[VirtualService], owners: Mapping[int, FwmarkOwner]
 ) -> None:
-    # This runs for every backend of the node on every scrape (10,000 in the benchmark): one
-    # list comprehension per service, samples made with tuple.__new__ (a NamedTuple's own
-    # __new__ is a Python function), sums taken in C with map(itemgetter).
-    add_backends = snapshot.backends.extend
-    add_service = snapshot.services.append
-    new = tuple.__new__
-    no_tasks: Mapping[str, str] = {}
     for svc in services:
         owner = owners.get(svc.fwmark) if svc.fwmark is not None else None
         name = owner.service if owner else ""
-        task_of = (owner.tasks if owner else no_tasks).get
+        tasks = owner.tasks if owner else {}
         key = str(svc.fwmark) if svc.fwmark is not None else svc.key
-        servers = svc.real_servers
-        add_backends(
-            [
-                new(BackendSample, (ns, key, name, address, task_of(address, ""), weight, active, inactive))
-                for address, _port, _fwd, weight, active, inactive, _persistent, _total in servers
-            ]
-        )
-        add_service(
-            new(
-                ServiceSample,
-                (
-                    ns,
-                    key,
-                    name,
-                    sum(map(_ACTIVE, servers)),
-                    sum(map(_INACTIVE, servers)),
-                    len(servers),
-                    svc.connections_total,
-                    svc.connection_rate,
-                ),
+        for rs in svc.real_servers:
+            snapshot.backends.append(
+                BackendSample(
+                    namespace=ns,
+                    fwmark=key,
+                    service=name,
+                    backend=rs.address,
+                    task=tasks.get(rs.address, ""),
+                    weight=rs.weight,
+                    active=rs.active_connections,
+                    inactive=rs.inactive_connections,
+                )
+            )
+        snapshot.services.append(
+            ServiceSample(
+                namespace=ns,
+                fwmark=key,
+                service=name,
+                active=svc.active_connections,
+                inactive=svc.inactive_connections,
+                backends=len(svc.real_servers),
+                connections_total=svc.connections_total,
+                connection_rate=svc.connection_rate,
             )
         )
-
-
-_ACTIVE = itemgetter(RealServer._fields.index("active_connections"))
-_INACTIVE = itemgetter(RealServer._fields.index("inactive_connections"))

@@ -15,6 +15,7 @@ index wins and the rules only fill gaps.
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 import socket
@@ -23,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ipvs_agent.model import IpvsFormatError, memo
+from ipvs_agent.model import IpvsFormatError
 
 _MARK_CHAINS = frozenset({"PREROUTING", "INPUT", "OUTPUT"})
 _PORTS = re.compile(r"Target:\s*(\d+),\s*Publish:\s*(\d+)")
@@ -49,17 +50,11 @@ def parse_iptables_save(text: str) -> list[MarkRule]:
     """
     rules = []
     table = None
-    remembered = _rule_of_line
     for lineno, line in enumerate(text.splitlines(), start=1):
         if line.startswith("*"):
             table = line[1:].strip()
             continue
         if table != "mangle" or not line.startswith("-A ") or "MARK" not in line:
-            continue
-        if line in remembered:
-            known = remembered[line]
-            if known is not None:
-                rules.append(known)
             continue
         if '"' in line or "'" in line:  # only comments are quoted; shlex is 30x slower than split
             try:
@@ -71,27 +66,19 @@ def parse_iptables_save(text: str) -> list[MarkRule]:
         else:
             tokens = line.split()
         rule = _mark_rule(tokens, lineno)
-        if len(remembered) >= _RULE_OF_LINE_LIMIT:
-            remembered.clear()
-        remembered[line] = rule
         if rule is not None:
             rules.append(rule)
     return rules
 
 
-# A rule line's meaning does not depend on where it is, and the agent reads the same mangle
-# table on every scrape: what each line parsed to (MarkRule is frozen), lines that failed
-# excepted (they raise with their line number every time). Emptied when full.
-_rule_of_line: dict[str, MarkRule | None] = memo({})
-_RULE_OF_LINE_LIMIT = 1 << 15
-
-
 def _mark_rule(tokens: list[str], lineno: int) -> MarkRule | None:
     if len(tokens) < 2 or tokens[1] not in _MARK_CHAINS or "!" in tokens:
         return None
-    # Every token -> the token after it, the first occurrence winning (pairs added last to
-    # first). Non-option keys come along but are never looked up: built in C, no Python loop.
-    opts = dict(zip(tokens[-2::-1], tokens[:0:-1], strict=True))
+    # Every token -> the token after it, the first occurrence winning. Non-option keys come
+    # along but are never looked up.
+    opts: dict[str, str] = {}
+    for key, value in itertools.pairwise(tokens):
+        opts.setdefault(key, value)
     if opts.get("-j") != "MARK":
         return None
     raw = opts.get("--set-xmark") or opts.get("--set-mark")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple
 
 from autoscaler.errors import AutoscalerError
-
-_K = TypeVar("_K", bound=Hashable)
 
 
 class IpvsFormatError(AutoscalerError, ValueError):
@@ -65,39 +62,3 @@ class VirtualService(NamedTuple):
     @property
     def inactive_connections(self) -> int:
         return sum(rs.inactive_connections for rs in self.real_servers)
-
-
-_memos: list[dict[Any, Any]] = []
-
-
-def memo(table: dict[_K, Any]) -> dict[_K, Any]:
-    """Register a module-level memo table, so forget_memos() can empty it."""
-    _memos.append(table)
-    return table
-
-
-def forget_memos() -> None:
-    """Empty every memo of the read path: the next read pays every conversion again (the
-    benchmark's cold figure, a node whose backends all changed)."""
-    for table in _memos:
-        table.clear()
-
-
-class ConversionCache(dict[_K, str]):
-    """A bounded memo of one pure conversion (raw address -> text), shared across reads.
-
-    A node's backends change slowly, so the same addresses are converted on every scrape;
-    a dict hit costs a fraction of the conversion. Emptied when full, so churn cannot grow it.
-    """
-
-    def __init__(self, convert: Callable[[_K], str], limit: int = 1 << 16) -> None:
-        super().__init__()
-        self._convert = convert
-        self._limit = limit
-        memo(self)
-
-    def __missing__(self, key: _K) -> str:
-        if len(self) >= self._limit:
-            self.clear()
-        text = self[key] = self._convert(key)
-        return text

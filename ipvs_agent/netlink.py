@@ -16,7 +16,6 @@ import ipaddress
 import socket
 
 from ipvs_agent.model import IpvsFormatError, RealServer, VirtualService
-from ipvs_agent.netlink_bulk import DestLayout, ServiceLayout
 from ipvs_agent.netlink_wire import (
     BE16,
     DEST_ACTIVE_CONNS,
@@ -81,32 +80,12 @@ def _stats(buf: bytes, a: int, b: int, wide: bool) -> tuple[int | None, int | No
 
 
 def decode_services(buf: bytes, family_id: int) -> list[VirtualService]:
-    """The virtual services of an IPVS_CMD_GET_SERVICE dump (real servers not included).
-
-    Messages shaped like the last generically decoded one are read in bulk (ServiceLayout).
-    """
-    global _last_service_layout
+    """The virtual services of an IPVS_CMD_GET_SERVICE dump (real servers not included)."""
     services: list[VirtualService] = []
-    pos = 0
-    while True:
-        layout = _last_service_layout
-        if layout is not None:
-            pos = layout.decode_run(buf, pos, services)
-        # One message the generic way (it raises on anything malformed), then back to bulk.
-        for start, end in genl_messages(buf, family_id, IPVS_CMD_NEW_SERVICE, pos):
-            spans = nested_spans(buf, start, end, IPVS_CMD_ATTR_SERVICE, "service message")
-            for a, b in spans:
-                services.append(_service(buf, a, b))
-            if len(spans) == 1:
-                learnt = ServiceLayout.learn(buf, start, end, *spans[0])
-                _last_service_layout = learnt or _last_service_layout
-            pos = (end + 3) & ~3
-            break
-        else:
-            return services
-
-
-_last_service_layout: ServiceLayout | None = None  # immutable once built; swapping it is atomic
+    for start, end in genl_messages(buf, family_id, IPVS_CMD_NEW_SERVICE):
+        for a, b in nested_spans(buf, start, end, IPVS_CMD_ATTR_SERVICE, "service message"):
+            services.append(_service(buf, a, b))
+    return services
 
 
 def _service(buf: bytes, a: int, b: int) -> VirtualService:
@@ -154,31 +133,14 @@ def decode_real_servers(
 ) -> list[RealServer]:
     """The real servers of an IPVS_CMD_GET_DEST dump.
 
-    Without ``with_stats`` the per-backend STATS nests are skipped (the agent exports active
-    and inactive counts per backend, cumulative counts per service only), which lets every
-    message shaped like the last generically decoded one be read in bulk (DestLayout).
+    Without ``with_stats`` the per-backend STATS nests are skipped: the agent exports active
+    and inactive counts per backend, cumulative counts per service only.
     """
-    global _last_layout
     servers: list[RealServer] = []
-    pos = 0
-    while True:
-        layout = _last_layout
-        if not with_stats and layout is not None:
-            pos = layout.decode_run(buf, pos, service_family, servers)
-        # One message the generic way (it raises on anything malformed), then back to bulk.
-        for start, end in genl_messages(buf, family_id, IPVS_CMD_NEW_DEST, pos):
-            spans = nested_spans(buf, start, end, IPVS_CMD_ATTR_DEST, "dest message")
-            for a, b in spans:
-                servers.append(_real_server(buf, a, b, service_family, with_stats))
-            if not with_stats and len(spans) == 1:
-                _last_layout = DestLayout.learn(buf, start, end, *spans[0]) or _last_layout
-            pos = (end + 3) & ~3
-            break
-        else:
-            return servers
-
-
-_last_layout: DestLayout | None = None  # immutable once built; swapping it is atomic
+    for start, end in genl_messages(buf, family_id, IPVS_CMD_NEW_DEST):
+        for a, b in nested_spans(buf, start, end, IPVS_CMD_ATTR_DEST, "dest message"):
+            servers.append(_real_server(buf, a, b, service_family, with_stats))
+    return servers
 
 
 def _real_server(buf: bytes, a: int, b: int, service_family: int, with_stats: bool) -> RealServer:

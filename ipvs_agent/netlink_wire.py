@@ -1,6 +1,6 @@
 """The generic netlink wire format of IPVS: constants from include/uapi/linux/ip_vs.h and
-genetlink.h, and the helpers that walk messages and attributes (shared by the decoders in
-``netlink`` and ``netlink_bulk`` and by the socket in ``netlink_socket``)."""
+genetlink.h, and the helpers that walk messages and attributes (shared by the decoder in
+``netlink`` and by the socket in ``netlink_socket``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parse ``/proc/net/ip_vs`` and ``/proc/net/ip_vs_stats`` as net/netfilter/ipvs/ip_vs_ctl.c prints them.
+"""Parse ``/proc/net/ip_vs`` as net/netfilter/ipvs/ip_vs_ctl.c prints them.
 
 ip_vs_info_seq_show writes three header lines, then per service either
 ``"%s  %08X:%04X %s %s"`` (protocol, IPv4 address and port in hex, scheduler, ``ops `` flag),
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from ipvs_agent.model import IpvsFormatError, RealServer, VirtualService, memo
+from ipvs_agent.model import IpvsFormatError, RealServer, VirtualService
 
 _VERSION_PREFIX = "IP Virtual Server version"
 _HEADER_PREFIXES = ("Prot LocalAddress:Port", "  -> RemoteAddress:Port")
@@ -48,8 +48,8 @@ def _address_port(text: str, lineno: int) -> tuple[str, int]:
 
 
 def _real_server(fields: list[str], lineno: int) -> RealServer:
-    # fields: ["->", ADDR:PORT, forward, weight, active, inactive]. The careful way, checks in
-    # order so the error names the first problem; parse_ip_vs decodes the common shape inline.
+    # fields: ["->", ADDR:PORT, forward, weight, active, inactive]; checks in order so the
+    # error names the first problem.
     if len(fields) != 6:
         raise IpvsFormatError(
             f"/proc/net/ip_vs line {lineno}: a real server line has 6 fields "
@@ -66,7 +66,7 @@ def _real_server(fields: list[str], lineno: int) -> RealServer:
         ) from None
     if active < 0 or inactive < 0:
         raise IpvsFormatError(f"/proc/net/ip_vs line {lineno}: negative connection count")
-    address, port = _ipv4_where_of(fields[1]) or _address_port(fields[1], lineno)
+    address, port = _address_port(fields[1], lineno)
     return RealServer(address, port, fields[2], weight, active, inactive)
 
 
@@ -105,10 +105,6 @@ def parse_ip_vs(text: str) -> list[VirtualService]:
     services: list[VirtualService] = []
     head: VirtualService | None = None
     servers: list[RealServer] = []
-    # The hot loop of a big table: a real server line in the kernel's common shape (IPv4,
-    # known forward method, decimal counts) is decoded inline; anything else, including
-    # every error, goes through _real_server, which does the careful checks in order.
-    forward_methods, ipv4_where, new = _FORWARD_METHODS, _ipv4_where, tuple.__new__
     for lineno, line in enumerate(lines[1:], start=2):
         if line.startswith(_HEADER_PREFIXES):
             continue
@@ -118,23 +114,6 @@ def parse_ip_vs(text: str) -> list[VirtualService]:
         if fields[0] == "->":
             if head is None:
                 raise IpvsFormatError(f"/proc/net/ip_vs line {lineno}: real server line before any service")
-            if len(fields) == 6 and fields[2] in forward_methods:
-                address_port = ipv4_where.get(fields[1]) or _ipv4_where_of(fields[1])
-                if address_port is not None:
-                    try:
-                        weight, active, inactive = int(fields[3]), int(fields[4]), int(fields[5])
-                    except ValueError:
-                        pass
-                    else:
-                        if active >= 0 and inactive >= 0:
-                            address, port = address_port
-                            servers.append(
-                                new(
-                                    RealServer,
-                                    (address, port, fields[2], weight, active, inactive, None, None),
-                                )
-                            )
-                            continue
             servers.append(_real_server(fields, lineno))
             continue
         if line[0].isspace():
@@ -145,28 +124,6 @@ def parse_ip_vs(text: str) -> list[VirtualService]:
     if head is not None:
         services.append(_with_servers(head, servers))
     return services
-
-
-# "0A000002:0050" -> ("10.0.0.2", 80), across reads: a node's backends change slowly.
-_ipv4_where: dict[str, tuple[str, int]] = memo({})
-_IPV4_WHERE_LIMIT = 1 << 16
-
-
-def _ipv4_where_of(where: str) -> tuple[str, int] | None:
-    """The IPv4 address and port of ``where`` if it is 8 hex digits, a colon and a 16-bit
-    port in hex (remembered), else None."""
-    if len(where) != 13 or where[8] != ":":
-        return None
-    try:
-        v, port = int(where[:8], 16), int(where[9:], 16)
-    except ValueError:
-        return None
-    if not (0 <= v <= 0xFFFFFFFF and 0 <= port <= 0xFFFF):
-        return None
-    if len(_ipv4_where) >= _IPV4_WHERE_LIMIT:
-        _ipv4_where.clear()
-    result = _ipv4_where[where] = (f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}", port)
-    return result
 
 
 def _with_servers(head: VirtualService, servers: list[RealServer]) -> VirtualService:

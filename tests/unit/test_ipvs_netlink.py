@@ -42,7 +42,7 @@ _dests = st.builds(
     persist=st.integers(0, 2**32 - 1),
     conns=st.integers(0, 2**32 - 1),
 )
-# Swarm's backends all have port 0 and Masq, so runs of them share one layout (the bulk path).
+# Swarm's backends all have port 0 and Masq.
 _swarm_dests = _dests.map(lambda d: kf.Dest(d.address, 0, "Masq", d.weight, d.active, d.inactive, d.persist))
 _services = st.one_of(
     st.builds(
@@ -82,7 +82,6 @@ def test_service_dump_round_trip(services: list[kf.Service], pad: bool) -> None:
 @settings(deadline=None)  # shared CI machines are slow; correctness, not speed, is checked
 @given(st.lists(_dests, max_size=12), st.booleans(), st.booleans())
 def test_dest_dump_round_trip(dests: list[kf.Dest], pad: bool, with_stats: bool) -> None:
-    # without stats, the 2nd and later destinations take the learnt-layout path
     decoded = decode_real_servers(kf.dest_dump(FAMILY, dests, pad=pad), FAMILY, socket.AF_INET, with_stats)
     assert [(d.address, d.port, d.forward, d.weight) for d in dests] == [
         (rs.address, rs.port, rs.forward, rs.weight) for rs in decoded
@@ -96,7 +95,7 @@ def test_dest_dump_round_trip(dests: list[kf.Dest], pad: bool, with_stats: bool)
 @settings(deadline=None)  # shared CI machines are slow; correctness, not speed, is checked
 @given(st.lists(st.tuples(_dests, st.booleans()), min_size=2, max_size=8))
 def test_destinations_of_mixed_shapes_in_one_dump(specs: list[tuple[kf.Dest, bool]]) -> None:
-    # An IPv6 or padded destination among IPv4 ones changes the layout: each must still decode.
+    # An IPv6 or padded destination among IPv4 ones: each must still decode.
     buf = b"".join(kf.genl_message(FAMILY, 5, kf.dest_attrs(d, pad)) for d, pad in specs) + kf.done_message()
     decoded = decode_real_servers(buf, FAMILY, socket.AF_INET)
     assert [(rs.address, rs.active_connections, rs.weight) for rs in decoded] == [
@@ -109,9 +108,8 @@ def test_destinations_of_mixed_shapes_in_one_dump(specs: list[tuple[kf.Dest, boo
     st.lists(st.tuples(st.one_of(_dests, _swarm_dests), st.booleans()), min_size=1, max_size=20),
     st.integers(0, 40),
 )
-def test_bulk_read_equals_the_generic_walk(specs: list[tuple[kf.Dest, bool]], cut: int) -> None:
-    # with_stats=True takes the generic walk for every message; without, messages shaped like
-    # the last learnt one are read in bulk. Same values, same errors, also on a truncated dump.
+def test_skipping_stats_changes_no_other_value(specs: list[tuple[kf.Dest, bool]], cut: int) -> None:
+    # with_stats=False skips the STATS nests: same values, same errors, also on a truncated dump.
     buf = b"".join(kf.genl_message(FAMILY, 5, kf.dest_attrs(d, pad)) for d, pad in specs) + kf.done_message()
     for candidate in (buf, buf[: len(buf) - cut]):
         outcomes = []
@@ -131,11 +129,8 @@ def test_bulk_read_equals_the_generic_walk(specs: list[tuple[kf.Dest, bool]], cu
     ),
     st.integers(0, 40),
 )
-def test_runs_of_swarm_services_read_in_bulk_match_the_kernel_bytes(
-    services: list[kf.Service], cut: int
-) -> None:
-    # A run of same-shaped fwmark services (Swarm's dump) goes through the bulk path after the
-    # first one; a TCP service in the middle changes the shape and back.
+def test_runs_of_swarm_services_match_the_kernel_bytes(services: list[kf.Service], cut: int) -> None:
+    # A run of same-shaped fwmark services (Swarm's dump) with a TCP service in the middle.
     services.insert(len(services) // 2, kf.Service(protocol="TCP", address="10.0.0.2", port=80))
     messages = [kf.genl_message(FAMILY, 1, kf.service_attrs(s)) for s in services]
     decoded = decode_services(b"".join(messages) + kf.done_message(), FAMILY)
