@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from timing import FakeClock
 
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.policy_sources.loader import PolicyStore
 from autoscaler.reconciler.loop import Reconciler
 
-from .fakes import FakeClock, FakeSource, FakeTarget
+from .fakes import FakeSource, FakeTarget
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,9 @@
-"""In-memory stand-ins for Swarm and the metric sources, and a clock tests move by hand."""
+"""In-memory stand-ins for Swarm and the metric sources (the clock is tests/timing.py's)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import heapq
-import itertools
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,48 +11,6 @@ from pathlib import Path
 from autoscaler.core.decision import MetricReading
 from autoscaler.core.observation import MetricRequest, ServiceState, SwarmEvent
 from autoscaler.errors import TemporarySourceError, TemporaryTargetError, VersionConflictError
-
-
-class FakeClock:
-    """Time that moves only when a test calls ``advance``; ``sleep`` waits for that."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.now + delay, next(self._order), future))
-        await future
-
-    @property
-    def sleepers(self) -> int:
-        return sum(1 for _, _, f in self._sleepers if not f.done())
-
-    def waiting_until(self, deadline: float) -> bool:
-        """True when some sleeper wakes exactly at ``deadline`` (e.g. a debounce timer just set)."""
-        return any(math.isclose(t, deadline) and not f.done() for t, _, f in self._sleepers)
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        while self._sleepers and self._sleepers[0][0] <= self.now:
-            _, _, future = heapq.heappop(self._sleepers)
-            if not future.done():
-                future.set_result(None)
-
-
-async def eventually(condition: Callable[[], bool], *, within: float = 5.0, what: str = "condition") -> None:
-    """Let the event loop run until ``condition()`` holds; fail after ``within`` real seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0)  # yield to the loop only; real time is just the deadline
 
 
 def service(

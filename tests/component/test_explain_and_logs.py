@@ -11,13 +11,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from timing import FakeClock, eventually
 
 from autoscaler.cli import EXIT_INPUT, EXIT_OK, main
 from autoscaler.observability.logs import configure_logging
 from autoscaler.reconciler.loop import Reconciler
 from autoscaler.reconciler.records import Outcome
 
-from .fakes import FakeClock, FakeSource, FakeTarget, eventually, service, write_policy
+from .fakes import FakeSource, FakeTarget, service, write_policy
 from .test_serve import start_serving
 
 MakeReconciler = Callable[..., Reconciler]

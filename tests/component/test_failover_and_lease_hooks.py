@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from timing import FakeClock, eventually
+
 from autoscaler.cli import EXIT_OK
 from autoscaler.cli.run import serve
 from autoscaler.core.decision import Decision
@@ -21,7 +23,7 @@ from autoscaler.reconciler.records import Outcome
 from autoscaler.reconciler.status import ReconcilerStatus
 from autoscaler.settings import load_settings
 
-from .fakes import FakeClock, FakeSource, FakeTarget, eventually, service, write_policy
+from .fakes import FakeSource, FakeTarget, service, write_policy
 from .test_serve import Started
 
 MakeReconciler = Callable[..., Reconciler]

@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from timing import FakeClock, eventually
+
 from autoscaler.reconciler.loop import Reconciler
 from autoscaler.reconciler.status import LIVENESS_SLACK_SECONDS, MISSED_TICKS_BEFORE_DEAD, ReconcilerStatus
 from autoscaler.targets.swarm_events import SwarmEvent
 
-from .fakes import FakeClock, FakeSource, FakeTarget, eventually, service, write_policy
+from .fakes import FakeSource, FakeTarget, service, write_policy
 
 MakeReconciler = Callable[..., Reconciler]
 INTERVAL = 5.0

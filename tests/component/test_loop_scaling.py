@@ -7,11 +7,13 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from timing import FakeClock
+
 from autoscaler.core.observation import ServiceState
 from autoscaler.reconciler.loop import Reconciler
 from autoscaler.reconciler.records import Outcome
 
-from .fakes import FakeClock, FakeSource, FakeTarget, refused, service, write_policy
+from .fakes import FakeSource, FakeTarget, refused, service, write_policy
 
 MakeReconciler = Callable[..., Reconciler]
 

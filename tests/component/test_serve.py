@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from timing import FakeClock, eventually
 
 from autoscaler.cli import EXIT_INPUT, EXIT_OK
 from autoscaler.cli.run import serve
@@ -20,7 +21,7 @@ from autoscaler.policy_sources.loader import PolicyStore
 from autoscaler.reconciler.loop import Reconciler
 from autoscaler.settings import load_settings
 
-from .fakes import FakeClock, FakeSource, FakeTarget, eventually, service, write_policy
+from .fakes import FakeSource, FakeTarget, service, write_policy
 
 Started = asyncio.Future[tuple[Reconciler, ObservabilityServer | None]]
 

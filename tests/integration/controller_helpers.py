@@ -4,7 +4,7 @@
 HTTP on a free loopback port); its history comes from its own log lines (``decision``,
 ``action``, ``conflict``...), which carry the controller's timestamps, and its present
 from ``/decisions``. ``LabServices`` creates uniquely named web and load-generator services
-on the lab Swarm and removes them all at the end. ``wait_for`` polls a probe with a deadline.
+on the lab Swarm and removes them all at the end. ``timing.wait_until`` polls a probe with a deadline.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
+from timing import wait_until
 
 from swarm_lab import create_service, scrape_labels
 
@@ -44,18 +44,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(probe: Callable[[], T | None], *, deadline: float, what: str, every: float = 0.2) -> T:
-    """Poll ``probe`` until it returns something truthy; that value. TimeoutError naming ``what``."""
-    end = time.monotonic() + deadline
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise TimeoutError(f"gave up after {deadline:g}s waiting for {what}")
-        time.sleep(every)  # polling pace of a deadline-bounded wait, not a synchronisation
 
 
 def unique(prefix: str) -> str:
@@ -147,7 +135,7 @@ class ControllerProcess:
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         try:
-            wait_for(
+            wait_until(
                 self._passed_once, deadline=60, what=f"the controller's first pass (log {self.log_path})"
             )
         except BaseException:
@@ -179,7 +167,7 @@ class ControllerProcess:
         return health is not None and int(health.get("passes", 0)) > 0
 
     def decisions(self) -> dict[str, Any]:
-        body = wait_for(lambda: self._get("/decisions"), deadline=20, what=f"{self.url}/decisions")
+        body = wait_until(lambda: self._get("/decisions"), deadline=20, what=f"{self.url}/decisions")
         return body
 
     def record(self, service: str) -> dict[str, Any] | None:
@@ -222,10 +210,10 @@ class ControllerProcess:
                     return entry
             return None
 
-        return wait_for(probe, deadline=deadline, what=f"the controller scaling {service} {what}")
+        return wait_until(probe, deadline=deadline, what=f"the controller scaling {service} {what}")
 
     def passes(self) -> int:
-        health = wait_for(lambda: self._get("/healthz"), deadline=20, what=f"{self.url}/healthz")
+        health = wait_until(lambda: self._get("/healthz"), deadline=20, what=f"{self.url}/healthz")
         return int(health["passes"])
 
     def stop(self) -> None:
@@ -296,7 +284,7 @@ class LabServices:
         return sum(t["Status"]["State"] == "running" for t in tasks)
 
     def wait_running(self, name: str, count: int, deadline: float = 90) -> None:
-        wait_for(
+        wait_until(
             lambda: self.running(name) == count,
             deadline=deadline,
             what=f"{count} running task(s) of {name}",

@@ -13,16 +13,15 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import start_wsgi_server
+from timing import wait_until
 
 PROMETHEUS_BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -32,15 +31,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
-
-
-def wait_until(condition: Callable[[], bool], *, deadline: float, what: str, every: float = 0.1) -> None:
-    """Poll ``condition`` until true; fail with ``what`` after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError(f"gave up after {deadline:g}s waiting for {what}")
-        time.sleep(every)  # polling interval of a deadline-bounded wait
 
 
 class Exporter:

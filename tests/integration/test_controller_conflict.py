@@ -22,7 +22,8 @@ import aiohttp
 import docker
 import pytest
 from aiohttp import web
-from controller_helpers import ControllerProcess, LabServices, PolicyFile, free_port, unique, wait_for
+from controller_helpers import ControllerProcess, LabServices, PolicyFile, free_port, unique
+from timing import wait_until
 
 from swarm_lab.sessions import LabHandle
 
@@ -156,7 +157,7 @@ def test_version_conflict_is_re_read_and_re_decided(
         assert proxy.update_statuses[1] == 200, proxy.update_statuses
         assert controller.conflicts(name), "the refused update was not reported as a version conflict"
         assert not controller.events("failure", name), "the conflict was left as a failure"
-        record: dict[str, Any] = wait_for(
+        record: dict[str, Any] = wait_until(
             lambda: controller.record(name) if controller else None, deadline=10, what=f"{name}'s record"
         )
         assert record["outcome"] == "scaled" and record["error"] is None, record

@@ -30,9 +30,9 @@ from controller_helpers import (
     prometheus_series,
     rate_of,
     unique,
-    wait_for,
 )
 from docker.types import ServiceMode
+from timing import wait_until
 
 from autoscaler.targets.swarm import parse_timestamp
 from swarm_lab.sessions import LabHandle
@@ -95,7 +95,7 @@ def test_scale_up_within_two_evaluations_of_the_rate_crossing_the_threshold(
     services.web(name, replicas=1)
     services.wait_running(name, 1)
     policy.write(policy_dir)
-    wait_for(
+    wait_until(
         lambda: measured(controller.record(name)) is not None,
         deadline=30,
         what=f"a decision on {name} with a reading",
@@ -143,7 +143,7 @@ def test_scale_down_only_after_the_stabilization_window(
         value = measured(record)
         return record is not None and value is not None and value > 25 and record["current"] == 3
 
-    wait_for(steady_at_three, deadline=60, what=f"{name} steady at 3 replicas under 30 req/s")
+    wait_until(steady_at_three, deadline=60, what=f"{name} steady at 3 replicas under 30 req/s")
 
     services.remove(load)
     load_stopped = time.time()
@@ -181,7 +181,7 @@ def test_manual_scale_is_respected_and_restarts_the_window(
     services.web(name, replicas=1)
     services.wait_running(name, 1)
     PolicyFile(name, min_replicas=1, scale_down_window=window).write(policy_dir)
-    wait_for(lambda: measured(controller.record(name)) is not None, deadline=30, what=f"{name} governed")
+    wait_until(lambda: measured(controller.record(name)) is not None, deadline=30, what=f"{name} governed")
 
     changed = time.time()
     services.scale_by_hand(name, 3)
@@ -193,7 +193,7 @@ def test_manual_scale_is_respected_and_restarts_the_window(
                 return decision
         return None
 
-    seen = wait_for(noticed, deadline=20, what=f"the controller noticing {name} scaled by hand")
+    seen = wait_until(noticed, deadline=20, what=f"the controller noticing {name} scaled by hand")
     down = controller.wait_action(
         name, since=changed, deadline=window + 40, to=lambda old, new: new < old, what="back down"
     )
@@ -214,7 +214,7 @@ def test_recreated_service_gets_a_fresh_engine_and_is_still_scaled(
     name = unique("e2e-recreate")
     first_id = services.web(name, replicas=2).id
     PolicyFile(name, min_replicas=2).write(policy_dir)
-    wait_for(
+    wait_until(
         lambda: (r := controller.record(name)) is not None and r["service_id"] == first_id,
         deadline=30,
         what=f"{name} governed",
@@ -228,7 +228,7 @@ def test_recreated_service_gets_a_fresh_engine_and_is_still_scaled(
     action = controller.wait_action(
         name, since=recreated, deadline=45, to=lambda old, new: (old, new) == (1, 2), what="1 -> 2"
     )
-    record = wait_for(
+    record = wait_until(
         lambda: (r := controller.record(name)) is not None and r["service_id"] == second_id and r,
         deadline=20,
         what=f"/decisions showing {name}'s new ID",
@@ -249,7 +249,7 @@ def test_broken_policy_keeps_the_last_good_one_until_fixed(
     good = PolicyFile(name, min_replicas=2)
     services.web(name, replicas=2)
     path = good.write(policy_dir)
-    wait_for(lambda: controller.record(name) is not None, deadline=30, what=f"{name} governed")
+    wait_until(lambda: controller.record(name) is not None, deadline=30, what=f"{name} governed")
 
     broken_at = time.time()
     scratch = path.with_suffix(".tmp")
@@ -259,7 +259,7 @@ def test_broken_policy_keeps_the_last_good_one_until_fixed(
     def reported() -> list[str]:
         return [p for p in controller.decisions()["policy_problems"] if str(path) in p]
 
-    problems = wait_for(reported, deadline=20, what=f"/decisions reporting the broken {path}")
+    problems = wait_until(reported, deadline=20, what=f"/decisions reporting the broken {path}")
     assert "maxReplicas" in problems[0], problems
     logged = [e for e in controller.events("policy_error", since=broken_at) if str(path) in e["message"]]
     assert logged, f"the broken {path} was not logged"
@@ -299,10 +299,10 @@ def test_global_and_ungoverned_services_are_never_touched(
     PolicyFile(global_name, min_replicas=2).write(policy_dir)
     versions = {n: services.service(n).attrs["Version"]["Index"] for n in (global_name, plain_name)}
 
-    record = wait_for(lambda: controller.record(global_name), deadline=30, what=f"{global_name} reached")
+    record = wait_until(lambda: controller.record(global_name), deadline=30, what=f"{global_name} reached")
     assert record["outcome"] == "skipped" and "global" in record["reason"], record
     passes = controller.passes()
-    wait_for(lambda: controller.passes() >= passes + 3, deadline=30, what="three more passes")
+    wait_until(lambda: controller.passes() >= passes + 3, deadline=30, what="three more passes")
 
     assert controller.record(plain_name) is None
     for name in (global_name, plain_name):

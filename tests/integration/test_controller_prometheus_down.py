@@ -30,9 +30,9 @@ from controller_helpers import (
     prometheus_value,
     rate_of,
     unique,
-    wait_for,
 )
 from docker.types import ConfigReference, Mount
+from timing import wait_until
 
 from swarm_lab import create_service
 from swarm_lab.sessions import LabHandle
@@ -76,7 +76,7 @@ class TwinPrometheus:
 
     def wait_ready(self, service: str) -> None:
         """Answering, and holding a reading of ``service``'s rate."""
-        wait_for(
+        wait_until(
             lambda: answers(self.url) and prometheus_value(self.url, rate_of(service)) is not None,
             deadline=60,
             what=f"the twin Prometheus at {self.url} answering with {service}'s rate",
@@ -84,7 +84,7 @@ class TwinPrometheus:
 
     def stop(self) -> None:
         self.services.scale_by_hand(self.name, 0)
-        wait_for(lambda: not answers(self.url), deadline=20, what=f"{self.url} to stop answering")
+        wait_until(lambda: not answers(self.url), deadline=20, what=f"{self.url} to stop answering")
 
     def start(self) -> None:
         self.services.scale_by_hand(self.name, 1)
@@ -138,7 +138,7 @@ def check_outage(controller: ControllerProcess, twin: TwinPrometheus, name: str)
                     return decision
             return None
 
-        first = wait_for(read_once, deadline=30, what=f"a decision on {name} with a reading")
+        first = wait_until(read_once, deadline=30, what=f"a decision on {name} with a reading")
         twin.stop()
         stopped_at = time.time()
         assert not controller.events("action", name), (
@@ -147,7 +147,7 @@ def check_outage(controller: ControllerProcess, twin: TwinPrometheus, name: str)
 
         # The outage outlasts the start-up guard: from here on only the missing metric holds.
         guard_over = log_time(first) + WINDOW + 2
-        wait_for(
+        wait_until(
             lambda: controller.events("decision", name, since=guard_over),
             deadline=WINDOW + 30,
             what=f"decisions on {name} after the start-up guard expired",

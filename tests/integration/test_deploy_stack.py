@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import docker
 import pytest
+from timing import wait_until
 
 from autoscaler.core import lease_rules as rules
 
@@ -36,18 +37,6 @@ LEASE_SECONDS = 6
 # Building the image under a loaded lab takes minutes; the scenario itself a few more.
 pytestmark = pytest.mark.timeout(1800)
 T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.25)  # poll pacing; the probe decides
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 900) -> str:
@@ -91,7 +80,7 @@ def image_size_on(url: str, tag: str) -> int | None:
         finally:
             client.close()
 
-    return wait_for(f"the Docker API at {url}", ask, timeout=180)[0]
+    return wait_until(ask, deadline=180, what=f"the Docker API at {url}", every=0.25)[0]
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +129,12 @@ def node_dirs(lab: Any) -> Iterator[str]:
     """
     base = Path("/run/swl-deploy") / uuid.uuid4().hex[:6]
     for url in lab.node_urls:
-        hostname = wait_for(f"the Docker API at {url}", functools.partial(docker_info_name, url), timeout=180)
+        hostname = wait_until(
+            functools.partial(docker_info_name, url),
+            deadline=180,
+            what=f"the Docker API at {url}",
+            every=0.25,
+        )
         socket = Path(url.removeprefix("unix://"))
         (base / hostname).mkdir(parents=True)
         (base / hostname / "docker.sock").symlink_to(socket)
@@ -237,24 +231,26 @@ def stack(lab: Any, image: Image, node_dirs: str) -> Iterator[Stack]:
     try:
         run([str(CHARTS / "deploy.sh")], env)
         s = Stack(name, client, env, deployed_at, 0.0)
-        wait_for(
-            "every service of the stack running (controllers healthy) and a lease holder",
+        wait_until(
             lambda: (
                 s.running("autoscaler") == 2
                 and s.running("prometheus") == 1
                 and s.running("example-web") == 2
                 and s.holder()
             ),
-            timeout=300,
+            deadline=300,
+            what="every service of the stack running (controllers healthy) and a lease holder",
+            every=0.25,
         )
         s.startup_seconds = time.monotonic() - started
         yield s
     finally:
         subprocess.run(["docker", "stack", "rm", name], env=env, capture_output=True, check=False)
-        wait_for(
-            "the stack's services removed",
+        wait_until(
             lambda: not client.services.list(filters={"label": f"com.docker.stack.namespace={name}"}),
-            120,
+            deadline=120,
+            what="the stack's services removed",
+            every=0.25,
         )
         client.close()
 
@@ -266,32 +262,51 @@ def test_deployed_autoscaler_scales_and_survives_losing_its_leader(image: Image,
     first_leader = stack.holder()
     assert first_leader is not None and first_leader != rules.RELEASED
     # The chart's Prometheus finds everything by Swarm DNS and sees exactly one leader.
-    wait_for(
-        "Prometheus scraping both controllers",
+    wait_until(
         lambda: stack.query('count(up{job="autoscaler"} == 1)') == 2,
-        120,
+        deadline=120,
+        what="Prometheus scraping both controllers",
+        every=0.25,
     )
-    wait_for(
-        "Prometheus scraping the example app", lambda: stack.query('count(up{job="example-web"} == 1)'), 60
+    wait_until(
+        lambda: stack.query('count(up{job="example-web"} == 1)'),
+        deadline=60,
+        what="Prometheus scraping the example app",
+        every=0.25,
     )
-    wait_for(
-        "Prometheus scraping the IPVS agents", lambda: stack.query('count(up{job="ipvs-agent"} == 1)'), 60
+    wait_until(
+        lambda: stack.query('count(up{job="ipvs-agent"} == 1)'),
+        deadline=60,
+        what="Prometheus scraping the IPVS agents",
+        every=0.25,
     )
-    assert wait_for("the leader gauge", lambda: stack.query("sum(autoscaler_lease_leader)"), 60) == 1
+    assert (
+        wait_until(
+            lambda: stack.query("sum(autoscaler_lease_leader)"),
+            deadline=60,
+            what="the leader gauge",
+            every=0.25,
+        )
+        == 1
+    )
 
     stack.set_load(120)  # 120 req/s against 20 per replica wants 6
-    wait_for(
-        "the autoscaler to scale the example app up", lambda: stack.replicas("example-web") > 2, timeout=180
+    wait_until(
+        lambda: stack.replicas("example-web") > 2,
+        deadline=180,
+        what="the autoscaler to scale the example app up",
+        every=0.25,
     )
 
     leader_container = first_leader.split("-")[0]  # the holder names its container's hostname (short ID)
     killed = stack.client.containers.get(leader_container)
     killed.kill()
     killed_at, killed_wall = time.monotonic(), time.time()
-    second_leader = wait_for(
-        "a standby to take the lease",
+    second_leader = wait_until(
         lambda: (h := stack.holder()) not in (None, first_leader) and h,
-        timeout=LEASE_SECONDS * 5,
+        deadline=LEASE_SECONDS * 5,
+        what="a standby to take the lease",
+        every=0.25,
     )
     takeover = time.monotonic() - killed_at
     print(
@@ -300,13 +315,23 @@ def test_deployed_autoscaler_scales_and_survives_losing_its_leader(image: Image,
     )
 
     # The killed leader's series goes stale at its first failed scrape: then exactly one again.
-    wait_for("one leader in Prometheus", lambda: stack.query("sum(autoscaler_lease_leader)") == 1, 60)
+    wait_until(
+        lambda: stack.query("sum(autoscaler_lease_leader)") == 1,
+        deadline=60,
+        what="one leader in Prometheus",
+        every=0.25,
+    )
 
     # Keeps scaling: the new leader moves the app beyond where it stood at the take-over.
     # (The lab's loaded CPUs serve far less than 240 req/s, so maxReplicas is not a goal.)
     at_takeover = stack.replicas("example-web")
     stack.set_load(240)
-    wait_for("the new leader to scale", lambda: stack.replicas("example-web") != at_takeover, timeout=240)
+    wait_until(
+        lambda: stack.replicas("example-web") != at_takeover,
+        deadline=240,
+        what="the new leader to scale",
+        every=0.25,
+    )
     finished = time.time()
 
     updates = stack.scale_events(finished)
@@ -323,11 +348,14 @@ def test_deployed_autoscaler_scales_and_survives_losing_its_leader(image: Image,
     # A controller logs "scaled" after Docker answered, and Docker's log collection lags: the
     # last action can reach the logs after its update event. Let the logs catch up (bounded);
     # more updates than logged actions after that is a second leader acting.
-    logs = stack.controller_logs()
-    deadline = time.monotonic() + 30
-    while len(scale_actions(logs)) < len(updates) and time.monotonic() < deadline:
-        time.sleep(0.5)  # poll pacing; the count decides
+    def caught_up() -> list[dict[str, Any]] | None:
         logs = stack.controller_logs()
+        return logs if len(scale_actions(logs)) >= len(updates) else None
+
+    try:
+        logs = wait_until(caught_up, deadline=30, what="the logs to catch up", every=0.5)
+    except AssertionError:
+        logs = stack.controller_logs()  # compared as they are: the assertion below names the gap
     scaled = scale_actions(logs)
     changes = [
         (e["Actor"]["Attributes"].get("replicas.old"), e["Actor"]["Attributes"].get("replicas.new"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -21,6 +20,7 @@ from typing import Any
 import aiodocker
 import pytest
 from prometheus_client import CollectorRegistry
+from timing import eventually
 
 from autoscaler.core.policy import PolicySpec
 from autoscaler.reconciler.failover_monitor import FailoverMonitor
@@ -117,15 +117,6 @@ async def running_tasks(docker: aiodocker.Docker, service: str) -> list[Mapping[
     return [t for t in tasks if t["DesiredState"] == "running" and t["Status"]["State"] == "running"]
 
 
-async def poll(condition: Callable[[], Awaitable[Any]], *, deadline: float, what: str) -> Any:
-    end = time.monotonic() + deadline
-    while not (result := await condition()):
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up after {deadline:g}s waiting for {what}")
-        await asyncio.sleep(0.2)  # pacing a deadline-bounded poll; the condition decides
-    return result
-
-
 async def node_hostname(docker: aiodocker.Docker, ip: str) -> str:
     nodes = await docker.nodes.list()
     return str(next(n["Description"]["Hostname"] for n in nodes if n["Status"].get("Addr") == ip))
@@ -178,7 +169,12 @@ async def test_failover_is_reported_and_every_replacement_confirmed_healthy(
     replicas = 6
     service = await create_service(docker, swarm, replicas)
     try:
-        await poll(lambda: _count(running_tasks(docker, service), replicas), deadline=60, what="all running")
+        await eventually(
+            lambda: _count(running_tasks(docker, service), replicas),
+            deadline=60,
+            what="all running",
+            every=0.2,
+        )
         victim_host = await node_hostname(docker, swarm.node_ips[VICTIM - 1])
         async with monitoring(swarm, service, policy(service)) as monitor:
             with broken(swarm, VICTIM, mode):
@@ -187,7 +183,9 @@ async def test_failover_is_reported_and_every_replacement_confirmed_healthy(
                     failover = of_node(monitor, victim_host)
                     return failover if failover and failover["settled_after"] is not None else None
 
-                failover = await poll(settled, deadline=60, what=f"failover of {victim_host} settled")
+                failover = await eventually(
+                    settled, deadline=60, what=f"failover of {victim_host} settled", every=0.2
+                )
                 assert failover["node"] == victim_host and failover["open"]
                 assert failover["tasks"], "the spread placed no task on the victim"
                 assert {t["status"] for t in failover["tasks"]} == {"confirmed"}
@@ -213,7 +211,9 @@ async def test_failover_is_reported_and_every_replacement_confirmed_healthy(
             async def closed() -> bool:
                 return not (of_node(monitor, victim_host) or {}).get("open", True)
 
-            await poll(closed, deadline=90, what=f"{victim_host} back and the failover closed")
+            await eventually(
+                closed, deadline=90, what=f"{victim_host} back and the failover closed", every=0.2
+            )
     finally:
         await docker.services.delete(service)
 
@@ -230,7 +230,9 @@ async def test_drained_node_is_a_failover_until_it_is_active_again(
     service = await create_service(docker, swarm, 6)
     victim_host = await node_hostname(docker, swarm.node_ips[VICTIM - 1])
     try:
-        await poll(lambda: _count(running_tasks(docker, service), 6), deadline=60, what="all running")
+        await eventually(
+            lambda: _count(running_tasks(docker, service), 6), deadline=60, what="all running", every=0.2
+        )
         async with monitoring(swarm, service, policy(service)) as monitor:
             await set_availability(docker, victim_host, "drain")
             try:
@@ -239,7 +241,9 @@ async def test_drained_node_is_a_failover_until_it_is_active_again(
                     failover = of_node(monitor, victim_host)
                     return failover if failover and failover["settled_after"] is not None else None
 
-                failover = await poll(settled, deadline=60, what=f"drain of {victim_host} settled")
+                failover = await eventually(
+                    settled, deadline=60, what=f"drain of {victim_host} settled", every=0.2
+                )
                 assert (failover["node"], failover["kind"]) == (victim_host, "drain")
                 assert failover["tasks"] and {t["status"] for t in failover["tasks"]} == {"confirmed"}
                 running = {t["ID"]: t for t in await running_tasks(docker, service)}
@@ -252,7 +256,9 @@ async def test_drained_node_is_a_failover_until_it_is_active_again(
             async def closed() -> bool:
                 return not (of_node(monitor, victim_host) or {}).get("open", True)
 
-            await poll(closed, deadline=30, what=f"{victim_host} active again and the failover closed")
+            await eventually(
+                closed, deadline=30, what=f"{victim_host} active again and the failover closed", every=0.2
+            )
     finally:
         await docker.services.delete(service)
 
@@ -263,7 +269,9 @@ async def test_unplaceable_replacement_fires_on_timeout_with_swarms_reason_then_
     victim_host = await node_hostname(docker, swarm.node_ips[VICTIM - 1])
     service = await create_service(docker, swarm, 1, constraints=[f"node.hostname=={victim_host}"])
     try:
-        await poll(lambda: _count(running_tasks(docker, service), 1), deadline=60, what="1 running")
+        await eventually(
+            lambda: _count(running_tasks(docker, service), 1), deadline=60, what="1 running", every=0.2
+        )
         before = await docker.services.inspect(service)
         spec = policy(service, confirmWithinSeconds=10, onTimeout="forceUpdate")
         async with monitoring(swarm, service, spec) as monitor:
@@ -274,7 +282,7 @@ async def test_unplaceable_replacement_fires_on_timeout_with_swarms_reason_then_
                     fired = failover["timeouts"] if failover else []
                     return fired[0] if fired and fired[0]["outcome"] else None
 
-                fired = await poll(timed_out, deadline=60, what="onTimeout to fire")
+                fired = await eventually(timed_out, deadline=60, what="onTimeout to fire", every=0.2)
                 assert fired["action"] == "forceUpdate" and fired["outcome"].startswith("forced")
                 assert any("no suitable node" in reason for reason in fired["reasons"])
                 assert monitor.hold_reason(service) is not None
@@ -286,7 +294,9 @@ async def test_unplaceable_replacement_fires_on_timeout_with_swarms_reason_then_
                 failover = of_node(monitor, victim_host)
                 return failover if failover and not failover["open"] else None
 
-            failover = await poll(recovered, deadline=90, what="the node back and the failover closed")
+            failover = await eventually(
+                recovered, deadline=90, what="the node back and the failover closed", every=0.2
+            )
             assert {t["status"] for t in failover["tasks"]} == {"recovered"}
             assert monitor.hold_reason(service) is None
     finally:
@@ -312,7 +322,7 @@ async def test_swarm_reports_a_healthchecked_task_running_only_once_healthy(
             seen.append((task["Status"]["State"], await container_health(swarm, docker, task)))
             return seen[-1] == ("running", "healthy")
 
-        await poll(healthy_and_running, deadline=60, what="the task running")
+        await eventually(healthy_and_running, deadline=60, what="the task running", every=0.2)
     finally:
         await docker.services.delete(service)
     assert ("starting", "starting") in seen  # Swarm held the task back while the check was failing

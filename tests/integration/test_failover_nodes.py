@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiodocker
 import pytest
+from timing import eventually
 
 from autoscaler.errors import PermanentTargetError, TemporaryTargetError
 from autoscaler.targets.swarm import parse_timestamp
@@ -58,10 +57,12 @@ async def test_tasks_are_filtered_by_exact_service_id(
     ]
     try:
         async with _closing(SwarmNodes(manager[0])) as nodes:
-            deadline = time.monotonic() + 60
-            while len(tasks := await nodes.list_tasks([ids[0]])) < 1 or not all(t.node_id for t in tasks):
-                assert time.monotonic() < deadline, "the task was not scheduled within 60 s"
-                await asyncio.sleep(0.2)  # pacing a deadline-bounded poll
+
+            async def scheduled() -> list[Any] | None:
+                tasks = await nodes.list_tasks([ids[0]])
+                return tasks if tasks and all(t.node_id for t in tasks) else None
+
+            tasks = await eventually(scheduled, deadline=60, what="the task scheduled", every=0.2)
             assert {t.service_id for t in tasks} == {ids[0]}
             raw = await docker.tasks.list(filters={"service": ids[0]})
             assert {t.id for t in tasks} == {r["ID"] for r in raw if r["ServiceID"] == ids[0]}

@@ -5,34 +5,22 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
+from timing import wait_until
 
 from swarm_lab import create_service, layout, scrape_labels, swarm
 from swarm_lab.lab import NodeDownMode
 from swarm_lab.sessions import LabHandle as Lab
 
 NODE_COUNT = 3
-
-
-def poll(condition: Callable[[], Any], *, deadline_s: float, what: str, every: float = 0.25) -> Any:
-    """Return the first truthy value of ``condition()``; fail after ``deadline_s`` seconds."""
-    deadline = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(every)  # pacing the poll, the condition decides
-    pytest.fail(f"timed out after {deadline_s}s waiting for {what} (last: {last!r})")
 
 
 def query(lab: Lab, promql: str) -> list[dict[str, Any]]:
@@ -106,7 +94,7 @@ def test_a_service_spreads_over_all_nodes(
         tasks = running_tasks(service)
         return tasks if len(tasks) == NODE_COUNT * 2 else None
 
-    used_nodes = {t["NodeID"] for t in poll(all_running, deadline_s=60, what="all replicas running")}
+    used_nodes = {t["NodeID"] for t in wait_until(all_running, deadline=60, what="all replicas running")}
     if ready_node_ids(manager) == ready_before == {n.id for n in manager.nodes.list()}:
         assert len(used_nodes) == NODE_COUNT
     else:  # another session's failure test took a node away meanwhile
@@ -119,15 +107,15 @@ def test_prometheus_discovers_any_labelled_service(
     name = f"disc-{uuid.uuid4().hex[:6]}"
     service = create_service(manager, name, lab.images["web"], replicas=2, labels=scrape_labels(8000))
     temporary_services.append(service)
-    poll(lambda: len(running_tasks(service)) == 2, deadline_s=60, what="2 replicas running")
+    wait_until(lambda: len(running_tasks(service)) == 2, deadline=60, what="2 replicas running")
 
     def both_replicas_up() -> list[dict[str, Any]] | None:
         series = [s for s in query(lab, f'up{{service="{name}"}}') if s["value"][1] == "1"]
         return series if len(series) == 2 else None
 
-    series = poll(
+    series = wait_until(
         both_replicas_up,
-        deadline_s=30,
+        deadline=30,
         what=f"Prometheus scraping both replicas of {name}",
     )
     task_nodes = {t["NodeID"] for t in running_tasks(service)}
@@ -154,11 +142,11 @@ def test_request_rate_follows_offered_load(sample: Lab) -> None:
         low, high = (float(query(sample, q)[0]["value"][1]) for q in low_high)
         return (low, high) if 0.8 * offered <= low and high <= 1.2 * offered else None
 
-    poll(held_within_20_percent, deadline_s=90, what=f"{rate} within 20% of {offered} for 8 s")
+    wait_until(held_within_20_percent, deadline=90, what=f"{rate} within 20% of {offered} for 8 s")
     sample.set_load(0)
-    poll(
+    wait_until(
         lambda: float(query(sample, f"{rate} or vector(0)")[0]["value"][1]) < 0.1 * offered,
-        deadline_s=60,
+        deadline=60,
         what="the rate to fall once the load stops",
     )
 
@@ -170,11 +158,11 @@ def test_node_down_then_up(lab: Lab, manager: docker.DockerClient, mode: NodeDow
     try:
         lab.node_down(victim, mode)
         lab.node_down(victim, mode)  # idempotent
-        poll(lambda: node_state(manager, ip) == "down", deadline_s=30, what=f"node {victim} Down")
+        wait_until(lambda: node_state(manager, ip) == "down", deadline=30, what=f"node {victim} Down")
     finally:
         lab.node_up(victim)
         lab.node_up(victim)  # idempotent
-    poll(lambda: node_state(manager, ip) == "ready", deadline_s=60, what=f"node {victim} Ready again")
+    wait_until(lambda: node_state(manager, ip) == "ready", deadline=60, what=f"node {victim} Ready again")
 
 
 def test_rendered_prometheus_config_passes_promtool(tmp_path: Path) -> None:

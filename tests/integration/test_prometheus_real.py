@@ -6,7 +6,8 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from prom_helpers import PROMETHEUS_BINARY, Exporter, RealPrometheus, wait_until
+from prom_helpers import PROMETHEUS_BINARY, Exporter, RealPrometheus
+from timing import wait_until
 
 from autoscaler.core.observation import MetricRequest
 from autoscaler.sources.prometheus import PrometheusSource

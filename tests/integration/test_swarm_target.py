@@ -19,6 +19,7 @@ from typing import Any
 
 import aiodocker
 import pytest
+from timing import eventually
 
 from autoscaler.errors import PermanentTargetError, TemporaryTargetError, VersionConflictError
 from autoscaler.targets.docker_api import DockerApi
@@ -94,14 +95,6 @@ async def services(
                 raise
 
 
-async def poll(condition: Callable[[], Awaitable[bool]], *, deadline: float, what: str) -> None:
-    end = time.monotonic() + deadline
-    while not await condition():
-        if time.monotonic() > end:
-            raise TimeoutError(f"gave up after {deadline:g}s waiting for {what}")
-        await asyncio.sleep(0.2)  # polling interval of a deadline-bounded wait
-
-
 async def docker_running(docker: aiodocker.Docker, service_id: str) -> int:
     """Running tasks as Docker's task list reports them (the independent truth)."""
     tasks = await docker.tasks.list(filters={"service": service_id})
@@ -125,7 +118,7 @@ async def test_list_services_counts_running_tasks(
         counts = [await docker_running(docker, s) for s in (two, zero, everywhere)]
         return counts == [2, 0, nodes]
 
-    await poll(settled, deadline=60, what="2 / 0 / one-per-node running tasks")
+    await eventually(settled, deadline=60, what="2 / 0 / one-per-node running tasks", every=0.2)
     before = target.http_requests
     states = {s.id: s for s in await target.list_services()}
     assert target.http_requests - before == 2  # one services call, one tasks call
@@ -164,7 +157,7 @@ async def test_scale_bumps_version_and_preserves_every_other_field(
         return bool(raw.get("UpdateStatus", {}).get("State") == "completed")
 
     # A rolling update bumps the version as it progresses: read once it is over.
-    await poll(rolled_out, deadline=60, what="the rolling update to complete")
+    await eventually(rolled_out, deadline=60, what="the rolling update to complete", every=0.2)
     before = await docker._query_json(f"services/{service_id}")
     state = await target.get_service(service_id)
     assert state is not None and state.version == before["Version"]["Index"]
@@ -178,7 +171,12 @@ async def test_scale_bumps_version_and_preserves_every_other_field(
     expected_spec["Mode"]["Replicated"]["Replicas"] = 3
     assert after["Spec"] == expected_spec
     assert scaled.updated_at >= state.updated_at
-    await poll(lambda: _running_is(target, service_id, 3), deadline=60, what="3 running tasks after scaling")
+    await eventually(
+        lambda: _running_is(target, service_id, 3),
+        deadline=60,
+        what="3 running tasks after scaling",
+        every=0.2,
+    )
 
 
 async def _running_is(target: SwarmTarget, service_id: str, count: int) -> bool:
@@ -316,7 +314,7 @@ async def test_update_state_is_reported(
         docker_says = raw.get("UpdateStatus", {}).get("State")
         return state is not None and docker_says == "completed" and state.update_state == docker_says
 
-    await poll(rolled_out, deadline=60, what="the rolling update to complete")
+    await eventually(rolled_out, deadline=60, what="the rolling update to complete", every=0.2)
 
 
 async def test_events_report_service_create_update_remove(
@@ -346,7 +344,7 @@ async def test_events_report_service_create_update_remove(
             )
             return False
 
-        await poll(probe_seen, deadline=30, what="the event stream to deliver a probe event")
+        await eventually(probe_seen, deadline=30, what="the event stream to deliver a probe event", every=0.2)
         service_id = await services({"Replicated": {"Replicas": 0}})
         state = await target.get_service(service_id)
         assert state is not None
@@ -357,7 +355,9 @@ async def test_events_report_service_create_update_remove(
             actions = {e.action for e in seen if e.kind == "service" and e.id == service_id}
             return {"create", "update", "remove"} <= actions
 
-        await poll(all_seen, deadline=30, what=f"create/update/remove events of {service_id}")
+        await eventually(
+            all_seen, deadline=30, what=f"create/update/remove events of {service_id}", every=0.2
+        )
         mine = [e for e in seen if e.kind == "service" and e.id == service_id]
         assert {e.name for e in mine} == {state.name}
         assert all(abs(e.at - time.time()) < 300 for e in mine)

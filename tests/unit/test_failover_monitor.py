@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 from prometheus_client import CollectorRegistry
+from timing import FakeClock
 
 from autoscaler.core.decision import Decision
 from autoscaler.core.failover_tracker import NodeView, TaskView
@@ -94,22 +95,14 @@ def task(tid: str, node_id: str, slot: int, created: float, state: str = "runnin
     return TaskView(tid, WEB.id, node_id, slot, state, "running", created, created + 1)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def monitor_for(swarm: FakeSwarm, policy: PolicySpec) -> tuple[FailoverMonitor, Clock, CollectorRegistry]:
-    clock, registry = Clock(), CollectorRegistry()
+def monitor_for(swarm: FakeSwarm, policy: PolicySpec) -> tuple[FailoverMonitor, FakeClock, CollectorRegistry]:
+    clock, registry = FakeClock(T0), CollectorRegistry()
     monitor = FailoverMonitor(nodes=swarm, target=swarm, registry=registry, clock=clock, fast_interval=0.01)
     monitor.set_managed([(WEB, policy)])
     return monitor, clock, registry
 
 
-async def lose_node2(swarm: FakeSwarm, monitor: FailoverMonitor, clock: Clock) -> None:
+async def lose_node2(swarm: FakeSwarm, monitor: FailoverMonitor, clock: FakeClock) -> None:
     swarm.nodes = [node(1), node(2), node(3)]
     swarm.tasks = [task("w1", "n1", 1, T0 - 50), task("w2", "n2", 2, T0 - 50)]
     await monitor.resync()
@@ -223,7 +216,7 @@ async def test_global_services_are_not_tracked() -> None:
 
 async def test_run_resyncs_on_a_node_event_and_stops() -> None:
     swarm = FakeSwarm(nodes=[node(1)])
-    clock, registry = Clock(), CollectorRegistry()
+    clock, registry = FakeClock(T0), CollectorRegistry()
     never = asyncio.Event()
 
     async def no_timer(_: float) -> None:
@@ -277,7 +270,7 @@ async def test_run_survives_a_crashing_resync() -> None:
 
 async def test_only_the_leader_performs_actions() -> None:
     swarm = FakeSwarm()
-    clock, registry = Clock(), CollectorRegistry()
+    clock, registry = FakeClock(T0), CollectorRegistry()
     leader = False
     monitor = FailoverMonitor(
         nodes=swarm, target=swarm, registry=registry, clock=clock, may_act=lambda: leader

@@ -13,13 +13,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from timing import wait_until
 
 from ipvs_agent.agent import IpvsCollector, parse_listen, serve
 from ipvs_agent.collect import collect_node
@@ -186,15 +186,15 @@ def test_real_cli_on_this_machine_serves_and_reports_no_ipvs(tmp_path: Path) -> 
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        samples = None
-        while samples is None:
+
+        def served() -> Samples | None:
             try:
-                samples = _get(f"http://127.0.0.1:{port}/metrics")
+                return _get(f"http://127.0.0.1:{port}/metrics")
             except OSError:
                 assert proc.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, "agent did not serve /metrics within 60 s"
-                time.sleep(0.1)  # polling interval of the readiness loop, not synchronisation
+                return None
+
+        samples = wait_until(served, deadline=60, what="the agent serving /metrics", every=0.1)
         assert _value(samples, "swarm_ipvs_available", node="here") == 0
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -13,6 +13,7 @@ from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 import pytest
+from timing import FakeClock
 
 from autoscaler.core.observation import MetricRequest
 from autoscaler.errors import TemporarySourceError
@@ -77,20 +78,12 @@ def cluster() -> Iterator[Cluster]:
     c.close()
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 async def clock_and_source(cluster: Cluster) -> AsyncIterator[tuple[FakeClock, IpvsSource]]:
     cluster.add("node-1", 256, [3, 4], conns=100, cps=5)
     cluster.add("node-2", 300, [1], conns=40, cps=2)  # same service, another node's mark
     cluster.add("node-3", 258, [], conns=0, cps=0)
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     source = IpvsSource(agents=cluster.urls, clock=clock)
     yield clock, source
     await source.close()

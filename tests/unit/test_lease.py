@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from timing import FakeClock
 
 from autoscaler.core import lease_rules as rules
 from autoscaler.core.lease_rules import SpecLabels
@@ -20,14 +21,6 @@ from autoscaler.errors import TemporaryTargetError, VersionConflictError
 from autoscaler.reconciler.lease import Lease
 
 LEASE = 6.0
-
-
-@dataclass
-class FakeClock:
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -89,7 +82,7 @@ async def step_until(lease: Lease, clock: FakeClock, condition: object, limit: f
 
 
 async def test_first_candidate_waits_out_absent_labels_then_leads() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     swarm = Swarm(clock)
     lease, _ = make(swarm, "a")
     started = clock.now
@@ -99,7 +92,7 @@ async def test_first_candidate_waits_out_absent_labels_then_leads() -> None:
 
 
 async def test_standby_takes_over_about_a_lease_after_the_leader_goes_silent() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     swarm = Swarm(clock, labels=rules.released_labels())
     a, a_view = make(swarm, "a")
     b, _ = make(swarm, "b")
@@ -114,7 +107,7 @@ async def test_standby_takes_over_about_a_lease_after_the_leader_goes_silent() -
 
 
 async def test_release_hands_over_without_waiting() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     swarm = Swarm(clock, labels=rules.released_labels())
     a, _ = make(swarm, "a")
     b, _ = make(swarm, "b")
@@ -127,7 +120,7 @@ async def test_release_hands_over_without_waiting() -> None:
 
 
 async def test_leader_keeps_the_lease_through_a_short_outage_and_loses_it_after_a_long_one() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     swarm = Swarm(clock, labels=rules.released_labels())
     a, view = make(swarm, "a")
     changes: list[bool] = []
@@ -144,7 +137,7 @@ async def test_leader_keeps_the_lease_through_a_short_outage_and_loses_it_after_
 
 
 async def test_wait_leader_returns_once_the_lease_is_taken() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     swarm = Swarm(clock, labels=rules.released_labels())
     a, _ = make(swarm, "a")
     waiter = asyncio.create_task(a.wait_leader())
@@ -169,7 +162,7 @@ actions = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(actions)
 async def test_never_two_leaders_at_once(script: list[tuple[int, str, float]]) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     swarm = Swarm(clock)
     candidates = [make(swarm, name) for name in ("a", "b", "c")]
     for index, action, pause in script:
@@ -195,7 +188,7 @@ async def test_never_two_leaders_at_once(script: list[tuple[int, str, float]]) -
 
 async def test_leadership_is_exported_for_the_no_leader_and_two_leaders_alerts() -> None:
     registry = CollectorRegistry()
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     swarm = Swarm(clock, labels=rules.released_labels())
     lease = Lease(SwarmView(swarm), identity="a", lease_seconds=LEASE, clock=clock, registry=registry)
     await lease.step()
@@ -208,7 +201,7 @@ async def test_leadership_is_exported_for_the_no_leader_and_two_leaders_alerts()
 
 
 async def test_a_rollback_naming_a_former_holder_does_not_make_it_leader_at_once() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     swarm = Swarm(clock, labels=rules.released_labels())
     a, a_view = make(swarm, "a")
     b, _ = make(swarm, "b")
