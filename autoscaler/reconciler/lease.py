@@ -86,7 +86,6 @@ class Lease:
         self._was_leader = False
         self._became_leader = asyncio.Event()
         self.last_reason = "not started"
-        self.transitions = 0
         self._metrics = _LeaseMetrics(registry) if registry is not None else None
 
     def is_leader(self) -> bool:
@@ -168,7 +167,6 @@ class Lease:
         if leading == self._was_leader:
             return
         self._was_leader = leading
-        self.transitions += 1
         if leading:
             self._became_leader.set()
         log.warning("%s %s the lease: %s", self.identity, "took" if leading else "lost", reason)
