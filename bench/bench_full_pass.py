@@ -31,6 +31,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import dataclasses
+import json
 import os
 import pstats
 import resource
@@ -48,6 +50,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "integration"))
+sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
 
 QUERY = "sum by (service) (app_load)"
 TARGET_PER_REPLICA = 10.0
@@ -261,6 +264,13 @@ async def child(args: argparse.Namespace) -> None:
             f"{baseline:6.1f} ms = x{ours / baseline:.2f}; first pass {getattr(passes[0], what):.1f} ms"
         )
     print(f"  peak RSS {max_rss_mib():.1f} MiB (goal: <= 1000 ms wall, <= 100 MB RSS)", flush=True)
+    if args.figures_json is not None:  # for compare_trees.py
+        figures = {
+            "passes": [dataclasses.asdict(f) for f in passes],
+            "reads": [dataclasses.asdict(f) for f in reads],
+            "max_rss": max_rss_mib(),
+        }
+        args.figures_json.write_text(json.dumps(figures))
 
 
 # -- parent: the engine, the series and the policies ------------------------------------------
@@ -280,7 +290,7 @@ def set_loads(exporter: Any, loads: dict[str, float]) -> None:
 
 
 def wait_for_loads(prometheus: Any, loads: dict[str, float]) -> None:
-    from prom_helpers import wait_until
+    from timing import wait_until
 
     def seen() -> bool:
         result = prometheus.query(QUERY)
@@ -379,6 +389,7 @@ def main() -> None:
     parser.add_argument("--child", choices=["dry-run", "live"], help=argparse.SUPPRESS)
     parser.add_argument("--prometheus-url", help=argparse.SUPPRESS)
     parser.add_argument("--policies", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--figures-json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.docker_url:
         parser.error("give --docker-url (or set DOCKER_HOST) to a single-node swarm manager")

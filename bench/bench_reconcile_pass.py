@@ -29,7 +29,9 @@ from typing import Any, TypeVar
 import aiodocker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
-from prom_helpers import Exporter, RealPrometheus, wait_until
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from prom_helpers import Exporter, RealPrometheus
+from timing import wait_until
 
 from autoscaler.core.observation import MetricRequest
 from autoscaler.sources.prometheus import PrometheusSource

@@ -30,6 +30,7 @@ from pathlib import Path
 
 # The controller helpers are test code shared with tests/integration/test_controller_*.py.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from controller_helpers import (
     TOLERANCE,
     ControllerProcess,
@@ -39,8 +40,8 @@ from controller_helpers import (
     prometheus_series,
     rate_of,
     unique,
-    wait_for,
 )
+from timing import wait_until
 
 from autoscaler.targets.swarm import parse_timestamp
 from swarm_lab import sessions
@@ -102,7 +103,7 @@ def settle(controller: ControllerProcess, services: LabServices, web: str, repli
             and tick_driven()
         )
 
-    wait_for(settled, deadline=180, what=f"{web} settled at {replicas} replicas, ~{rps:g} req/s", every=0.5)
+    wait_until(settled, deadline=180, what=f"{web} settled at {replicas} replicas, ~{rps:g} req/s", every=0.5)
 
 
 def one_spike(

@@ -37,10 +37,12 @@ class Trace:
 
 
 def _cell(text: str) -> float | None:
+    """A cell's number; None (no data) for an empty cell or NaN."""
     text = text.strip()
-    if text == "" or text.lower() == "nan":
+    if text == "":
         return None
-    return float(text)
+    value = float(text)
+    return None if math.isnan(value) else value
 
 
 def parse_trace(text: str, *, where: str = "trace", expected: Sequence[str] | None = None) -> Trace:
@@ -101,21 +103,15 @@ def parse_trace(text: str, *, where: str = "trace", expected: Sequence[str] | No
         if times and t <= times[-1]:
             problems.append(f"{where}:{line}: t={row[0]} is not after the previous row's t={times[-1]:g}")
             continue
-        try:  # fast path: every cell a number (NaN included); empty cells take the slow path
-            cells: list[float | None] = [float(raw) for raw in row[1:]]
-            cells = [None if v != v else v for v in cells]  # NaN (v != v) means no data
-        except ValueError:
-            cells = []
-            for name, raw in zip(names, row[1:], strict=True):
-                try:
-                    cells.append(_cell(raw))
-                except ValueError:
-                    problems.append(
-                        f"{where}:{line}: {name}={raw!r} is not a number (leave empty for no data)"
-                    )
-                    break
-            if len(cells) < len(names):
-                continue
+        cells: list[float | None] = []
+        for name, raw in zip(names, row[1:], strict=True):
+            try:
+                cells.append(_cell(raw))
+            except ValueError:
+                problems.append(f"{where}:{line}: {name}={raw!r} is not a number (leave empty for no data)")
+                break
+        if len(cells) < len(names):
+            continue
         times.append(t)
         for column, value in zip(columns, cells, strict=True):
             column.append(value)
