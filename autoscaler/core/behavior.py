@@ -17,6 +17,7 @@ The spec's pydantic models are compiled once into the small frozen values below.
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from dataclasses import dataclass
 
 from autoscaler.core.policy import ScalingRatePolicy, SelectPolicy
@@ -86,7 +87,7 @@ class RecommendationHistory:
     def __init__(self, up_window: float, down_window: float) -> None:
         self._up_window = up_window
         self._down_window = down_window
-        self._records: list[tuple[float, int]] = []
+        self._records: deque[tuple[float, int]] = deque()
 
     def __len__(self) -> int:
         return len(self._records)
@@ -105,20 +106,23 @@ class RecommendationHistory:
         The bounds are the min over the scale-up window and the max over the scale-down
         window, ``desired`` included (HPA's ``stabilizeRecommendationWithBehaviors``).
         """
-        # The clock went backwards (NTP step, a restarted simulation): records "from the
-        # future" cannot be placed in any window; drop them rather than keep them forever.
-        records = [r for r in self._records if r[0] <= now]
+        records = self._records
+        if records and records[-1][0] > now:
+            # The clock went backwards (NTP step, a restarted simulation): records "from the
+            # future" cannot be placed in any window; drop them rather than keep them forever.
+            records = self._records = deque(r for r in records if r[0] <= now)
         up_cutoff = now - self._up_window
         down_cutoff = now - self._down_window
         up = down = desired
         for at, replicas in records:
-            if at > up_cutoff:
-                up = min(up, replicas)
-            if at > down_cutoff:
-                down = max(down, replicas)
+            if at > up_cutoff and replicas < up:
+                up = replicas
+            if at > down_cutoff and replicas > down:
+                down = replicas
         records.append((now, desired))
         keep_cutoff = min(up_cutoff, down_cutoff)
-        self._records = [r for r in records if r[0] > keep_cutoff] or [records[-1]]
+        while len(records) > 1 and records[0][0] <= keep_cutoff:  # in time order: oldest first
+            records.popleft()
         return up, down
 
 
