@@ -151,7 +151,10 @@ async def measure_reconciler(args: argparse.Namespace, log_path: Path) -> list[P
 
     from autoscaler.observability.logs import configure_logging
     from autoscaler.observability.metrics import ControllerMetrics
-    from autoscaler.policy_sources.loader import PolicyStore
+    try:
+        from autoscaler.policy_sources.loader import PolicyStore
+    except ModuleNotFoundError:  # a tree from before issue 9's renames (compare_trees.py --old)
+        from autoscaler.policy.loader import PolicyStore  # type: ignore[no-redef]
     from autoscaler.reconciler.loop import Reconciler
     from autoscaler.sources.prometheus import PrometheusSource
     from autoscaler.targets.swarm import SwarmTarget

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from lease_candidates import LEASE, Candidate, start_candidate, wait_for
 
 from autoscaler.core import lease_rules as rules
-from autoscaler.reconciler.lease import ServiceLabelStore
+from autoscaler.targets.docker_api import DockerApi
+from autoscaler.targets.service_labels import ServiceLabelStore
 
 
 async def create_stand_in(url: str, image: str) -> str:
@@ -60,7 +61,7 @@ async def remove(url: str, name: str) -> None:
 async def round_trip_seconds(url: str, service: str, repeat: int) -> float:
     """Median of one label read plus one CAS write, as a standby's take-over step does."""
     docker = aiodocker.Docker(url=url)
-    store = ServiceLabelStore(docker, service)
+    store = ServiceLabelStore(DockerApi(docker), service)
     samples = []
     try:
         for i in range(repeat):
