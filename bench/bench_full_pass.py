@@ -151,6 +151,7 @@ async def measure_reconciler(args: argparse.Namespace, log_path: Path) -> list[P
 
     from autoscaler.observability.logs import configure_logging
     from autoscaler.observability.metrics import ControllerMetrics
+
     try:
         from autoscaler.policy_sources.loader import PolicyStore
     except ModuleNotFoundError:  # a tree from before issue 9's renames (compare_trees.py --old)
