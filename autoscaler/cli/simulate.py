@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,12 @@ autoscaler would have done: every scale action with its reason, then a summary
 
 TRACE.csv has a header 't,<metric>,...' with one column per policy metric; t is seconds
 from 0, each value what the metric source would report for the whole service then (the
-latest row with t_row <= t applies). An empty cell or NaN means "no data".
+latest row with t_row <= t applies). An empty cell or NaN means "no data": a query that
+returned no series (a failed read, which counts towards spec.fallback, unless the metric
+says emptyAs: zero).
+
+Schedules (spec.schedules) need wall time: --start says when t=0 is, e.g.
+--start 2026-12-01T07:00:00Z; without it they are not applied.
 
 Model: the engine runs at t=0 and every --interval seconds; new replicas count as running
 --startup-delay seconds after a scale-up; a scale-down takes effect at once."""
@@ -31,6 +37,8 @@ EPILOG = """\
 example:
   swarm-autoscaler simulate examples/policies/web.yaml --trace examples/traces/step-spike.csv \\
       --interval 5 --startup-delay 10 --output timeline.csv
+  swarm-autoscaler simulate policies/web.yaml --trace examples/traces/step-spike.csv \
+      --start 2026-12-01T07:00:00Z    # trace second t is 07:00:00 UTC + t, for schedules
 exit status: 0 ok, 1 invalid policy or trace, 2 usage error"""
 
 
@@ -70,6 +78,13 @@ def register(subparsers: Any) -> None:
         help="load one replica can serve, in the first metric's unit, for overload-seconds "
         "(default: the first metric's averageValue target)",
     )
+    p.add_argument(
+        "--start",
+        type=_instant,
+        metavar="TIME",
+        help="wall time of t=0, ISO 8601 with a UTC offset (2026-12-01T07:00:00Z), so "
+        "spec.schedules apply at start + t (default: schedules not applied)",
+    )
     p.add_argument("--output", type=Path, metavar="timeline.csv", help="write one CSV row per evaluation")
     p.add_argument("--plot", type=Path, metavar="timeline.png", help="draw load and replicas (matplotlib)")
     p.add_argument("--quiet", action="store_true", help="print only the summary, not every scale action")
@@ -88,6 +103,20 @@ def _non_negative(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def _instant(text: str) -> float:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 time: {text!r} (write e.g. 2026-12-01T07:00:00Z)"
+        ) from None
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset; add Z or +01:00 so the schedules' time zones can be applied"
+        )
+    return at.timestamp()
 
 
 def _pick_policy(path: Path, name: str | None) -> ScalingPolicy:
@@ -122,7 +151,14 @@ def run(args: argparse.Namespace) -> int:
         initial_replicas=args.initial_replicas,
         startup_delay=args.startup_delay,
         capacity=args.capacity,
+        start=args.start,
     )
+    if policy.spec.schedules and args.start is None:
+        print(
+            f"note: {policy.name} has {len(policy.spec.schedules)} schedule(s), not applied: "
+            "give --start TIME to map trace seconds to wall time",
+            file=sys.stderr,
+        )
     result = simulate(policy.spec, trace, config)
     if not args.quiet:
         _print_actions(result)
@@ -169,6 +205,9 @@ def _print_summary(
         f"policy {policy.name}: {s.evaluations} evaluations over {s.duration:g} s "
         f"(interval {config.interval:g} s, startup delay {config.startup_delay:g} s)"
     )
+    if config.start is not None:
+        t0 = datetime.fromtimestamp(config.start, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(f"t=0 is {t0}")
     print(f"replica-seconds:  {s.replica_seconds:.0f} (average {avg:.2f} replicas)")
     if s.capacity is None:
         print("overload-seconds: n/a (give --capacity: the first metric has no averageValue target)")

@@ -24,12 +24,15 @@ class MetricReading:
     """What a source reported for one metric of one service at one time.
 
     ``value`` is None when the source had no data; ``error`` then says why
-    (``"no data"``, ``"NaN"``, ``"prometheus: connection refused"``...).
+    (``"no data"``, ``"NaN"``, ``"prometheus: connection refused"``...). ``no_series``
+    marks the one kind of "no data" that a metric's ``emptyAs: zero`` reads as 0: the
+    query ran and returned no series at all.
     """
 
     name: str
     value: float | None
     error: str | None = None
+    no_series: bool = False
 
     @property
     def problem(self) -> str | None:
@@ -52,6 +55,11 @@ class MetricReading:
     @staticmethod
     def missing(name: str, why: str) -> MetricReading:
         return MetricReading(name=name, value=None, error=why)
+
+    @staticmethod
+    def empty(name: str) -> MetricReading:
+        """The query succeeded and returned no series."""
+        return MetricReading(name=name, value=None, error="no data", no_series=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,12 @@ Pure: every method takes the time as a parameter. ``decide`` runs, in this order
 6. ``hold_scale_down`` (e.g. node failover in progress) forbids any scale-down.
 7. Rate-limit policies, then minReplicas/maxReplicas.
 
+Issue 13's features each live in their own module and are consulted here: scheduled
+floors (``schedules.py``: the minReplicas/maxReplicas in force at ``wall_time``), fallback
+when a metric keeps failing (``fallback.py``: its count competes in step 2), per-direction
+tolerance (``tolerance.py``, in target tracking) and activation from zero
+(``activation.py``: 0 <-> 1 before step 3, a floor of 1 otherwise).
+
 ``decide`` records its recommendation for stabilization but not a scale event: the caller
 calls ``record_scale`` once the scale call succeeded.
 """
@@ -32,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from autoscaler.core.activation import Activation, empty_as_zero
 from autoscaler.core.behavior import (
     DirectionRules,
     RatePolicy,
@@ -42,7 +49,10 @@ from autoscaler.core.behavior import (
     scale_up_limit,
 )
 from autoscaler.core.decision import Decision, MetricReading, MetricRecommendation
+from autoscaler.core.fallback import FailureCounter
 from autoscaler.core.policy import PolicySpec
+from autoscaler.core.schedules import ScheduleBook
+from autoscaler.core.tolerance import Tolerances
 from autoscaler.core.tracking import MetricTracker, invalid_why
 
 # Times this large are Unix timestamps (reconciler); smaller ones are simulation seconds.
@@ -59,7 +69,9 @@ class Engine:
     """Decision state for one policy (one service). Pure: time is passed in."""
 
     __slots__ = (
+        "_activation",
         "_down",
+        "_failures",
         "_history",
         "_known",
         "_max",
@@ -70,6 +82,7 @@ class Engine:
         "_panic_threshold",
         "_panic_window",
         "_scale_events",
+        "_schedules",
         "_started",
         "_up",
         "spec",
@@ -80,6 +93,8 @@ class Engine:
         self._started = now
         self._known = current
         self._panic_last: float | None = None  # last time the panic condition held
+        self._failures = FailureCounter(spec.fallback)
+        self._activation = Activation(spec, now=now)
         self._compile(spec)
         self._history = RecommendationHistory(self._up.window, self._down.window)
         self._scale_events = ScaleEvents(max(self._up.longest_period, self._down.longest_period))
@@ -93,22 +108,26 @@ class Engine:
         self._down: DirectionRules = compile_rules(b.down_window, b.scale_down.select_policy, b.down_policies)
         self._min = spec.min_replicas
         self._max = spec.max_replicas
+        tolerances = Tolerances.of(spec)
         self._metrics = tuple(
             MetricTracker(
                 m.name,
                 per_replica=m.target.average_value is not None,
                 target=m.target.amount,
-                tolerance=spec.tolerance,
+                tolerance=tolerances,
             )
             for m in spec.metrics
         )
         self._panic_enabled = spec.panic.enabled
         self._panic_threshold = spec.panic.threshold
         self._panic_window = float(spec.panic.stable_window_seconds)
+        self._schedules = ScheduleBook(spec)
 
     def update_spec(self, spec: PolicySpec) -> None:
         """Adopt a hot-reloaded policy; keep history, scale events and the start time."""
         self._compile(spec)
+        self._failures.update_spec(spec.fallback, (m.name for m in spec.metrics))
+        self._activation.update_spec(spec)
         self._history.set_windows(self._up.window, self._down.window)
         self._scale_events.set_keep(max(self._up.longest_period, self._down.longest_period))
         if not self._panic_enabled:
@@ -128,6 +147,7 @@ class Engine:
         readings: Mapping[str, MetricReading],
         changed_at: float | None = None,
         hold_scale_down: str | None = None,
+        wall_time: float | None = None,
     ) -> Decision:
         """Decide the replica count for the service now.
 
@@ -136,8 +156,15 @@ class Engine:
         without one counts as missing. ``changed_at``: the spec's UpdatedAt, the time of an
         out-of-band change if ``current`` is not what the engine last knew (``now`` if None).
         ``hold_scale_down``: when set, no scale-down happens and the text says why.
+        ``wall_time``: Unix seconds for ``spec.schedules`` (None: schedules not applied).
         """
         parts: list[str] = []
+        bounds = self._schedules.bounds(wall_time)
+        self._min, self._max = bounds.min_replicas, bounds.max_replicas
+        if bounds.text:
+            parts.append(bounds.text)
+        readings, empty_notes = empty_as_zero(self.spec, readings)
+        parts.extend(empty_notes)
         if current != self._known:
             at = now if changed_at is None or changed_at > now else changed_at
             self._scale_events.record(at, self._known, current)
@@ -171,6 +198,17 @@ class Engine:
             parts.append(f"largest: {best_name} -> {best}")
 
         limits: list[str] = []
+        failed = [r.name for r in recs if r.desired is None]
+        advice = self._failures.observe(current, failed, (r.name for r in recs if r.desired is not None))
+        if advice is not None:
+            parts.append(advice.text)
+            if advice.replicas is not None:
+                limits.append("Fallback")
+                missing -= len(advice.metrics)
+                if best is None or advice.replicas > best:
+                    best = advice.replicas
+                    if recs:
+                        parts.append(f"largest: fallback -> {best}")
         recommendation = current if best is None else best
         # HPA refuses a decision only when a metric is missing and the rest say scale down.
         usable = best is not None and (not missing or best >= current)
@@ -188,7 +226,7 @@ class Engine:
 
         # Panic state, judged only on usable data (missing data neither enters nor extends it).
         panic_cond = False
-        if usable and self._panic_enabled:
+        if usable and self._panic_enabled and "Fallback" not in limits:
             panic_cond = recommendation >= self._panic_threshold * max(running, 1)
             if panic_cond:
                 self._panic_last = now
@@ -196,12 +234,25 @@ class Engine:
         if not in_panic:
             self._panic_last = None
 
+        wake = self._activation.judge(
+            now=now, current=current, floor=self._min, readings=readings, hold=hold_scale_down
+        )
+        if wake is not None:
+            parts.append(wake.text)
+            if wake.desired is None:  # 1 -> N is target tracking's, with a floor of 1
+                self._min = max(self._min, 1)
+                recommendation = max(recommendation, 1)
+
         # HPA's out-of-range rules come before behavior, as in its reconcileAutoscaler.
         desired = current
-        if current == 0 and self._min > 0:
+        if wake is not None and wake.desired is not None:
+            desired = wake.desired
+            if desired != current:
+                limits.append(wake.limit)
+        elif current == 0 and self.spec.min_replicas > 0:
             limits.append("ScalingDisabled")
             parts.append(
-                f"ScalingDisabled: service is at 0 replicas and minReplicas is {self._min}; "
+                f"ScalingDisabled: service is at 0 replicas and minReplicas is {self.spec.min_replicas}; "
                 "HPA treats 0 as autoscaling switched off, scale the service up to resume"
             )
         elif current > self._max or current < self._min:

@@ -19,6 +19,8 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from autoscaler.core.cron import cron_problem, timezone_problem
+
 API_VERSION = "autoscaler.swarm/v1"
 KIND = "ScalingPolicy"
 
@@ -74,6 +76,8 @@ class ScalingRules(_Model):
     stabilization_window_seconds: Annotated[int | None, Field(ge=0, le=3600)] = None
     select_policy: SelectPolicy = SelectPolicy.MAX
     policies: Annotated[tuple[ScalingRatePolicy, ...] | None, Field(min_length=1)] = None
+    # HPA 1.33+ (KEP-4951): this direction's tolerance; None takes spec.tolerance.
+    tolerance: Annotated[float | None, Field(ge=0.0, lt=1.0)] = None
 
 
 # HPA v2 defaults (k8s.io/kubernetes pkg/apis/autoscaling/v2/defaults.go).
@@ -181,11 +185,21 @@ class IpvsMetric(_Model):
     counter: IpvsCounter
 
 
+class EmptyAs(StrEnum):
+    """What a query that returns no series means (KEDA's ``ignoreNullValues``)."""
+
+    MISSING = "missing"  # no data: a failed read (never scales down; counts towards fallback)
+    ZERO = "zero"  # the value 0: a sum over a service with no tasks has no series at all
+
+
 class MetricSpec(_Model):
     name: Annotated[str, Field(description="Identifier used in reasons, traces and /metrics.")]
     prometheus: PrometheusQuery | None = None
     ipvs: IpvsMetric | None = None
     target: Target
+    # KEDA's activationThreshold: with minReplicas 0, above this the service wakes (0 -> 1).
+    activation_value: Annotated[float | None, Field(ge=0)] = None
+    empty_as: EmptyAs = EmptyAs.MISSING
 
     @field_validator("name")
     @classmethod
@@ -225,6 +239,72 @@ class NodeFailure(_Model):
     scale_up_by: Annotated[int, Field(ge=1, le=100)] = 1
 
 
+class FallbackBehavior(StrEnum):
+    """KEDA ``fallback.behavior``: which count to use once a metric keeps failing."""
+
+    STATIC = "static"  # fallback.replicas, up or down
+    CURRENT_REPLICAS = "currentReplicas"  # hold the current count
+    CURRENT_REPLICAS_IF_HIGHER = "currentReplicasIfHigher"  # max(current, replicas)
+    CURRENT_REPLICAS_IF_LOWER = "currentReplicasIfLower"  # min(current, replicas), never below current
+
+
+class Fallback(_Model):
+    """KEDA ``fallback``: what to do after ``failureThreshold`` consecutive failed reads of a metric.
+
+    The default behavior is ``currentReplicasIfHigher``, not KEDA's ``static``: missing data
+    must never scale a service down unless the policy says ``behavior: static`` itself.
+    """
+
+    failure_threshold: Annotated[int, Field(ge=1, le=1000)]
+    replicas: Annotated[int, Field(ge=0, le=10_000)]
+    behavior: FallbackBehavior = FallbackBehavior.CURRENT_REPLICAS_IF_HIGHER
+
+
+class Schedule(_Model):
+    """A floor (and optionally a ceiling) in force between two cron times (KEDA cron, Nomad schedule).
+
+    Inside the window when the latest ``start`` time at or before now is later than the
+    latest ``end`` time; both are 5-field cron expressions read in ``timezone``.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")]
+    start: str
+    end: str
+    timezone: str = "UTC"
+    min_replicas: Annotated[int, Field(ge=0, le=10_000)]
+    max_replicas: Annotated[int | None, Field(ge=1, le=10_000)] = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        problem = cron_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        problem = timezone_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("max_replicas")
+    @classmethod
+    def _max_not_below_min(cls, v: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_replicas")
+        if v is not None and low is not None and v < low:
+            raise ValueError(f"must be at least this schedule's minReplicas ({low})")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct_ends(self) -> Self:
+        if self.start.split() == self.end.split():
+            raise ValueError("start and end are the same cron time, so the window is never open")
+        return self
+
+
 class PolicySpec(_Model):
     service: str | None = None
     selector: Selector | None = None
@@ -235,6 +315,11 @@ class PolicySpec(_Model):
     behavior: Behavior = Behavior()
     panic: Panic = Panic()
     node_failure: NodeFailure = NodeFailure()
+    fallback: Fallback | None = None
+    schedules: tuple[Schedule, ...] = ()
+    # KEDA's cooldownPeriod: with minReplicas 0, how long every activation metric must stay
+    # at or below its activationValue before the service goes to 0.
+    scale_to_zero_after_seconds: Annotated[int, Field(ge=0, le=86_400)] = 300
 
     @field_validator("service")
     @classmethod
@@ -259,11 +344,42 @@ class PolicySpec(_Model):
 
     @field_validator("metrics")
     @classmethod
-    def _unique_metric_names(cls, v: tuple[MetricSpec, ...]) -> tuple[MetricSpec, ...]:
+    def _unique_metric_names(cls, v: tuple[MetricSpec, ...], info: ValidationInfo) -> tuple[MetricSpec, ...]:
         names = [m.name for m in v]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"metric names must be unique; repeated: {', '.join(dupes)}")
+        low = info.data.get("min_replicas")
+        for m in v:
+            if m.activation_value is not None and low is not None and low > 0:
+                raise ValueError(
+                    f"metric {m.name}: activationValue only decides 0 <-> 1 replicas, "
+                    f"and minReplicas is {low}; set minReplicas: 0 or remove activationValue"
+                )
+        return v
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback_in_range(cls, v: Fallback | None, info: ValidationInfo) -> Fallback | None:
+        high = info.data.get("max_replicas")
+        if v is not None and high is not None and v.replicas > high:
+            raise ValueError(f"fallback replicas {v.replicas} is above maxReplicas ({high})")
+        return v
+
+    @field_validator("schedules")
+    @classmethod
+    def _schedules_fit(cls, v: tuple[Schedule, ...], info: ValidationInfo) -> tuple[Schedule, ...]:
+        names = [s.name for s in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"schedule names must be unique; repeated: {', '.join(dupes)}")
+        high = info.data.get("max_replicas")
+        for s in v:
+            if high is not None and s.max_replicas is None and s.min_replicas > high:
+                raise ValueError(
+                    f"schedule {s.name}: minReplicas {s.min_replicas} is above maxReplicas ({high}); "
+                    "lower it or give the schedule its own maxReplicas"
+                )
         return v
 
     @model_validator(mode="after")

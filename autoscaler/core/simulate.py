@@ -5,7 +5,11 @@ Model (deliberately simple, and the same one the README documents):
 - a scale-up's new replicas count as running ``startup_delay`` seconds after the decision;
 - a scale-down takes effect at once (starting replicas are cancelled first, as they carry
   no load yet);
-- at each evaluation ``ready`` (running replicas) is what per-replica averages divide by.
+- at each evaluation ``ready`` (running replicas) is what per-replica averages divide by;
+- an empty trace cell is a query that returned no series (``emptyAs`` decides what that
+  means; by default a failed read, which counts towards ``fallback``);
+- with ``start`` (Unix seconds of t=0) trace second t is wall time ``start + t``, so
+  ``schedules`` open and close as they would; without it schedules are not applied.
 
 Scores are integrated exactly over the piecewise-constant timeline (trace rows, decisions
 and start-up completions), not sampled at evaluations.
@@ -29,6 +33,7 @@ class SimulationConfig:
     initial_replicas: int | None = None  # None: the policy's minReplicas (at least 1)
     startup_delay: float = 10.0
     capacity: float | None = None  # per replica, in the first metric's unit; None: its averageValue
+    start: float | None = None  # wall time (Unix seconds) of t=0, for schedules; None: not applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +167,14 @@ def simulate(spec: PolicySpec, trace: Trace, config: SimulationConfig) -> Simula
         replicas.advance(t)
         values = tuple(trace.values[n][row] if row >= 0 else None for n in names)
         readings = {
-            n: MetricReading(n, v) if v is not None else MetricReading.missing(n, "no data in trace")
+            n: MetricReading(n, v) if v is not None else MetricReading.empty(n)
             for n, v in zip(names, values, strict=True)
         }
         current = replicas.ready + replicas.pending
-        decision = engine.decide(now=t, current=current, running=replicas.ready, readings=readings)
+        wall = None if config.start is None else config.start + t
+        decision = engine.decide(
+            now=t, current=current, running=replicas.ready, readings=readings, wall_time=wall
+        )
         result.steps.append(Step(t, replicas.ready, replicas.pending, values, decision))
         if decision.desired != current:
             engine.record_scale(at=t, from_replicas=current, to_replicas=decision.desired)

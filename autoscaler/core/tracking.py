@@ -6,7 +6,7 @@ Follows Kubernetes' ``replica_calculator.go`` for External metrics:
   ``desired = ceil(value / target)`` (``GetExternalPerPodMetricReplicas``).
 - Value target: ``ratio = value / target``; outside tolerance,
   ``desired = ceil(running x ratio)`` (``getUsageRatioReplicaCount``).
-- Within tolerance (``|1 - ratio| <= tolerance``, running > 0) the metric asks for the
+- Within tolerance (``1 - down <= ratio <= 1 + up``, running > 0; ``tolerance.py``) the metric asks for the
   current count. HPA returns its status replica count there; we return ``current`` so a
   metric that is on target never moves the service by itself.
 - With 0 running replicas there is nothing to average over: ``desired = ceil(value / target)``
@@ -22,6 +22,7 @@ does it (same float64 ratio, no snapping).
 from __future__ import annotations
 
 from autoscaler.core.decision import MetricReading, num
+from autoscaler.core.tolerance import Tolerances
 
 __all__ = ["MetricTracker", "ceil_replicas", "invalid_why", "num"]
 
@@ -53,13 +54,13 @@ class MetricTracker:
 
     __slots__ = ("_target_text", "_tolerance_text", "name", "per_replica", "target", "tolerance")
 
-    def __init__(self, name: str, *, per_replica: bool, target: float, tolerance: float) -> None:
+    def __init__(self, name: str, *, per_replica: bool, target: float, tolerance: Tolerances) -> None:
         self.name = name
         self.per_replica = per_replica
         self.target = target
         self.tolerance = tolerance
         self._target_text = num(target)
-        self._tolerance_text = f", within tolerance {num(tolerance)} -> "
+        self._tolerance_text = f", within tolerance {tolerance.text} -> "
 
     def track(self, value: float, current: int, running: int) -> tuple[int, str]:
         """(desired replicas, reason) for a valid ``value``."""
@@ -71,7 +72,7 @@ class MetricTracker:
                     f"{self.name} {num(value)} over {running} running = {num(per)} per replica "
                     f"vs target {self._target_text}"
                 )
-                if abs(1.0 - per / target) <= self.tolerance:
+                if self.tolerance.within(per / target):
                     return current, f"{head}{self._tolerance_text}{current}"
                 desired = ceil_replicas(value / target)
                 return desired, f"{head} -> {desired}"
@@ -83,7 +84,7 @@ class MetricTracker:
         ratio = value / target
         if running > 0:
             head = f"{self.name} {num(value)} vs target {self._target_text} (ratio {num(ratio)})"
-            if abs(1.0 - ratio) <= self.tolerance:
+            if self.tolerance.within(ratio):
                 return current, f"{head}{self._tolerance_text}{current}"
             desired = ceil_replicas(running * ratio)
             return desired, f"{head} x {running} running -> {desired}"

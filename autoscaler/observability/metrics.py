@@ -47,9 +47,18 @@ class ControllerMetrics:
         self.desired = per_service("desired_replicas", "Replicas the last decision asked for.")
         self.current = per_service("current_replicas", "Replicas the service spec set when last observed.")
         self.running = per_service("running_replicas", "Tasks running when last observed.")
-        self.min_replicas = per_service("min_replicas", "The governing policy's minReplicas.")
-        self.max_replicas = per_service("max_replicas", "The governing policy's maxReplicas.")
+        self.min_replicas = per_service(
+            "min_replicas", "The governing policy's minReplicas, as raised by any open schedule window."
+        )
+        self.max_replicas = per_service(
+            "max_replicas", "The governing policy's maxReplicas, as set by any open schedule window."
+        )
         self.panic = per_service("panic", "1 while the service is in panic mode.")
+        self.fallback = per_service(
+            "fallback_active",
+            "1 while a metric has failed more than fallback.failureThreshold times in a row "
+            "and the policy's fallback decides the count.",
+        )
         self.decisions = counter(
             "decisions",
             "Decisions by direction and reason kind (first HPA limit applied, else TargetTracking).",
@@ -90,6 +99,7 @@ class ControllerMetrics:
                 min_replicas=self.min_replicas.labels(service),
                 max_replicas=self.max_replicas.labels(service),
                 panic=self.panic.labels(service),
+                fallback=self.fallback.labels(service),
             )
             self._per_service[service] = series
         return series
@@ -104,6 +114,7 @@ class ControllerMetrics:
         series.min_replicas.set(min_replicas)
         series.max_replicas.set(max_replicas)
         series.panic.set(1 if decision.panic else 0)
+        series.fallback.set(1 if "Fallback" in decision.limits else 0)
         key = (service, decision.direction.value, reason_kind(decision))
         counter = self._decision_counters.get(key)
         if counter is None:
@@ -119,7 +130,15 @@ class ControllerMetrics:
     def forget_service(self, service: str) -> None:
         """Drop a removed service's gauges so dashboards do not show a ghost."""
         self._per_service.pop(service, None)
-        gauges = (self.desired, self.current, self.running, self.min_replicas, self.max_replicas, self.panic)
+        gauges = (
+            self.desired,
+            self.current,
+            self.running,
+            self.min_replicas,
+            self.max_replicas,
+            self.panic,
+            self.fallback,
+        )
         for gauge in gauges:
             with contextlib.suppress(KeyError):  # never observed for this service
                 gauge.remove(service)
@@ -133,3 +152,4 @@ class _ServiceSeries:
     min_replicas: Gauge
     max_replicas: Gauge
     panic: Gauge
+    fallback: Gauge

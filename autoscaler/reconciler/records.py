@@ -13,6 +13,7 @@ from typing import Any
 
 from autoscaler.core.decision import Decision
 from autoscaler.core.policy import MetricSpec, ScalingPolicy
+from autoscaler.core.schedules import bounds_at
 
 
 class Outcome(StrEnum):
@@ -40,6 +41,7 @@ class ServiceRecord:
 
     def to_json(self) -> dict[str, Any]:
         """A plain-JSON view; ``ratio`` is value/target as HPA computes it (per replica for AverageValue)."""
+        bounds = bounds_at(self.policy.spec, self.at)  # schedules open at the record's time
         body: dict[str, Any] = {
             "service": self.service,
             "service_id": self.service_id,
@@ -49,8 +51,8 @@ class ServiceRecord:
             "reason": self.reason,
             "current": self.current,
             "running": self.running,
-            "min_replicas": self.policy.spec.min_replicas,
-            "max_replicas": self.policy.spec.max_replicas,
+            "min_replicas": bounds.min_replicas,
+            "max_replicas": bounds.max_replicas,
             "error": self.error,
             "decision": None,
         }
@@ -65,6 +67,7 @@ class ServiceRecord:
                 "desired": d.desired,
                 "direction": d.direction.value,
                 "panic": d.panic,
+                "fallback": "Fallback" in d.limits,
                 "limits": list(d.limits),
                 "reason": d.reason,
                 "metrics": [

@@ -17,6 +17,7 @@ from autoscaler.core.decision import Decision, MetricReading
 from autoscaler.core.engine import Engine
 from autoscaler.core.observation import MetricRequest, ServiceState
 from autoscaler.core.policy import PolicySpec, ScalingPolicy
+from autoscaler.core.schedules import bounds_at
 from autoscaler.errors import TargetError, VersionConflictError
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.reconciler.matching import Assignment, metric_requests
@@ -191,21 +192,24 @@ class ServiceReconciler:
     ) -> Decision:
         assert service.replicas is not None
         hold = self.failover.hold_reason(service.name) if self.failover is not None else None
+        now = self.clock()  # Unix seconds: also the wall time schedules are read at
         decision = engine.decide(
-            now=self.clock(),
+            now=now,
             current=service.replicas,
             running=service.running,
             readings=readings,
             changed_at=service.updated_at,
             hold_scale_down=hold,
+            wall_time=now,
         )
         if self.failover is not None:
             decision = self.failover.during_failover(service.name, decision)
+        bounds = bounds_at(policy.spec, now)  # what schedules make of min/max right now
         self.metrics.observe_decision(
             service.name,
             decision,
-            min_replicas=policy.spec.min_replicas,
-            max_replicas=policy.spec.max_replicas,
+            min_replicas=bounds.min_replicas,
+            max_replicas=bounds.max_replicas,
         )
         log.info(
             "%s: current=%d running=%d desired=%d (%s): %s",
@@ -224,6 +228,7 @@ class ServiceReconciler:
                 "desired": decision.desired,
                 "limits": list(decision.limits),
                 "panic": decision.panic,
+                "fallback": "Fallback" in decision.limits,
                 "metrics": {m.name: m.value for m in decision.metrics},
             },
         )

@@ -111,7 +111,7 @@ def _parse_result(result: Any) -> list[_Series]:
 
 def _pick_single(metric: str, series: list[_Series]) -> MetricReading:
     if not series:
-        return MetricReading.missing(metric, "no data")
+        return MetricReading.empty(metric)
     if len(series) > 1:
         return MetricReading.missing(
             metric,
@@ -134,7 +134,7 @@ def _by_label(series: list[_Series], label: str) -> dict[str, list[_Series]]:
 
 def _pick_grouped(request: MetricRequest, label: str, mine: list[_Series]) -> MetricReading:
     if not mine:
-        return MetricReading.missing(request.metric, "no data")
+        return MetricReading.empty(request.metric)
     if len(mine) > 1:
         return MetricReading.missing(
             request.metric,

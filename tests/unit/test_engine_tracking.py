@@ -7,6 +7,7 @@ import math
 import pytest
 
 from autoscaler.core.decision import MetricReading
+from autoscaler.core.tolerance import Tolerances
 from autoscaler.core.tracking import MetricTracker, ceil_replicas, invalid_why, num
 
 
@@ -58,33 +59,33 @@ def test_invalid_reading_says_why(reading: MetricReading | None, why: str | None
 
 
 def test_average_value_uses_total_over_target_outside_tolerance() -> None:
-    t = MetricTracker("rps", per_replica=True, target=50, tolerance=0.1)
+    t = MetricTracker("rps", per_replica=True, target=50, tolerance=Tolerances(0.1, 0.1))
     desired, reason = t.track(512, current=4, running=4)
     assert desired == math.ceil(512 / 50)
     assert reason == "rps 512 over 4 running = 128 per replica vs target 50 -> 11"
 
 
 def test_value_target_multiplies_running_by_ratio() -> None:
-    t = MetricTracker("queue", per_replica=False, target=20, tolerance=0.1)
+    t = MetricTracker("queue", per_replica=False, target=20, tolerance=Tolerances(0.1, 0.1))
     desired, reason = t.track(50, current=6, running=3)
     assert desired == math.ceil(3 * 50 / 20)
     assert "ratio 2.5" in reason and "x 3 running" in reason
 
 
 def test_within_tolerance_returns_current_not_running() -> None:
-    t = MetricTracker("rps", per_replica=True, target=100, tolerance=0.1)
+    t = MetricTracker("rps", per_replica=True, target=100, tolerance=Tolerances(0.1, 0.1))
     # 4 running out of 6 asked, each at 105 % of target: no change to the 6.
     assert t.track(420, current=6, running=4)[0] == 6
 
 
 def test_tolerance_zero_scales_on_any_difference() -> None:
-    t = MetricTracker("rps", per_replica=True, target=100, tolerance=0.0)
+    t = MetricTracker("rps", per_replica=True, target=100, tolerance=Tolerances(0.0, 0.0))
     assert t.track(401, current=4, running=4)[0] == 5
 
 
 def test_zero_running_has_no_tolerance_band() -> None:
     for per_replica in (True, False):
-        t = MetricTracker("rps", per_replica=per_replica, target=100, tolerance=0.5)
+        t = MetricTracker("rps", per_replica=per_replica, target=100, tolerance=Tolerances(0.5, 0.5))
         assert t.track(100, current=1, running=0)[0] == 1
         assert t.track(0, current=1, running=0)[0] == 0
         assert "0 running" in t.track(130, current=1, running=0)[1]

@@ -132,8 +132,9 @@ def test_policy_reference_example_is_valid_and_complete(tmp_path: Path) -> None:
     example = REFERENCE.read_text().split("## Full example", 1)[1].split("```yaml\n", 1)[1].split("```")[0]
     assert len(load_file(_write(tmp_path / "example.yaml", example))) == 1
     used = set(re.findall(r"^\s*-?\s*([A-Za-z]+):", example, flags=re.MULTILINE))
-    # selector is the alternative to service, so one example cannot show both.
-    assert _yaml_keys(ScalingPolicy) - used == {"selector"}
+    # selector is the alternative to service, so one example cannot show both; activationValue
+    # needs minReplicas: 0 and has its own example under "Activation from zero".
+    assert _yaml_keys(ScalingPolicy) - used == {"selector", "activationValue"}
 
 
 def _write(path: Path, text: str) -> Path:
