@@ -105,8 +105,20 @@ def summarise(loaded: LoadedPolicy) -> str:
     metrics = ", ".join(_metric_text(m) for m in policy.spec.metrics)
     return (
         f"{policy.name}: {_scaled(policy)}, replicas {policy.spec.min_replicas}..{policy.spec.max_replicas}, "
-        f"metrics: {metrics}  ({loaded.path}:{loaded.line})"
+        f"metrics: {metrics}{_extras(policy)}  ({loaded.path}:{loaded.line})"
     )
+
+
+def _extras(policy: ScalingPolicy) -> str:
+    """Fallback and schedules, when the policy has them (they change what a reader expects)."""
+    spec = policy.spec
+    text = ""
+    if spec.fallback is not None:
+        f = spec.fallback
+        text += f"; fallback {f.behavior.value} {f.replicas} after {f.failure_threshold} failed reads"
+    if spec.schedules:
+        text += "; schedules: " + ", ".join(f"{s.name} (min {s.min_replicas})" for s in spec.schedules)
+    return text
 
 
 def _scaled(policy: ScalingPolicy) -> str:

@@ -51,7 +51,7 @@ from autoscaler.core.behavior import (
 from autoscaler.core.decision import Decision, MetricReading, MetricRecommendation
 from autoscaler.core.fallback import FailureCounter
 from autoscaler.core.policy import PolicySpec
-from autoscaler.core.schedules import ScheduleBook
+from autoscaler.core.schedules import Bounds, ScheduleBook
 from autoscaler.core.tolerance import Tolerances
 from autoscaler.core.tracking import MetricTracker, invalid_why
 
@@ -85,6 +85,7 @@ class Engine:
         "_schedules",
         "_started",
         "_up",
+        "bounds",
         "spec",
     )
 
@@ -122,6 +123,7 @@ class Engine:
         self._panic_threshold = spec.panic.threshold
         self._panic_window = float(spec.panic.stable_window_seconds)
         self._schedules = ScheduleBook(spec)
+        self.bounds: Bounds = Bounds(spec.min_replicas, spec.max_replicas)
 
     def update_spec(self, spec: PolicySpec) -> None:
         """Adopt a hot-reloaded policy; keep history, scale events and the start time."""
@@ -159,7 +161,7 @@ class Engine:
         ``wall_time``: Unix seconds for ``spec.schedules`` (None: schedules not applied).
         """
         parts: list[str] = []
-        bounds = self._schedules.bounds(wall_time)
+        self.bounds = bounds = self._schedules.bounds(wall_time)  # kept for gauges and /decisions
         self._min, self._max = bounds.min_replicas, bounds.max_replicas
         if bounds.text:
             parts.append(bounds.text)

@@ -102,5 +102,5 @@ class ScheduleBook:
 
 
 def bounds_at(spec: PolicySpec, wall: float | None) -> Bounds:
-    """One-off ``bounds`` (for gauges and ``explain``); the engine keeps its own book."""
+    """One-off ``bounds`` (tests, tools); the engine keeps its own book and exposes ``bounds``."""
     return ScheduleBook(spec).bounds(wall)

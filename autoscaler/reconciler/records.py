@@ -13,7 +13,7 @@ from typing import Any
 
 from autoscaler.core.decision import Decision
 from autoscaler.core.policy import MetricSpec, ScalingPolicy
-from autoscaler.core.schedules import bounds_at
+from autoscaler.core.schedules import Bounds
 
 
 class Outcome(StrEnum):
@@ -38,10 +38,12 @@ class ServiceRecord:
     running: int
     decision: Decision | None = None
     error: str | None = None
+    bounds: Bounds | None = None  # min/max in force at the decision (schedules); None: the policy's
 
     def to_json(self) -> dict[str, Any]:
         """A plain-JSON view; ``ratio`` is value/target as HPA computes it (per replica for AverageValue)."""
-        bounds = bounds_at(self.policy.spec, self.at)  # schedules open at the record's time
+        spec = self.policy.spec
+        bounds = self.bounds or Bounds(spec.min_replicas, spec.max_replicas)
         body: dict[str, Any] = {
             "service": self.service,
             "service_id": self.service_id,

@@ -17,7 +17,6 @@ from autoscaler.core.decision import Decision, MetricReading
 from autoscaler.core.engine import Engine
 from autoscaler.core.observation import MetricRequest, ServiceState
 from autoscaler.core.policy import PolicySpec, ScalingPolicy
-from autoscaler.core.schedules import bounds_at
 from autoscaler.errors import TargetError, VersionConflictError
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.reconciler.matching import Assignment, metric_requests
@@ -107,6 +106,7 @@ class ServiceReconciler:
         *,
         error: str | None = None,
     ) -> ServiceRecord:
+        slot = self.engines.get((policy.name, service.name)) if decision is not None else None
         return ServiceRecord(
             service=service.name,
             service_id=service.id,
@@ -118,6 +118,7 @@ class ServiceReconciler:
             running=service.running,
             decision=decision,
             error=error,
+            bounds=slot.engine.bounds if slot is not None else None,
         )
 
     async def _reconcile(
@@ -204,7 +205,7 @@ class ServiceReconciler:
         )
         if self.failover is not None:
             decision = self.failover.during_failover(service.name, decision)
-        bounds = bounds_at(policy.spec, now)  # what schedules make of min/max right now
+        bounds = engine.bounds  # what schedules made of min/max for this decision
         self.metrics.observe_decision(
             service.name,
             decision,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from test_loader import line_of, problems_of, write
 
+from autoscaler.cli.validate import summarise
 from autoscaler.policy_sources.loader import load_file
 
 HEAD = """\
@@ -122,3 +123,11 @@ def test_empty_as_takes_only_its_two_words(tmp_path: Path) -> None:
     (problem,) = problems_of([file])
     assert (problem.line, problem.field) == (line_of(file, "emptyAs"), "spec.metrics[0].emptyAs")
     assert "missing" in problem.message and "zero" in problem.message
+
+
+def test_validate_summary_names_fallback_and_schedules(tmp_path: Path) -> None:
+    text = policy(schedule() + "  fallback:\n    failureThreshold: 3\n    replicas: 6\n")
+    (loaded,) = load_file(write(tmp_path / "p.yaml", text))
+    line = summarise(loaded)
+    assert "fallback currentReplicasIfHigher 6 after 3 failed reads" in line
+    assert "schedules: day (min 4)" in line
