@@ -131,3 +131,12 @@ def test_validate_summary_names_fallback_and_schedules(tmp_path: Path) -> None:
     line = summarise(loaded)
     assert "fallback currentReplicasIfHigher 6 after 3 failed reads" in line
     assert "schedules: day (min 4)" in line
+
+
+def test_the_reference_scale_to_zero_example_is_valid(tmp_path: Path) -> None:
+    reference = Path(__file__).resolve().parents[2] / "docs" / "policy-reference.md"
+    section = reference.read_text().split("### Activation from zero", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```")[0]
+    head = "apiVersion: autoscaler.swarm/v1\nkind: ScalingPolicy\nmetadata:\n  name: reports\n"
+    (loaded,) = load_file(write(tmp_path / "p.yaml", head + example))
+    assert loaded.policy.spec.metrics[0].activation_value == 0.1
