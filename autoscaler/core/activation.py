@@ -55,6 +55,7 @@ class ActivationView:
     text: str
     desired: int | None = None
     limit: str = ""
+    floor: int = 1  # without ``desired``: the least target tracking may ask for
 
 
 class Activation:
@@ -81,10 +82,14 @@ class Activation:
         floor: int,
         readings: Mapping[str, MetricReading],
         hold: str | None,
+        fallback: bool = False,
     ) -> ActivationView | None:
-        """None when activation does not apply (no activation metric, or the floor is above 0)."""
+        """None when activation does not apply (no activation metric, or the floor is above 0).
+
+        ``fallback``: a policy fallback is deciding this evaluation (a metric kept failing).
+        """
         previous, self._last_current = self._last_current, current
-        if not self._thresholds or floor > 0:
+        if not self._thresholds:
             return None
         if previous == 0 and current > 0:
             self._last_active = now  # woken (by us or by hand): the grace starts again
@@ -102,11 +107,15 @@ class Activation:
             else:
                 idle.append(f"{name} {_num(reading.value)} <= activationValue {_num(threshold)}")
         if active or unknown:
-            self._last_active = now
+            self._last_active = now  # also while a schedule holds the floor up
+        if floor > 0:
+            return None
         said = "; ".join(active + unknown + idle)
         if current == 0:
             if active:
                 return ActivationView(f"activation: {said}: waking 0 -> 1", desired=1, limit="Activation")
+            if unknown and fallback:
+                return ActivationView(f"activation: {said}: the fallback decides", floor=0)
             why = "staying at 0" if not unknown else "staying at 0 (no wake on missing data)"
             return ActivationView(f"activation: {said}: {why}", desired=0, limit="Activation")
         if active or unknown:

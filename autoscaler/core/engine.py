@@ -237,13 +237,18 @@ class Engine:
             self._panic_last = None
 
         wake = self._activation.judge(
-            now=now, current=current, floor=self._min, readings=readings, hold=hold_scale_down
+            now=now,
+            current=current,
+            floor=self._min,
+            readings=readings,
+            hold=hold_scale_down,
+            fallback="Fallback" in limits,
         )
         if wake is not None:
             parts.append(wake.text)
             if wake.desired is None:  # 1 -> N is target tracking's, with a floor of 1
-                self._min = max(self._min, 1)
-                recommendation = max(recommendation, 1)
+                self._min = max(self._min, wake.floor)
+                recommendation = max(recommendation, wake.floor)
 
         # HPA's out-of-range rules come before behavior, as in its reconcileAutoscaler.
         desired = current

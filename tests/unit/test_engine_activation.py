@@ -133,3 +133,23 @@ def test_never_flaps_between_zero_and_one_inside_the_grace(
         if d.desired != current:
             engine.record_scale(at=t, from_replicas=current, to_replicas=d.desired)
             current = d.desired
+
+
+def test_a_static_fallback_may_wake_a_service_whose_activation_metric_fails() -> None:
+    grow_from_zero = {"scaleUp": {"policies": [{"type": "Replicas", "value": 4, "periodSeconds": 15}]}}
+    spec = spec_with(
+        fallback={"failureThreshold": 1, "replicas": 2, "behavior": "static"}, behavior=grow_from_zero
+    )
+    engine = Engine(spec, now=0.0, current=0)
+    down = MetricReading.missing("rps", "prometheus: connection refused")
+    assert [s[2] for s in run(engine, [(0, down), (15, down)], 0)] == [0, 2]
+
+
+def test_activity_while_a_schedule_holds_the_floor_counts_for_the_grace() -> None:
+    window = {"name": "w", "start": "0 8 * * *", "end": "0 9 * * *", "minReplicas": 3}
+    engine = Engine(spec_with(schedules=[window]), now=0.0, current=3)
+    eight = 1_795_766_400.0  # 2026-11-27T08:00:00Z
+    for t in range(0, 3600, 10):  # active all through the window, the last time at 3590 s
+        engine.decide(now=t, current=3, running=3, readings={"rps": rps(20.0)}, wall_time=eight + t)
+    d = engine.decide(now=3600, current=3, running=3, readings={"rps": rps(0.0)}, wall_time=eight + 3600)
+    assert d.desired == 1  # idle for one tick only: not straight to 0
