@@ -22,12 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from autoscaler.core.decision import MetricReading
+from autoscaler.core.decision import MetricReading, num
 from autoscaler.core.policy import EmptyAs, PolicySpec
-
-
-def _num(x: float) -> str:
-    return f"{x:.4g}"
 
 
 def empty_as_zero(
@@ -103,9 +99,9 @@ class Activation:
                 continue
             assert reading.value is not None  # valid
             if reading.value > threshold:
-                active.append(f"{name} {_num(reading.value)} > activationValue {_num(threshold)}")
+                active.append(f"{name} {num(reading.value)} > activationValue {num(threshold)}")
             else:
-                idle.append(f"{name} {_num(reading.value)} <= activationValue {_num(threshold)}")
+                idle.append(f"{name} {num(reading.value)} <= activationValue {num(threshold)}")
         if active or unknown:
             self._last_active = now  # also while a schedule holds the floor up
         if floor > 0:

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from autoscaler.core.decision import num
 from autoscaler.core.policy import PolicySpec
-
-
-def _num(x: float) -> str:
-    return f"{x:.4g}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,5 +36,5 @@ class Tolerances:
     def text(self) -> str:
         """``0.1`` when both directions agree, else ``-0.1/+0.02`` (down, then up)."""
         if self.up == self.down:
-            return _num(self.up)
-        return f"-{_num(self.down)}/+{_num(self.up)}"
+            return num(self.up)
+        return f"-{num(self.down)}/+{num(self.up)}"
