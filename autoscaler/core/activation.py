@@ -26,21 +26,24 @@ from autoscaler.core.decision import MetricReading, num
 from autoscaler.core.policy import EmptyAs, PolicySpec
 
 
+def zero_when_empty(spec: PolicySpec) -> tuple[str, ...]:
+    """The metrics of ``spec`` with ``emptyAs: zero``."""
+    return tuple(m.name for m in spec.metrics if m.empty_as is EmptyAs.ZERO)
+
+
 def empty_as_zero(
-    spec: PolicySpec, readings: Mapping[str, MetricReading]
+    names: tuple[str, ...], readings: Mapping[str, MetricReading]
 ) -> tuple[Mapping[str, MetricReading], list[str]]:
-    """``readings`` with no-series readings of ``emptyAs: zero`` metrics read as 0, and notes."""
+    """``readings`` with the no-series readings of metrics ``names`` read as 0, and notes."""
     notes: list[str] = []
     changed: dict[str, MetricReading] | None = None
-    for metric in spec.metrics:
-        if metric.empty_as is not EmptyAs.ZERO:
-            continue
-        reading = readings.get(metric.name)
+    for name in names:
+        reading = readings.get(name)
         if reading is not None and reading.no_series:
             if changed is None:
                 changed = dict(readings)
-            changed[metric.name] = MetricReading(metric.name, 0.0)
-            notes.append(f"{metric.name}: no series, read as 0 (emptyAs: zero)")
+            changed[name] = MetricReading(name, 0.0)
+            notes.append(f"{name}: no series, read as 0 (emptyAs: zero)")
     return (readings if changed is None else changed), notes
 
 

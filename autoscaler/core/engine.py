@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from autoscaler.core.activation import Activation, empty_as_zero
+from autoscaler.core.activation import Activation, empty_as_zero, zero_when_empty
 from autoscaler.core.behavior import (
     DirectionRules,
     RatePolicy,
@@ -85,6 +85,7 @@ class Engine:
         "_schedules",
         "_started",
         "_up",
+        "_zero_when_empty",
         "bounds",
         "spec",
     )
@@ -123,6 +124,7 @@ class Engine:
         self._panic_threshold = spec.panic.threshold
         self._panic_window = float(spec.panic.stable_window_seconds)
         self._schedules = ScheduleBook(spec)
+        self._zero_when_empty = zero_when_empty(spec)
         self.bounds: Bounds = Bounds(spec.min_replicas, spec.max_replicas)
 
     def update_spec(self, spec: PolicySpec) -> None:
@@ -165,8 +167,9 @@ class Engine:
         self._min, self._max = bounds.min_replicas, bounds.max_replicas
         if bounds.text:
             parts.append(bounds.text)
-        readings, empty_notes = empty_as_zero(self.spec, readings)
-        parts.extend(empty_notes)
+        if self._zero_when_empty:
+            readings, empty_notes = empty_as_zero(self._zero_when_empty, readings)
+            parts.extend(empty_notes)
         if current != self._known:
             at = now if changed_at is None or changed_at > now else changed_at
             self._scale_events.record(at, self._known, current)
@@ -200,8 +203,7 @@ class Engine:
             parts.append(f"largest: {best_name} -> {best}")
 
         limits: list[str] = []
-        failed = [r.name for r in recs if r.desired is None]
-        advice = self._failures.observe(current, failed, (r.name for r in recs if r.desired is not None))
+        advice = self._failures.observe(current, recs)
         if advice is not None:
             parts.append(advice.text)
             if advice.replicas is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from autoscaler.core.decision import MetricRecommendation
 from autoscaler.core.policy import Fallback, FallbackBehavior
 
 
@@ -72,10 +73,15 @@ class FailureCounter:
     def failures(self, name: str) -> int:
         return self._failures.get(name, 0)
 
-    def observe(self, current: int, failed: Sequence[str], succeeded: Iterable[str]) -> FallbackAdvice | None:
-        """Count this evaluation's reads; None when nothing failed or no fallback is configured."""
-        for name in succeeded:
-            self._failures.pop(name, None)
+    def observe(self, current: int, recs: Sequence[MetricRecommendation]) -> FallbackAdvice | None:
+        """Count this evaluation's reads (a recommendation without ``desired`` is a failed read);
+        None when nothing failed or no fallback is configured."""
+        failed = [r.name for r in recs if r.desired is None]
+        if not failed and not self._failures:
+            return None  # the usual evaluation: every read good, no count to reset
+        for r in recs:
+            if r.desired is not None:
+                self._failures.pop(r.name, None)
         for name in failed:
             self._failures[name] = self._failures.get(name, 0) + 1
         fallback = self._fallback

@@ -61,11 +61,12 @@ def _window_state(schedule: Schedule, at: float) -> _WindowState:
 class ScheduleBook:
     """The schedules of one policy, with each window's state kept until it can change."""
 
-    __slots__ = ("_max", "_min", "_schedules", "_states")
+    __slots__ = ("_max", "_min", "_plain", "_schedules", "_states")
 
     def __init__(self, spec: PolicySpec) -> None:
         self._min = spec.min_replicas
         self._max = spec.max_replicas
+        self._plain = Bounds(self._min, self._max)  # the answer whenever no window is involved
         self._schedules = spec.schedules
         self._states: dict[str, _WindowState] = {}
 
@@ -82,7 +83,7 @@ class ScheduleBook:
     def bounds(self, wall: float | None) -> Bounds:
         """The bounds at Unix time ``wall``; without a wall time the schedules are not applied."""
         if not self._schedules:
-            return Bounds(self._min, self._max)
+            return self._plain
         if wall is None:
             return Bounds(self._min, self._max, "schedules not applied: no wall-clock time given")
         active = self.open_windows(wall)
