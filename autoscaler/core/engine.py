@@ -13,6 +13,8 @@ Pure: every method takes the time as a parameter. ``decide`` runs, in this order
 3. HPA's out-of-range rules, before behavior: 0 replicas with minReplicas > 0 means
    autoscaling is switched off (``ScalingDisabled``, HPA's convention); above maxReplicas
    or below minReplicas the service goes straight to the bound.
+   With ``spec.predictive`` (``forecast.py``), each metric's forecast over the horizon
+   may raise the recommendation (never lower it); ``mode: forecastOnly`` only explains.
 4. Panic (Knative KPA): when the recommendation is at least ``threshold`` x running, a
    scale-up skips stabilization and rate limits. Panic mode lasts until the condition has
    been false for ``stableWindowSeconds`` (Knative: strictly longer); scale-down is
@@ -41,8 +43,10 @@ from autoscaler.core.behavior import (
     scale_down_limit,
     scale_up_limit,
 )
-from autoscaler.core.decision import Decision, MetricReading, MetricRecommendation
+from autoscaler.core.decision import Decision, Forecast, MetricReading, MetricRecommendation
+from autoscaler.core.forecast import Forecaster, raise_by_forecasts
 from autoscaler.core.policy import PolicySpec
+from autoscaler.core.predictive_policy import PredictiveMode
 from autoscaler.core.tracking import MetricTracker, invalid_why
 
 # Times this large are Unix timestamps (reconciler); smaller ones are simulation seconds.
@@ -60,6 +64,7 @@ class Engine:
 
     __slots__ = (
         "_down",
+        "_forecaster",
         "_history",
         "_known",
         "_max",
@@ -80,6 +85,7 @@ class Engine:
         self._started = now
         self._known = current
         self._panic_last: float | None = None  # last time the panic condition held
+        self._forecaster: Forecaster | None = None
         self._compile(spec)
         self._history = RecommendationHistory(self._up.window, self._down.window)
         self._scale_events = ScaleEvents(max(self._up.longest_period, self._down.longest_period))
@@ -105,6 +111,16 @@ class Engine:
         self._panic_enabled = spec.panic.enabled
         self._panic_threshold = spec.panic.threshold
         self._panic_window = float(spec.panic.stable_window_seconds)
+        self._compile_forecaster(spec)
+
+    def _compile_forecaster(self, spec: PolicySpec) -> None:
+        """A forecaster when predictive is on; a changed predictive block or metric set restarts it."""
+        names = tuple(m.name for m in spec.metrics)
+        old = self._forecaster
+        if not spec.predictive.enabled:
+            self._forecaster = None
+        elif old is None or old.config != spec.predictive or old.metric_names != names:
+            self._forecaster = Forecaster(spec.predictive, names)
 
     def update_spec(self, spec: PolicySpec) -> None:
         """Adopt a hot-reloaded policy; keep history, scale events and the start time."""
@@ -185,6 +201,7 @@ class Engine:
             recommendation = current
         elif missing:
             parts.append("going by the metrics with readings, which do not ask for a scale-down")
+        reactive = recommendation
 
         # Panic state, judged only on usable data (missing data neither enters nor extends it).
         panic_cond = False
@@ -195,6 +212,24 @@ class Engine:
         in_panic = self._panic_last is not None and now <= self._panic_last + self._panic_window
         if not in_panic:
             self._panic_last = None
+
+        # Forecasts after panic: a forecast alone neither enters nor extends panic mode.
+        forecasts: tuple[Forecast, ...] = ()
+        if self._forecaster is not None:
+            valid = {r.name: r.value for r in recs if r.value is not None}
+            forecasts = tuple(self._forecaster.step(now, valid))
+            if usable:
+                recommendation, notes = raise_by_forecasts(
+                    forecasts,
+                    {t.name: t for t in self._metrics},
+                    current=current,
+                    running=running,
+                    recommendation=recommendation,
+                    act=self._forecaster.config.mode is PredictiveMode.ACT,
+                )
+                parts.extend(notes)
+                if recommendation > reactive:
+                    limits.append("Forecast")
 
         # HPA's out-of-range rules come before behavior, as in its reconcileAutoscaler.
         desired = current
@@ -235,6 +270,7 @@ class Engine:
             panic=in_panic,
             metrics=metrics,
             limits=tuple(limits),
+            forecasts=forecasts,
         )
 
     def _behave(

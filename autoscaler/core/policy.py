@@ -19,6 +19,8 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from autoscaler.core.predictive_policy import Predictive
+
 API_VERSION = "autoscaler.swarm/v1"
 KIND = "ScalingPolicy"
 
@@ -235,6 +237,7 @@ class PolicySpec(_Model):
     behavior: Behavior = Behavior()
     panic: Panic = Panic()
     node_failure: NodeFailure = NodeFailure()
+    predictive: Predictive = Predictive()
 
     @field_validator("service")
     @classmethod
