@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from autoscaler.cli import EXIT_INPUT, EXIT_OK
+from autoscaler.core.hpa_reference import simulate_hpa_reference
 from autoscaler.core.policy import ScalingPolicy
 from autoscaler.core.simulate import SimulationConfig, SimulationResult, simulate
 from autoscaler.core.trace import Trace, TraceError, parse_trace
-from autoscaler.errors import PolicyError
+from autoscaler.errors import PermanentSourceError, PolicyError
 from autoscaler.policy_sources.loader import load_paths
+from autoscaler.sources.prometheus_range import read_trace
 
 DESCRIPTION = """\
 Replay TRACE.csv against a policy with the real decision engine and print what the
@@ -24,13 +27,19 @@ TRACE.csv has a header 't,<metric>,...' with one column per policy metric; t is 
 from 0, each value what the metric source would report for the whole service then (the
 latest row with t_row <= t applies). An empty cell or NaN means "no data".
 
+Instead of a CSV, --from-prometheus URL --start T --end T replays real history: the
+policy's own queries, filled in for its service, read as range queries every --step.
+
 Model: the engine runs at t=0 and every --interval seconds; new replicas count as running
---startup-delay seconds after a scale-up; a scale-down takes effect at once."""
+--startup-delay seconds after a scale-up; a scale-down takes effect at once.
+--compare hpa adds an HPA-default run on the same trace (decisions every 15 s)."""
 
 EPILOG = """\
 example:
   swarm-autoscaler simulate examples/policies/web.yaml --trace examples/traces/step-spike.csv \\
       --interval 5 --startup-delay 10 --output timeline.csv
+  swarm-autoscaler simulate policies/web.yaml --from-prometheus http://prometheus:9090 \
+      --start 2026-11-30T08:00:00Z --end 2026-11-30T12:00:00Z --step 15s --compare hpa
 exit status: 0 ok, 1 invalid policy or trace, 2 usage error"""
 
 
@@ -43,7 +52,32 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("policy_file", metavar="POLICY_FILE", type=Path, help="YAML file with the policy")
-    p.add_argument("--trace", required=True, type=Path, metavar="TRACE.csv", help="the traffic trace")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--trace", type=Path, metavar="TRACE.csv", help="the traffic trace")
+    source.add_argument(
+        "--from-prometheus",
+        metavar="URL",
+        help="read the policy's queries over --start..--end from this Prometheus instead",
+    )
+    p.add_argument(
+        "--start", type=_when, metavar="T", help="with --from-prometheus: RFC 3339, Unix seconds, or now-1h"
+    )
+    p.add_argument("--end", type=_when, metavar="T", help="with --from-prometheus: as --start (default: now)")
+    p.add_argument(
+        "--step",
+        type=_duration,
+        default=5.0,
+        metavar="5s",
+        help="with --from-prometheus: resolution (default 5s)",
+    )
+    p.add_argument(
+        "--service", metavar="NAME", help="with --from-prometheus: the service, for a policy with a selector"
+    )
+    p.add_argument(
+        "--compare",
+        choices=["hpa"],
+        help="also replay an HPA-default reference (15 s sync period) and print both summaries",
+    )
     p.add_argument(
         "--policy", metavar="NAME", help="which policy of POLICY_FILE (needed when it holds several)"
     )
@@ -90,6 +124,41 @@ def _non_negative(text: str) -> float:
     return value
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(text: str) -> float:
+    """``5s``, ``2m``, ``1h``, ``1d`` or plain seconds."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 15, 5s, 2m, 1h)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _when(text: str) -> datetime:
+    """RFC 3339 (``2026-11-30T08:00:00Z``), Unix seconds, ``now`` or ``now-<duration>``."""
+    now = datetime.now(tz=UTC)
+    if text == "now":
+        return now
+    if text.startswith("now-"):
+        return now - timedelta(seconds=_duration(text[4:]))
+    try:
+        return datetime.fromtimestamp(float(text), tz=UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (examples: 2026-11-30T08:00:00Z, 1764489600, now-2h)"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def _pick_policy(path: Path, name: str | None) -> ScalingPolicy:
     loaded = load_paths([path])
     if not loaded:
@@ -109,10 +178,16 @@ def _pick_policy(path: Path, name: str | None) -> ScalingPolicy:
 def run(args: argparse.Namespace) -> int:
     try:
         policy = _pick_policy(args.policy_file, args.policy)
-        trace = _read_trace(args.trace, [m.name for m in policy.spec.metrics])
+        if args.trace is not None:
+            trace = _read_trace(args.trace, [m.name for m in policy.spec.metrics])
+        else:
+            trace = _read_prometheus(args, policy)
     except PolicyError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
+        return EXIT_INPUT
+    except PermanentSourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     if args.initial_replicas is not None and args.initial_replicas < 0:
         print("error: --initial-replicas must be >= 0", file=sys.stderr)
@@ -127,6 +202,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_actions(result)
     _print_summary(policy, trace, config, result)
+    if args.compare == "hpa":
+        hpa = simulate_hpa_reference(policy.spec, trace, config)
+        _print_comparison(result, hpa)
     if args.output:
         write_timeline(args.output, trace, result)
         print(f"timeline: {args.output} ({len(result.steps)} rows)")
@@ -142,6 +220,45 @@ def run(args: argparse.Namespace) -> int:
         plot_timeline(args.plot, policy, trace, result)
         print(f"plot: {args.plot}")
     return EXIT_OK
+
+
+def _read_prometheus(args: argparse.Namespace, policy: ScalingPolicy) -> Trace:
+    if args.start is None:
+        raise PermanentSourceError("--from-prometheus needs --start (and --end, default now)")
+    service = args.service or policy.spec.service
+    if service is None:
+        raise PermanentSourceError(
+            f"policy {policy.name} matches services by selector: name the one to replay with --service"
+        )
+    end = args.end or datetime.now(tz=UTC)
+    trace = read_trace(args.from_prometheus, policy.spec, service, start=args.start, end=end, step=args.step)
+    print(
+        f"read {len(trace)} steps of {service} from {args.from_prometheus} "
+        f"({args.start.isoformat()} .. {end.isoformat()}, step {args.step:g} s)"
+    )
+    return trace
+
+
+def _print_comparison(ours: SimulationResult, hpa: SimulationResult) -> None:
+    """Both runs side by side, and ours as a ratio of the HPA reference."""
+    a, b = ours.summary, hpa.summary
+
+    def ratio(x: float, y: float) -> str:
+        return f"{x / y:.2f}x" if y > 0 else ("-" if x == 0 else "inf")
+
+    print(f"{'':18}{'this policy':>14}{'hpa defaults':>14}{'ratio':>8}")
+    print(
+        f"{'replica-seconds':18}{a.replica_seconds:14.0f}{b.replica_seconds:14.0f}"
+        f"{ratio(a.replica_seconds, b.replica_seconds):>8}"
+    )
+    if a.capacity is not None:
+        print(
+            f"{'overload-seconds':18}{a.overload_seconds:14.0f}{b.overload_seconds:14.0f}"
+            f"{ratio(a.overload_seconds, b.overload_seconds):>8}"
+        )
+    events_a, events_b = a.scale_ups + a.scale_downs, b.scale_ups + b.scale_downs
+    print(f"{'scale events':18}{events_a:14d}{events_b:14d}{ratio(events_a, events_b):>8}")
+    print(f"{'max replicas':18}{a.max_replicas:14d}{b.max_replicas:14d}")
 
 
 def _read_trace(path: Path, metric_names: list[str]) -> Trace:
