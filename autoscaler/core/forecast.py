@@ -44,19 +44,29 @@ def _num(x: float) -> str:
     return f"{x:.0f}" if "e" in text and abs(x) >= 1 else text
 
 
-def fit_line(times: list[float], values: list[float]) -> tuple[float, float, float]:
-    """Least squares ``v = a + b (t - t_last)``: (a, b, residual standard deviation)."""
-    n = len(times)
-    t0 = times[-1]
-    mean_t = sum(t - t0 for t in times) / n
-    mean_v = sum(values) / n
-    sxx = sum((t - t0 - mean_t) ** 2 for t in times)
-    if sxx == 0.0:
-        return mean_v, 0.0, 0.0
-    slope = sum((t - t0 - mean_t) * (v - mean_v) for t, v in zip(times, values, strict=True)) / sxx
-    level = mean_v - slope * mean_t
-    sse = sum((v - level - slope * (t - t0)) ** 2 for t, v in zip(times, values, strict=True))
-    return level, slope, math.sqrt(sse / n)
+def fit_line(samples: Sequence[tuple[float, float]]) -> tuple[float, float, float, float]:
+    """Least squares ``v = a + b (t - t_last)`` over ``(t, v)`` samples.
+
+    Returns (a, b, residual standard deviation, mean of v), from one pass of sums.
+    """
+    n = len(samples)
+    t_last = samples[-1][0]
+    st = sv = stt = stv = svv = 0.0
+    for t, v in samples:
+        x = t - t_last
+        st += x
+        sv += v
+        stt += x * x
+        stv += x * v
+        svv += v * v
+    mean_t, mean_v = st / n, sv / n
+    sxx = stt - st * mean_t
+    syy = max(svv - sv * mean_v, 0.0)
+    if sxx <= 0.0:
+        return mean_v, 0.0, math.sqrt(syy / n), mean_v
+    slope = (stv - st * mean_v) / sxx
+    sse = max(syy - slope * (stv - st * mean_v), 0.0)
+    return mean_v - slope * mean_t, slope, math.sqrt(sse / n), mean_v
 
 
 class _Holt:
@@ -130,7 +140,7 @@ class _DailyProfile:
 class MetricHistory:
     """The recent readings of one metric and the forecast they give."""
 
-    __slots__ = ("_holt", "_profile", "_samples", "config", "name")
+    __slots__ = ("_holt", "_label", "_profile", "_samples", "config", "name")
 
     def __init__(self, name: str, config: Predictive) -> None:
         self.name = name
@@ -138,6 +148,7 @@ class MetricHistory:
         self._samples: deque[tuple[float, float]] = deque(maxlen=MAX_SAMPLES)
         self._holt = _Holt(config.window_seconds) if config.method is ForecastMethod.HOLT else None
         self._profile = _DailyProfile() if config.seasonal else None
+        self._label = f"{'Holt' if self._holt is not None else 'trend'} over {_num(config.window_seconds)} s"
 
     def add(self, t: float, value: float) -> None:
         """Record a valid reading; readings older than one window are dropped."""
@@ -156,8 +167,7 @@ class MetricHistory:
     def forecast(self, now: float, horizon: float) -> Forecast:
         """The value ``horizon`` seconds after ``now``, or why there is none."""
         cfg = self.config
-        window = cfg.window_seconds
-        label = f"{'Holt' if self._holt is not None else 'trend'} over {_num(window)} s"
+        label = self._label
         samples = self._samples
         span = samples[-1][0] - samples[0][0] if samples else 0.0
         if len(samples) < 3 or span < cfg.min_history:
@@ -169,22 +179,20 @@ class MetricHistory:
                 f"too little history ({len(samples)} readings over {_num(span)} s, "
                 f"needs {_num(cfg.min_history)} s)",
             )
-        times = [t for t, _ in samples]
-        values = [v for _, v in samples]
-        mean = sum(values) / len(values)
+        level, slope, scatter, mean = fit_line(samples)
+        ahead = now - samples[-1][0] + horizon
         holt = self._holt
         if holt is not None and holt.level is not None:
             base = holt.level + holt.trend * (now - holt.last_t + horizon)
             scatter = holt.error
         else:
-            level, slope, scatter = fit_line(times, values)
-            base = level + slope * (now - times[-1] + horizon)
+            base = level + slope * ahead
             # A rise must show in the newer half of the window too: once it stops, the
             # newer half's line flattens first, so the forecast stops overshooting at once.
-            half = len(times) // 2
+            half = len(samples) // 2
             if half >= 3:
-                recent_level, recent_slope, _ = fit_line(times[half:], values[half:])
-                base = min(base, recent_level + recent_slope * (now - times[-1] + horizon))
+                recent_level, recent_slope, _, _ = fit_line(list(samples)[half:])
+                base = min(base, recent_level + recent_slope * ahead)
         noise = scatter / mean if mean > 0 else 0.0
         if noise > cfg.max_noise:
             return Forecast(
@@ -197,9 +205,9 @@ class MetricHistory:
         value = max(base, 0.0)
         profile = self._profile
         if profile is not None and profile.ready(now):
-            then, ahead = profile.at(now), profile.at(now + horizon)
-            if then is not None and ahead is not None:
-                daily: float = values[-1] + ahead - then
+            then, ahead_value = profile.at(now), profile.at(now + horizon)
+            if then is not None and ahead_value is not None:
+                daily: float = samples[-1][1] + ahead_value - then
                 if daily > value:
                     value, label = daily, f"{label} + daily pattern"
         return Forecast(self.name, value, horizon, label)

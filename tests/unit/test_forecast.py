@@ -46,8 +46,9 @@ def spec(predictive: dict[str, Any] | None = None, **fields: Any) -> PolicySpec:
 
 def test_fit_line_recovers_a_line_exactly() -> None:
     times = [0.0, 5.0, 10.0, 15.0]
-    level, slope, scatter = fit_line(times, [100 + 3 * t for t in times])
-    assert level == pytest.approx(100 + 3 * 15) and slope == pytest.approx(3) and scatter == pytest.approx(0)
+    level, slope, scatter, mean = fit_line([(t, 100 + 3 * t) for t in times])
+    assert level == pytest.approx(100 + 3 * 15) and slope == pytest.approx(3)
+    assert scatter == pytest.approx(0, abs=1e-6) and mean == pytest.approx(100 + 3 * 7.5)
 
 
 @pytest.mark.parametrize("method", ["trend", "holt"])
