@@ -7,7 +7,7 @@ shapes were written before the forecaster's defaults were chosen, and they diffe
 example traces in every parameter (rise times, noise, periods, lengths).
 
 Each trace has one column, ``requests_per_second``, at whole-service level, like the
-examples; ``policies/web.yaml``'s target (50 req/s per replica) suits their scale.
+examples; ``examples/policies/web.yaml``'s target (50 req/s per replica) suits their scale.
 """
 
 from __future__ import annotations

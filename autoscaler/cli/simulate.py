@@ -38,7 +38,7 @@ EPILOG = """\
 example:
   swarm-autoscaler simulate examples/policies/web.yaml --trace examples/traces/step-spike.csv \\
       --interval 5 --startup-delay 10 --output timeline.csv
-  swarm-autoscaler simulate policies/web.yaml --from-prometheus http://prometheus:9090 \
+  swarm-autoscaler simulate examples/policies/web.yaml --from-prometheus http://prometheus:9090 \\
       --start 2026-11-30T08:00:00Z --end 2026-11-30T12:00:00Z --step 15s --compare hpa
 exit status: 0 ok, 1 invalid policy or trace, 2 usage error"""
 

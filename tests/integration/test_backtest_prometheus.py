@@ -24,10 +24,10 @@ from docker.types import ServiceMode
 
 from autoscaler.cli import main
 from autoscaler.core.policy import PolicySpec
+from autoscaler.sources.prometheus_range import read_trace
 from swarm_lab import images
 from swarm_lab.sessions import LabHandle as Lab
 from swarm_lab.swarm import create_service, scrape_labels
-from autoscaler.sources.prometheus_range import read_trace
 
 LOW, HIGH = 8.0, 30.0
 QUERY = 'sum(rate(http_requests_total{service="{{ service }}",path="/"}[10s]))'

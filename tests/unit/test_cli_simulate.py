@@ -100,7 +100,7 @@ def test_from_prometheus_needs_a_start(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_from_prometheus_rejects_ipvs_metrics(capsys: pytest.CaptureFixture[str]) -> None:
-    tcp = ROOT / "policies" / "tcp-service.yaml"
+    tcp = ROOT / "examples" / "policies" / "tcp-service.yaml"
     code = main(["simulate", str(tcp), "--from-prometheus", "http://127.0.0.1:1", "--start", "now-1h"])
     assert code == 1
     assert "comes from IPVS, which keeps no history" in capsys.readouterr().err
