@@ -26,7 +26,7 @@ from autoscaler.core.simulate import SimulationConfig, SimulationResult, simulat
 from autoscaler.core.trace import Trace, parse_trace
 
 sys.path.insert(0, str(Path(__file__).parent))
-from heldback_traces import heldback_csv
+from heldback_traces import SEED, heldback_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ("step-spike", "ramp", "flash-crowd", "diurnal")
@@ -75,12 +75,12 @@ def run_trace(
     )
 
 
-def load_traces() -> list[tuple[str, Trace, bool]]:
+def load_traces(seed: int) -> list[tuple[str, Trace, bool]]:
     out = []
     for name in EXAMPLES:
         path = ROOT / "examples" / "traces" / f"{name}.csv"
         out.append((name, parse_trace(path.read_text(encoding="utf-8"), where=str(path)), False))
-    for name, text in heldback_csv().items():
+    for name, text in heldback_csv(seed).items():
         out.append((name, parse_trace(text, where=name), True))
     return out
 
@@ -175,9 +175,12 @@ def main() -> None:
         metavar="JSON",
         help='settings beside enabled: true for the third run, e.g. \'{"method": "holt"}\' (default: none)',
     )
+    parser.add_argument(
+        "--seed", type=int, default=SEED, help=f"held-back generator seed (default {SEED}, the recorded one)"
+    )
     parser.add_argument("--plot", type=Path, help="write a PNG of load and ready replicas per trace")
     args = parser.parse_args()
-    traces = load_traces()
+    traces = load_traces(args.seed)
     rows = [run_trace(name, trace, held, args.startup_delay, args.predictive) for name, trace, held in traces]
     print(
         f"replay model: capacity 50 req/s per replica, start-up delay {args.startup_delay:g} s, "

@@ -120,11 +120,11 @@ GENERATORS: dict[str, Callable[[random.Random], Rows]] = {
 }
 
 
-def heldback_csv() -> dict[str, str]:
+def heldback_csv(seed: int = SEED) -> dict[str, str]:
     """Every held-back trace as CSV text, each from its own seeded generator."""
     out = {}
     for i, (name, gen) in enumerate(GENERATORS.items()):
-        rows = gen(random.Random(SEED + i))
+        rows = gen(random.Random(seed + i))
         lines = ["t,requests_per_second"] + [f"{t:g},{'' if v is None else f'{v:.1f}'}" for t, v in rows]
         out[name] = "\n".join(lines) + "\n"
     return out

@@ -296,14 +296,22 @@ def _print_summary(
 
 
 def write_timeline(path: Path, trace: Trace, result: SimulationResult) -> None:
+    # With spec.predictive, a <metric>_forecast column per metric (empty when not used).
+    predictive = any(step.decision.forecasts for step in result.steps)
+    forecast_names = [f"{n}_forecast" for n in trace.metric_names] if predictive else []
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(
-            ["t", "ready", "starting", "current", "desired", "panic", *trace.metric_names, "limits", "reason"]
-        )
+            [
+                "t", "ready", "starting", "current", "desired", "panic",
+                *trace.metric_names, *forecast_names, "limits", "reason",
+            ]
+        )  # fmt: skip
         for step in result.steps:
             d = step.decision
             values = ["" if v is None else f"{v:g}" for v in step.values]
+            forecasts = {f.metric: f.value for f in d.forecasts}
+            predicted = ["" if forecasts.get(n) is None else f"{forecasts[n]:g}" for n in trace.metric_names]
             w.writerow(
                 [
                     f"{step.t:g}",
@@ -313,6 +321,7 @@ def write_timeline(path: Path, trace: Trace, result: SimulationResult) -> None:
                     d.desired,
                     int(d.panic),
                     *values,
+                    *(predicted if predictive else []),
                     " ".join(d.limits),
                     d.reason,
                 ]

@@ -119,3 +119,23 @@ def test_bad_start_time_is_a_usage_error(bad: str, capsys: pytest.CaptureFixture
         main(["simulate", str(WEB), "--from-prometheus", "http://x", "--start", bad])
     assert exc.value.code == 2
     assert "not a time" in capsys.readouterr().err
+
+
+def test_timeline_has_forecast_columns_with_predictive(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        WEB.read_text().replace("  panic:\n", "  predictive:\n    enabled: true\n  panic:\n", 1)
+    )
+    out = tmp_path / "timeline.csv"
+    assert (
+        main(["simulate", str(policy), "--trace", str(TRACES / "ramp.csv"), "--output", str(out), "--quiet"])
+        == 0
+    )
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    forecasts = [float(r["requests_per_second_forecast"]) for r in rows if r["requests_per_second_forecast"]]
+    # The ramp rises 950 req/s over 900 s: once there is history, forecasts run ahead of it.
+    assert forecasts and rows[0]["requests_per_second_forecast"] == ""
+    rising = [r for r in rows if 100 < float(r["t"]) < 800 and r["requests_per_second_forecast"]]
+    assert all(float(r["requests_per_second_forecast"]) > float(r["requests_per_second"]) for r in rising)
+    assert any("Forecast" in r["limits"] for r in rows)
