@@ -1,13 +1,18 @@
-"""/metrics: each metric's observed value, and its forecast beside it with spec.predictive."""
+"""What people see of forecasts: /metrics series, /decisions JSON and `explain`."""
 
 from __future__ import annotations
 
+import io
+import json
 import math
 
 from prometheus_client import CollectorRegistry
 
+from autoscaler.cli.explain import render
 from autoscaler.core.decision import Decision, Forecast, MetricRecommendation
+from autoscaler.core.policy import ScalingPolicy
 from autoscaler.observability.metrics import ControllerMetrics
+from autoscaler.reconciler.records import Outcome, ServiceRecord
 
 
 def decision(forecast: float | None) -> Decision:
@@ -47,3 +52,48 @@ def test_no_forecast_series_without_predictive() -> None:
     assert (
         registry.get_sample_value("autoscaler_metric_forecast", {"service": "web", "metric": "rps"}) is None
     )
+
+
+def test_decisions_json_and_explain_show_each_forecast_or_why_not() -> None:
+    policy = ScalingPolicy.model_validate(
+        {
+            "apiVersion": "autoscaler.swarm/v1",
+            "kind": "ScalingPolicy",
+            "metadata": {"name": "web"},
+            "spec": {
+                "service": "web",
+                "maxReplicas": 10,
+                "predictive": {"enabled": True},
+                "metrics": [{"name": "rps", "prometheus": {"query": "q"}, "target": {"averageValue": 50}}],
+            },
+        }
+    )
+    d = Decision(
+        0.0,
+        2,
+        2,
+        17,
+        17,
+        "r",
+        metrics=(MetricRecommendation("rps", 120.0, 3, "r"),),
+        limits=("Forecast",),
+        forecasts=(
+            Forecast("rps", 820.0, 20.0, "trend over 60 s"),
+            Forecast(
+                "conns", None, 20.0, "trend over 60 s", "too noisy (scatter 40% of the mean, limit 25%)"
+            ),
+        ),
+    )
+    body = ServiceRecord("web", "id0123456789ab", policy, 0.0, Outcome.SCALED, "r", 2, 2, d).to_json()
+    assert body["decision"]["forecasts"][0] == {
+        "metric": "rps",
+        "value": 820.0,
+        "horizon": 20.0,
+        "method": "trend over 60 s",
+        "note": None,
+    }
+    out = io.StringIO()
+    render(json.loads(json.dumps(body)), {}, out)
+    text = out.getvalue()
+    assert "forecast  rps 820 in 20 s (trend over 60 s)" in text
+    assert "forecast  conns: not used, too noisy (scatter 40% of the mean, limit 25%)" in text
