@@ -139,9 +139,10 @@ def plot(rows: list[Row], traces: dict[str, Trace], path: Path) -> None:
     for ax, row in zip(axes, rows, strict=True):
         trace = traces[row.trace]
         cap = row.results["hpa"].summary.capacity or 1.0
-        ax.plot(
+        ax.step(
             trace.times,
             [(v or 0.0) / cap for v in trace.values["requests_per_second"]],
+            where="post",
             color="0.6",
             lw=0.8,
             label="load / capacity",
