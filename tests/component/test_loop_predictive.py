@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from timing import FakeClock
 
 from autoscaler.reconciler.loop import Reconciler
 
-from .fakes import FakeClock, FakeSource, FakeTarget, service, write_policy
+from .fakes import FakeSource, FakeTarget, service, write_policy
 
 MakeReconciler = Callable[..., Reconciler]
 

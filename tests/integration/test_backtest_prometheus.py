@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 from docker.types import ServiceMode
+from timing import wait_until
 
 from autoscaler.cli import main
 from autoscaler.core.policy import PolicySpec
@@ -31,17 +30,6 @@ from swarm_lab.swarm import create_service, scrape_labels
 
 LOW, HIGH = 8.0, 30.0
 QUERY = 'sum(rate(http_requests_total{service="{{ service }}",path="/"}[10s]))'
-
-
-def poll(condition: Callable[[], Any], *, deadline_s: float, what: str) -> Any:
-    deadline = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.5)  # pacing the poll, the condition decides
-    pytest.fail(f"timed out after {deadline_s}s waiting for {what} (last: {last!r})")
 
 
 def instant(lab: Lab, promql: str) -> float:
@@ -84,11 +72,12 @@ def recorded_run(lab: Lab) -> Iterator[tuple[str, datetime, datetime]]:
             # Held for 20 s in Prometheus's own evaluations (a subquery), so the replay has
             # several decisions at each level, not one lucky sample at the end.
             low, high = f"min_over_time({rate}[20s:1s])", f"max_over_time({rate}[20s:1s])"
-            poll(
+            wait_until(
                 lambda rps=rps, low=low, high=high: (
                     0.8 * rps <= instant(lab, low) and instant(lab, high) <= 1.2 * rps
                 ),
-                deadline_s=150,
+                deadline=150,
+                every=0.5,
                 what=f"{name} serving {rps:g} req/s in Prometheus for 20 s",
             )
         end = datetime.now(tz=UTC)
