@@ -114,13 +114,22 @@ class Engine:
         self._compile_forecaster(spec)
 
     def _compile_forecaster(self, spec: PolicySpec) -> None:
-        """A forecaster when predictive is on; a changed predictive block or metric set restarts it."""
+        """A forecaster when predictive is on; a changed predictive block or metric set restarts it.
+
+        Switching ``mode`` alone (forecastOnly -> act, once trusted) keeps the history.
+        """
         names = tuple(m.name for m in spec.metrics)
-        old = self._forecaster
-        if not spec.predictive.enabled:
+        new, old = spec.predictive, self._forecaster
+        if not new.enabled:
             self._forecaster = None
-        elif old is None or old.config != spec.predictive or old.metric_names != names:
-            self._forecaster = Forecaster(spec.predictive, names)
+        elif (
+            old is None
+            or old.metric_names != names
+            or old.config.model_copy(update={"mode": new.mode}) != new
+        ):
+            self._forecaster = Forecaster(new, names)
+        else:
+            old.config = new
 
     def update_spec(self, spec: PolicySpec) -> None:
         """Adopt a hot-reloaded policy; keep history, scale events and the start time."""

@@ -185,5 +185,7 @@ def test_hot_reload_restarts_history_only_when_predictive_changes() -> None:
     kept = engine._forecaster
     engine.update_spec(spec())
     assert engine._forecaster is kept
+    engine.update_spec(spec({"mode": "forecastOnly"}))  # mode alone: same history, new mode
+    assert engine._forecaster is kept and kept.config.mode == "forecastOnly"
     engine.update_spec(spec({"windowSeconds": 120}))
     assert engine._forecaster is not kept and engine._forecaster is not None
