@@ -31,9 +31,10 @@ INTERVAL = 15.0
 TARGET = 50.0
 
 
-def make_spec(metrics: int) -> PolicySpec:
+def make_spec(metrics: int, predictive: bool = False) -> PolicySpec:
     return PolicySpec.model_validate(
         {
+            "predictive": {"enabled": predictive},
             "service": "svc",
             "minReplicas": 1,
             "maxReplicas": 50,
@@ -45,7 +46,9 @@ def make_spec(metrics: int) -> PolicySpec:
     )
 
 
-def make_loads(policies: int, ticks: int, metrics: int, seed: int) -> list[list[dict[str, MetricReading]]]:
+def make_loads(
+    policies: int, ticks: int, metrics: int, seed: int, interval: float = INTERVAL
+) -> list[list[dict[str, MetricReading]]]:
     """Readings per tick per policy, built before timing so only decisions are timed."""
     rng = random.Random(seed)
     shapes = [
@@ -54,7 +57,7 @@ def make_loads(policies: int, ticks: int, metrics: int, seed: int) -> list[list[
     names = [f"m{i}" for i in range(metrics)]
     loads = []
     for k in range(ticks):
-        t = k * INTERVAL
+        t = k * interval
         row = []
         for phase, period, peak in shapes:
             v = peak * (1.1 + math.sin(phase + 2 * math.pi * t / period)) / 2.1
@@ -79,7 +82,10 @@ def contract_floor(now: float, current: int, readings: dict[str, MetricReading])
 
 
 def run(
-    spec: PolicySpec, loads: list[list[dict[str, MetricReading]]]
+    spec: PolicySpec,
+    loads: list[list[dict[str, MetricReading]]],
+    predictive: PolicySpec | None = None,
+    interval: float = INTERVAL,
 ) -> dict[str, list[tuple[float, float]]]:
     """Per tick, (wall seconds, CPU seconds) of each contender over all policies.
 
@@ -90,10 +96,13 @@ def run(
     policies = len(loads[0])
     engines = [Engine(spec, now=0.0, current=1) for _ in range(policies)]
     current = [1] * policies
-    out: dict[str, list[tuple[float, float]]] = {"baseline": [], "floor": [], "engine": []}
+    out: dict[str, list[tuple[float, float]]] = {"baseline": [], "floor": [], "engine": [], "predictive": []}
+    # The same engine with spec.predictive on (history, forecast and its reason every tick).
+    forecasting = [Engine(predictive, now=0.0, current=1) for _ in range(policies)] if predictive else []
+    current_p = [1] * policies
     sink = 0
     for k, row in enumerate(loads):
-        now = k * INTERVAL
+        now = k * interval
 
         w, c = time.perf_counter(), time.thread_time()
         for readings in row:
@@ -114,6 +123,15 @@ def run(
                 engine.record_scale(at=now, from_replicas=current[i], to_replicas=d.desired)
                 current[i] = d.desired
         out["engine"].append((time.perf_counter() - w, time.thread_time() - c))
+
+        if forecasting:
+            w, c = time.perf_counter(), time.thread_time()
+            for i, engine in enumerate(forecasting):
+                d = engine.decide(now=now, current=current_p[i], running=current_p[i], readings=row[i])
+                if d.desired != current_p[i]:
+                    engine.record_scale(at=now, from_replicas=current_p[i], to_replicas=d.desired)
+                    current_p[i] = d.desired
+            out["predictive"].append((time.perf_counter() - w, time.thread_time() - c))
     out["scales"] = [(float(sum(current)), float(sink))]  # keeps the work observable
     return out
 
@@ -124,19 +142,29 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=200)
     parser.add_argument("--metrics", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--interval", type=float, default=INTERVAL, help="seconds between ticks")
+    parser.add_argument(
+        "--predictive", action="store_true", help="also time the engine with spec.predictive enabled"
+    )
     args = parser.parse_args()
 
     spec = make_spec(args.metrics)
-    loads = make_loads(args.policies, args.ticks, args.metrics, args.seed)
-    run(spec, loads[:5])  # warm-up: allocator, caches, lazily built formatting code
-    res = run(spec, loads)
+    forecasting = make_spec(args.metrics, predictive=True) if args.predictive else None
+    loads = make_loads(args.policies, args.ticks, args.metrics, args.seed, args.interval)
+    run(spec, loads[:5], forecasting, args.interval)  # warm-up: allocator, caches, lazily built code
+    res = run(spec, loads, forecasting, args.interval)
     n = args.policies
-    print(f"policies={n} ticks={args.ticks} metrics/policy={args.metrics} load={os.getloadavg()[0]:.1f}")
+    print(
+        f"policies={n} ticks={args.ticks} metrics/policy={args.metrics} interval={args.interval:g}s "
+        f"load={os.getloadavg()[0]:.1f}"
+    )
     print(
         f"{'':10}{'CPU/tick med':>14}{'CPU/tick min':>14}{'wall/tick med':>15}"
         f"{'wall p99':>11}{'CPU/decide':>12}"
     )
-    for name in ("baseline", "floor", "engine"):
+    for name in ("baseline", "floor", "engine", "predictive"):
+        if not res[name]:
+            continue
         wall = sorted(t[0] for t in res[name])
         cpu = sorted(t[1] for t in res[name])
         print(
@@ -152,6 +180,15 @@ def main() -> None:
     print(f"engine / floor    (median of per-tick CPU ratios): {ratios['floor']:.1f}x")
     per_tick = statistics.median(t[1] for t in res["engine"]) / n * 1000
     print(f"scaled to 1,000 policies: {per_tick * 1e3:.2f} ms CPU per tick (goal < 10 ms)")
+    if res["predictive"]:
+        extra = statistics.median(
+            p[1] / e[1] for p, e in zip(res["predictive"], res["engine"], strict=True) if e[1] > 0
+        )
+        cost = statistics.median(p[1] - e[1] for p, e in zip(res["predictive"], res["engine"], strict=True))
+        print(
+            f"predictive / engine (median of per-tick CPU ratios): {extra:.2f}x; "
+            f"forecasting adds {cost / n * 1e6:.2f} µs per decide, {cost * 1e3:.2f} ms per tick of {n}"
+        )
 
 
 if __name__ == "__main__":

@@ -90,6 +90,11 @@ def render(record: dict[str, Any], document: dict[str, Any], out: TextIO) -> Non
                     f"  {m['name']:<20} {_number(m['value']):>10} {target:>16} {ratio:>7}"
                     f" {_number(m['desired']):>6}  {m['reason']}\n"
                 )
+        for f in decision.get("forecasts", []):
+            if f["value"] is None:
+                w(f"forecast  {f['metric']}: not used, {f['note']}\n")
+            else:
+                w(f"forecast  {f['metric']} {_number(f['value'])} in {f['horizon']:g} s ({f['method']})\n")
         w(f"limits    {', '.join(decision['limits']) or 'none'}\n")
         if decision["panic"]:
             w("panic     yes: scaling up without stabilization or rate limits\n")

@@ -72,6 +72,21 @@ class MetricRecommendation:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """One metric's forecast at one evaluation.
+
+    ``value`` is the forecast ``horizon`` seconds ahead, or None when it is not to be
+    used; ``note`` then says why (too little history, too noisy).
+    """
+
+    metric: str
+    value: float | None
+    horizon: float
+    method: str  # "trend over 60 s", "Holt over 60 s", "... + daily pattern"
+    note: str | None = None
+
+
 class Direction(StrEnum):
     UP = "up"
     DOWN = "down"
@@ -85,8 +100,9 @@ class Decision:
     ``current`` is the replica count the service spec asks for now (what a scale call
     changes); ``running`` the tasks actually running (what per-replica averages divide by).
     ``recommendation`` is the raw target-tracking answer before stabilization, rate limits
-    and min/max; ``desired`` the final number. ``limits`` names every clamp that changed
-    the number, in HPA's vocabulary (ScaleUpLimit, ScaleDownStabilized, TooManyReplicas...).
+    and min/max (raised by a forecast with ``spec.predictive``); ``desired`` the final
+    number. ``limits`` names every clamp that changed the number, in HPA's vocabulary
+    (ScaleUpLimit, ScaleDownStabilized, TooManyReplicas...), plus ``Forecast``.
     """
 
     at: float
@@ -98,6 +114,7 @@ class Decision:
     panic: bool = False
     metrics: tuple[MetricRecommendation, ...] = ()
     limits: tuple[str, ...] = field(default_factory=tuple)
+    forecasts: tuple[Forecast, ...] = ()  # with spec.predictive enabled, one per metric with a reading
 
     @property
     def direction(self) -> Direction:

@@ -2,32 +2,40 @@
 
 Pure: every method takes the time as a parameter. ``decide`` runs, in this order:
 
-1. Out-of-band change. If ``current`` is not the count the engine last knew (its own
+1. Bounds. The minReplicas/maxReplicas in force at ``wall_time``: ``spec``'s, raised (floor)
+   or replaced (ceiling) by the open ``spec.schedules`` windows (``schedules.py``). Every
+   later step uses these bounds. Then ``emptyAs: zero`` readings (``activation.py``).
+2. Out-of-band change. If ``current`` is not the count the engine last knew (its own
    ``record_scale``, or ``current`` at the previous ``decide``), someone else scaled the
    service: that change is recorded as a scale event (rate limits) and ``current`` as a
    recommendation (stabilization), both at ``changed_at`` (the spec's ``UpdatedAt``).
-2. Target tracking per metric (``tracking.py``); the largest desired count wins. An
-   invalid reading never allows a scale-down: if any metric has no usable reading and the
+3. Target tracking per metric (``tracking.py``, per-direction tolerance from
+   ``tolerance.py``); the largest desired count wins. A metric that kept failing past
+   ``spec.fallback.failureThreshold`` (``fallback.py``) competes with its fallback count
+   instead (never below ``current`` unless ``behavior: static``). An invalid reading
+   otherwise never allows a scale-down: if any metric has no usable reading and the
    valid ones ask for less than ``current`` (or there are none), nothing changes (HPA
    since 1.21).
-3. HPA's out-of-range rules, before behavior: 0 replicas with minReplicas > 0 means
-   autoscaling is switched off (``ScalingDisabled``, HPA's convention); above maxReplicas
-   or below minReplicas the service goes straight to the bound.
 4. Panic (Knative KPA): when the recommendation is at least ``threshold`` x running, a
    scale-up skips stabilization and rate limits. Panic mode lasts until the condition has
    been false for ``stableWindowSeconds`` (Knative: strictly longer); scale-down is
-   suspended throughout.
-5. Stabilization windows, then the start-up guard: no scale-down until a whole scale-down
-   window has passed since the engine started (HPA seeds its history with the start size
-   for the same reason, but a later scale-up would let it scale down early).
-6. ``hold_scale_down`` (e.g. node failover in progress) forbids any scale-down.
-7. Rate-limit policies, then minReplicas/maxReplicas.
-
-Issue 13's features each live in their own module and are consulted here: scheduled
-floors (``schedules.py``: the minReplicas/maxReplicas in force at ``wall_time``), fallback
-when a metric keeps failing (``fallback.py``: its count competes in step 2), per-direction
-tolerance (``tolerance.py``, in target tracking) and activation from zero
-(``activation.py``: 0 <-> 1 before step 3, a floor of 1 otherwise).
+   suspended throughout. A fallback count never enters panic.
+5. Activation from zero (``activation.py``), when the floor in force is 0: the activation
+   metrics decide 0 <-> 1 (that decision overrides steps 6-9); at 1 or more they only set
+   a floor of 1.
+6. Forecasts (``forecast.py``, ``spec.predictive``): each metric's forecast over the horizon
+   may raise the recommendation, never lower it; ``mode: forecastOnly`` only explains.
+   Judged after panic (a forecast neither enters nor extends it) and after activation (it
+   neither wakes a service nor keeps one from 0); the bounds of step 1 still cap it (7-9).
+7. HPA's out-of-range rules, before behavior: 0 replicas with minReplicas > 0 means
+   autoscaling is switched off (``ScalingDisabled``, HPA's convention); above maxReplicas
+   or below minReplicas the service goes straight to the bound.
+8. Stabilization windows (or panic's skip of them), then the start-up guard: no
+   scale-down until a whole scale-down window has passed since the engine started (HPA
+   seeds its history with the start size for the same reason, but a later scale-up would
+   let it scale down early). ``hold_scale_down`` (e.g. node failover in progress) forbids
+   any scale-down.
+9. Rate-limit policies, then minReplicas/maxReplicas.
 
 ``decide`` records its recommendation for stabilization but not a scale event: the caller
 calls ``record_scale`` once the scale call succeeded.
@@ -48,9 +56,11 @@ from autoscaler.core.behavior import (
     scale_down_limit,
     scale_up_limit,
 )
-from autoscaler.core.decision import Decision, MetricReading, MetricRecommendation
+from autoscaler.core.decision import Decision, Forecast, MetricReading, MetricRecommendation
 from autoscaler.core.fallback import FailureCounter
+from autoscaler.core.forecast import Forecaster, raise_by_forecasts
 from autoscaler.core.policy import PolicySpec
+from autoscaler.core.predictive_policy import PredictiveMode
 from autoscaler.core.schedules import Bounds, ScheduleBook
 from autoscaler.core.tolerance import Tolerances
 from autoscaler.core.tracking import MetricTracker, invalid_why
@@ -72,6 +82,7 @@ class Engine:
         "_activation",
         "_down",
         "_failures",
+        "_forecaster",
         "_history",
         "_known",
         "_max",
@@ -97,6 +108,7 @@ class Engine:
         self._panic_last: float | None = None  # last time the panic condition held
         self._failures = FailureCounter(spec.fallback)
         self._activation = Activation(spec, now=now)
+        self._forecaster: Forecaster | None = None
         self._compile(spec)
         self._history = RecommendationHistory(self._up.window, self._down.window)
         self._scale_events = ScaleEvents(max(self._up.longest_period, self._down.longest_period))
@@ -126,6 +138,25 @@ class Engine:
         self._schedules = ScheduleBook(spec)
         self._zero_when_empty = zero_when_empty(spec)
         self.bounds: Bounds = Bounds(spec.min_replicas, spec.max_replicas)
+        self._compile_forecaster(spec)
+
+    def _compile_forecaster(self, spec: PolicySpec) -> None:
+        """A forecaster when predictive is on; a changed predictive block or metric set restarts it.
+
+        Switching ``mode`` alone (forecastOnly -> act, once trusted) keeps the history.
+        """
+        names = tuple(m.name for m in spec.metrics)
+        new, old = spec.predictive, self._forecaster
+        if not new.enabled:
+            self._forecaster = None
+        elif (
+            old is None
+            or old.metric_names != names
+            or old.config.model_copy(update={"mode": new.mode}) != new
+        ):
+            self._forecaster = Forecaster(new, names)
+        else:
+            old.config = new
 
     def update_spec(self, spec: PolicySpec) -> None:
         """Adopt a hot-reloaded policy; keep history, scale events and the start time."""
@@ -251,6 +282,30 @@ class Engine:
             if wake.desired is None:  # 1 -> N is target tracking's, with a floor of 1
                 self._min = max(self._min, wake.floor)
                 recommendation = max(recommendation, wake.floor)
+        reactive = recommendation
+
+        # Forecasts after panic: a forecast alone neither enters nor extends panic mode. After
+        # activation too: 0 <-> 1 is the activation metrics' call, so a forecast neither wakes
+        # a service nor keeps it from going to 0 (its history is still fed, for later).
+        forecasts: tuple[Forecast, ...] = ()
+        if self._forecaster is not None:
+            valid = {r.name: r.value for r in recs if r.value is not None}
+            forecasts = tuple(self._forecaster.step(now, valid))
+            if wake is not None and wake.desired is not None:
+                if forecasts:
+                    parts.append("forecast not used: activation decides 0 <-> 1")
+            elif usable:
+                recommendation, notes = raise_by_forecasts(
+                    forecasts,
+                    {t.name: t for t in self._metrics},
+                    current=current,
+                    running=running,
+                    recommendation=recommendation,
+                    act=self._forecaster.config.mode is PredictiveMode.ACT,
+                )
+                parts.extend(notes)
+                if recommendation > reactive:
+                    limits.append("Forecast")
 
         # HPA's out-of-range rules come before behavior, as in its reconcileAutoscaler.
         desired = current
@@ -295,6 +350,7 @@ class Engine:
             panic=in_panic,
             metrics=metrics,
             limits=tuple(limits),
+            forecasts=forecasts,
         )
 
     def _behave(

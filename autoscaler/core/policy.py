@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic.alias_generators import to_camel
 
 from autoscaler.core.cron import cron_problem, timezone_problem
+from autoscaler.core.predictive_policy import Predictive
 
 API_VERSION = "autoscaler.swarm/v1"
 KIND = "ScalingPolicy"
@@ -320,6 +321,7 @@ class PolicySpec(_Model):
     # KEDA's cooldownPeriod: with minReplicas 0, how long every activation metric must stay
     # at or below its activationValue before the service goes to 0.
     scale_to_zero_after_seconds: Annotated[int, Field(ge=0, le=86_400)] = 300
+    predictive: Predictive = Predictive()
 
     @field_validator("service")
     @classmethod

@@ -8,6 +8,7 @@ service names, directions, HPA limit names and fixed outcome words, never free t
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -34,6 +35,10 @@ class ControllerMetrics:
         self.registry = registry
         self._per_service: dict[str, _ServiceSeries] = {}
         self._decision_counters: dict[tuple[str, str, str], Counter] = {}
+        # (service, metric) -> its gauge; labels() is slow at 1,000 services. A forecast
+        # series exists only for policies with spec.predictive on.
+        self._value_series: dict[tuple[str, str], Gauge] = {}
+        self._forecast_series: dict[tuple[str, str], Gauge] = {}
 
         def per_service(name: str, doc: str) -> Gauge:
             return Gauge(name, doc, ["service"], namespace=NAMESPACE, registry=registry)
@@ -58,6 +63,21 @@ class ControllerMetrics:
             "fallback_active",
             "1 while a metric has failed more than fallback.failureThreshold times in a row "
             "and the policy's fallback decides the count.",
+        )
+        self.metric_value = Gauge(
+            "metric_value",
+            "The metric reading the last decision used (NaN when it had none).",
+            ["service", "metric"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.metric_forecast = Gauge(
+            "metric_forecast",
+            "spec.predictive: the metric's forecast over the horizon at the last decision "
+            "(NaN when not used: too little or too noisy history).",
+            ["service", "metric"],
+            namespace=NAMESPACE,
+            registry=registry,
         )
         self.decisions = counter(
             "decisions",
@@ -115,11 +135,24 @@ class ControllerMetrics:
         series.max_replicas.set(max_replicas)
         series.panic.set(1 if decision.panic else 0)
         series.fallback.set(1 if "Fallback" in decision.limits else 0)
+        for rec in decision.metrics:
+            value = math.nan if rec.value is None else rec.value
+            self._child(self.metric_value, self._value_series, service, rec.name).set(value)
+        for forecast in decision.forecasts:
+            value = math.nan if forecast.value is None else forecast.value
+            self._child(self.metric_forecast, self._forecast_series, service, forecast.metric).set(value)
         key = (service, decision.direction.value, reason_kind(decision))
         counter = self._decision_counters.get(key)
         if counter is None:
             counter = self._decision_counters[key] = self.decisions.labels(*key)
         counter.inc()
+
+    @staticmethod
+    def _child(gauge: Gauge, cache: dict[tuple[str, str], Gauge], service: str, metric: str) -> Gauge:
+        child = cache.get((service, metric))
+        if child is None:
+            child = cache[(service, metric)] = gauge.labels(service, metric)
+        return child
 
     def observe_state(self, service: str, *, current: int, running: int) -> None:
         """For services observed but not decided on (held, failed before deciding)."""
@@ -142,6 +175,13 @@ class ControllerMetrics:
         for gauge in gauges:
             with contextlib.suppress(KeyError):  # never observed for this service
                 gauge.remove(service)
+        for gauge, cache in (
+            (self.metric_value, self._value_series),
+            (self.metric_forecast, self._forecast_series),
+        ):
+            for key in [k for k in cache if k[0] == service]:
+                del cache[key]
+                gauge.remove(*key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,17 @@ class ServiceRecord:
                     }
                     for m in d.metrics
                 ],
+                # spec.predictive: value None (and a note) when the forecast was not used.
+                "forecasts": [
+                    {
+                        "metric": f.metric,
+                        "value": f.value,
+                        "horizon": f.horizon,
+                        "method": f.method,
+                        "note": f.note,
+                    }
+                    for f in d.forecasts
+                ],
             }
         return body
 

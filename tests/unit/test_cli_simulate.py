@@ -77,3 +77,65 @@ def test_usage_errors_exit_2() -> None:
     with pytest.raises(SystemExit) as info:
         main(["simulate", str(WEB), "--trace", "x.csv", "--interval", "0"])
     assert info.value.code == 2
+
+
+def test_compare_hpa_prints_both_runs_and_ratios(capsys: pytest.CaptureFixture[str]) -> None:
+    trace = TRACES / "ramp.csv"
+    assert main(["simulate", str(WEB), "--trace", str(trace), "--compare", "hpa", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if "hpa defaults" in line)
+    rows = {line.split()[0]: line.split()[1:] for line in lines[header + 1 :]}
+    replica_line = next(line for line in lines if line.startswith("replica-seconds:"))
+    ours = float(replica_line.split()[1])
+    assert float(rows["replica-seconds"][0]) == ours
+    hpa = float(rows["replica-seconds"][1])
+    assert rows["replica-seconds"][2] == f"{ours / hpa:.2f}x"
+    assert "overload-seconds" in rows and "scale" in rows
+
+
+def test_from_prometheus_needs_a_start(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["simulate", str(WEB), "--from-prometheus", "http://127.0.0.1:1"])
+    assert code == 1
+    assert "--from-prometheus needs --start" in capsys.readouterr().err
+
+
+def test_from_prometheus_rejects_ipvs_metrics(capsys: pytest.CaptureFixture[str]) -> None:
+    tcp = ROOT / "examples" / "policies" / "tcp-service.yaml"
+    code = main(["simulate", str(tcp), "--from-prometheus", "http://127.0.0.1:1", "--start", "now-1h"])
+    assert code == 1
+    assert "comes from IPVS, which keeps no history" in capsys.readouterr().err
+
+
+def test_from_prometheus_unreachable_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # Port 1 on loopback: nothing listens, the connection is refused at once.
+    code = main(["simulate", str(WEB), "--from-prometheus", "http://127.0.0.1:1", "--start", "now-10m"])
+    assert code == 1
+    assert "range query to http://127.0.0.1:1 failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2026-13-01T00:00:00Z"])
+def test_bad_start_time_is_a_usage_error(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", str(WEB), "--from-prometheus", "http://x", "--start", bad])
+    assert exc.value.code == 2
+    assert "not a time" in capsys.readouterr().err
+
+
+def test_timeline_has_forecast_columns_with_predictive(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        WEB.read_text().replace("  panic:\n", "  predictive:\n    enabled: true\n  panic:\n", 1)
+    )
+    out = tmp_path / "timeline.csv"
+    assert (
+        main(["simulate", str(policy), "--trace", str(TRACES / "ramp.csv"), "--output", str(out), "--quiet"])
+        == 0
+    )
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    forecasts = [float(r["requests_per_second_forecast"]) for r in rows if r["requests_per_second_forecast"]]
+    # The ramp rises 950 req/s over 900 s: once there is history, forecasts run ahead of it.
+    assert forecasts and rows[0]["requests_per_second_forecast"] == ""
+    rising = [r for r in rows if 100 < float(r["t"]) < 800 and r["requests_per_second_forecast"]]
+    assert all(float(r["requests_per_second_forecast"]) > float(r["requests_per_second"]) for r in rising)
+    assert any("Forecast" in r["limits"] for r in rows)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from autoscaler.core.decision import Decision, MetricReading
 from autoscaler.core.engine import Engine
 from autoscaler.core.policy import PolicySpec
+from autoscaler.core.predictive_policy import Predictive
 
 rate_policy = st.fixed_dictionaries(
     {
@@ -186,3 +187,52 @@ def test_metrics_within_tolerance_keep_current(spec: PolicySpec, start: int, rat
         now=400.0, current=start, running=start, readings=readings_for(spec, values)
     )
     assert d.desired == start and d.recommendation == start
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    spec=specs(),
+    start=st.integers(0, 45),
+    ticks=st.lists(tick, min_size=1, max_size=30),
+    window=st.sampled_from([10, 30, 60]),
+    level=st.floats(0, 2000),
+    ramp=st.floats(0, 20),
+)
+def test_a_forecast_only_ever_raises_the_decision(
+    spec: PolicySpec, start: int, ticks: list[dict[str, Any]], window: int, level: float, ramp: float
+) -> None:
+    # The same ticks through the same policy with and without spec.predictive. The replica
+    # count follows the ticks' out-of-band changes only (both engines see the same ones), so
+    # the two differ in the forecast alone: it may raise the recommendation and the decision,
+    # never lower either, and never makes a decision leave [minReplicas, maxReplicas].
+    forecasting = spec.model_copy(
+        update={"predictive": Predictive(enabled=True, window_seconds=window, min_history_seconds=window / 2)}
+    )
+    now = 1000.0
+    reactive, predictive = Engine(spec, now=now, current=start), Engine(forecasting, now=now, current=start)
+    current = start
+    for t in ticks:
+        dt = min(t["dt"], 15)  # ticks close enough for a window to hold several readings
+        now += dt
+        changed_at = None
+        if t["oob"] is not None and t["oob"] != current:
+            current, changed_at = t["oob"], now - dt / 2
+        # A rising load with some noise (the tick's value) so forecasts matter; the tick's
+        # invalid readings stay invalid.
+        values = [
+            level + ramp * (now - 1000.0) + v % 50 if isinstance(v, float) and 0 <= v < math.inf else v
+            for v in t["values"]
+        ]
+        readings = readings_for(spec, values)
+        running = max(0, current - t["running_gap"])
+        hold = "failover in progress" if t["hold"] else None
+        args = {"now": now, "current": current, "running": running, "readings": readings}
+        r = reactive.decide(**args, changed_at=changed_at, hold_scale_down=hold)
+        p = predictive.decide(**args, changed_at=changed_at, hold_scale_down=hold)
+        check(forecasting, p, readings, t["hold"])
+        assert p.recommendation >= r.recommendation
+        assert p.desired >= r.desired, (r.reason, p.reason)
+        assert p.panic == r.panic  # a forecast alone neither enters nor extends panic
+        if "Forecast" in p.limits:
+            assert p.recommendation > r.recommendation
+            event("a forecast raised the recommendation")

@@ -1,0 +1,197 @@
+"""Scaling quality on traces: HPA defaults at 15 s vs our defaults vs ours + predictive.
+
+For each trace, three runs of the real engine through the simulator's replay model (same
+capacity per replica, same start-up delay, same initial replicas):
+- ``hpa``: the HPA-default reference (``autoscaler.core.hpa_reference``), a decision every 15 s;
+- ``ours``: the same metric and bounds with every field of ours at its default, every 5 s;
+- ``ours+predictive``: that plus ``predictive: {enabled: true}`` and nothing else.
+Printed per trace and contender: overload-seconds (load above ready replicas x capacity)
+and replica-seconds, and both as ratios to the HPA run on the same trace. Example traces
+are the ones in examples/traces; held-back traces come from bench/heldback_traces.py.
+
+Run: ``python bench/bench_quality.py [--startup-delay 10] [--plot docs/quality.png]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoscaler.core.hpa_reference import simulate_hpa_reference
+from autoscaler.core.policy import PolicySpec
+from autoscaler.core.simulate import SimulationConfig, SimulationResult, simulate
+from autoscaler.core.trace import Trace, parse_trace
+
+sys.path.insert(0, str(Path(__file__).parent))
+from heldback_traces import SEED, heldback_csv
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ("step-spike", "ramp", "flash-crowd", "diurnal")
+OUR_INTERVAL = 5.0  # the controller's default loop interval (settings: loop.interval)
+CONTENDERS = ("hpa", "ours", "ours+predictive")
+
+
+def base_spec(max_replicas: int, predictive: bool, settings: dict[str, object] | None = None) -> PolicySpec:
+    spec: dict[str, object] = {
+        "service": "web",
+        "minReplicas": 1,
+        "maxReplicas": max_replicas,
+        "metrics": [
+            {
+                "name": "requests_per_second",
+                "prometheus": {"query": "sum(rate(http_requests_total[1m]))"},
+                "target": {"averageValue": 50},
+            }
+        ],
+    }
+    if predictive:
+        spec["predictive"] = {"enabled": True, **(settings or {})}
+    return PolicySpec.model_validate(spec)
+
+
+@dataclass(frozen=True)
+class Row:
+    trace: str
+    held_back: bool
+    results: dict[str, SimulationResult]
+
+
+def run_trace(
+    name: str, trace: Trace, held_back: bool, startup: float, settings: dict[str, object] | None
+) -> Row:
+    config = SimulationConfig(interval=OUR_INTERVAL, startup_delay=startup, initial_replicas=None)
+    ours, predictive = base_spec(100, False), base_spec(100, True, settings)
+    return Row(
+        name,
+        held_back,
+        {
+            "hpa": simulate_hpa_reference(ours, trace, config),
+            "ours": simulate(ours, trace, config),
+            "ours+predictive": simulate(predictive, trace, config),
+        },
+    )
+
+
+def load_traces(seed: int) -> list[tuple[str, Trace, bool]]:
+    out = []
+    for name in EXAMPLES:
+        path = ROOT / "examples" / "traces" / f"{name}.csv"
+        out.append((name, parse_trace(path.read_text(encoding="utf-8"), where=str(path)), False))
+    for name, text in heldback_csv(seed).items():
+        out.append((name, parse_trace(text, where=name), True))
+    return out
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else ("=" if a == 0 else "inf")
+
+
+def print_table(rows: list[Row]) -> None:
+    print(
+        f"| trace | set | {' | '.join(f'{c} overload-s / replica-s' for c in CONTENDERS)} "
+        "| ours vs hpa (over, rep) | +predictive vs hpa (over, rep) |"
+    )
+    print("|---|---|" + "---|" * len(CONTENDERS) + "---|---|")
+    for row in rows:
+        s = {c: row.results[c].summary for c in CONTENDERS}
+        hpa = s["hpa"]
+        cells = [f"{s[c].overload_seconds:.0f} / {s[c].replica_seconds:.0f}" for c in CONTENDERS]
+        vs = [
+            f"{ratio(s[c].overload_seconds, hpa.overload_seconds)}, "
+            f"{ratio(s[c].replica_seconds, hpa.replica_seconds)}"
+            for c in ("ours", "ours+predictive")
+        ]
+        print(
+            f"| {row.trace} | {'held back' if row.held_back else 'example'} "
+            f"| {' | '.join(cells)} | {' | '.join(vs)} |"
+        )
+    for label, held in (("examples", False), ("held back", True)):
+        picked = [r for r in rows if r.held_back == held]
+        tot = {
+            c: (
+                sum(r.results[c].summary.overload_seconds for r in picked),
+                sum(r.results[c].summary.replica_seconds for r in picked),
+            )
+            for c in CONTENDERS
+        }
+        hpa = tot["hpa"]
+        print(
+            f"| **all {label}** | | "
+            + " | ".join(f"{o:.0f} / {r:.0f}" for o, r in (tot[c] for c in CONTENDERS))
+            + " | "
+            + " | ".join(
+                f"{ratio(tot[c][0], hpa[0])}, {ratio(tot[c][1], hpa[1])}" for c in ("ours", "ours+predictive")
+            )
+            + " |"
+        )
+
+
+def plot(rows: list[Row], traces: dict[str, Trace], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 * len(rows)))
+    for ax, row in zip(axes, rows, strict=True):
+        trace = traces[row.trace]
+        cap = row.results["hpa"].summary.capacity or 1.0
+        ax.step(
+            trace.times,
+            [(v or 0.0) / cap for v in trace.values["requests_per_second"]],
+            where="post",
+            color="0.6",
+            lw=0.8,
+            label="load / capacity",
+        )
+        for c, color in zip(CONTENDERS, ("tab:red", "tab:blue", "tab:green"), strict=True):
+            steps = row.results[c].steps
+            ax.step(
+                [st.t for st in steps],
+                [st.ready for st in steps],
+                where="post",
+                lw=1,
+                color=color,
+                label=f"{c} ready",
+            )
+        ax.set_title(row.trace, fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--startup-delay", type=float, default=10.0, help="seconds before a new replica serves"
+    )
+    parser.add_argument(
+        "--predictive",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help='settings beside enabled: true for the third run, e.g. \'{"method": "holt"}\' (default: none)',
+    )
+    parser.add_argument(
+        "--seed", type=int, default=SEED, help=f"held-back generator seed (default {SEED}, the recorded one)"
+    )
+    parser.add_argument("--plot", type=Path, help="write a PNG of load and ready replicas per trace")
+    args = parser.parse_args()
+    traces = load_traces(args.seed)
+    rows = [run_trace(name, trace, held, args.startup_delay, args.predictive) for name, trace, held in traces]
+    print(
+        f"replay model: capacity 50 req/s per replica, start-up delay {args.startup_delay:g} s, "
+        f"ours every {OUR_INTERVAL:g} s, hpa every 15 s; predictive: enabled {json.dumps(args.predictive)}"
+    )
+    print_table(rows)
+    if args.plot:
+        plot(rows, {n: t for n, t, _ in traces}, args.plot)
+        print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
