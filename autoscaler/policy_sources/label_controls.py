@@ -59,6 +59,17 @@ class Pause:
         """What makes one pause differ from the next: pausedReplicas applies once per key."""
         return self.replicas, self.at
 
+    @property
+    def at_seconds(self) -> float | None:
+        """``at`` as Unix seconds, when it is an RFC 3339 time."""
+        if self.at is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(self.at)
+        except ValueError:
+            return None
+        return moment.timestamp() if moment.tzinfo is not None else None
+
     def describe(self) -> str:
         """``paused by ana at 2026-12-01T16:40:00Z (autoscaler.paused)`` in words, for reasons."""
         who = f" by {self.by}" if self.by else ""

@@ -13,6 +13,7 @@ from typing import Any
 
 from autoscaler.core.decision import Decision
 from autoscaler.core.policy import MetricSpec, ScalingPolicy
+from autoscaler.policy_sources.label_controls import Pause
 
 
 class Outcome(StrEnum):
@@ -20,6 +21,7 @@ class Outcome(StrEnum):
     DRY_RUN = "dry_run"
     STANDBY = "standby"  # decided, but another controller replica holds the lease
     UNCHANGED = "unchanged"
+    PAUSED = "paused"  # autoscaler.paused / pausedReplicas: the replica count is left alone
     HELD = "held"
     SKIPPED = "skipped"
     FAILED = "failed"
@@ -37,6 +39,9 @@ class ServiceRecord:
     running: int
     decision: Decision | None = None
     error: str | None = None
+    source: str = "file"  # where the policy came from: "file" or "labels"
+    pause: Pause | None = None  # set while the service is paused
+    paused_since: float | None = None  # pausedAt, else when this controller first saw it paused
 
     def to_json(self) -> dict[str, Any]:
         """A plain-JSON view; ``ratio`` is value/target as HPA computes it (per replica for AverageValue)."""
@@ -44,6 +49,7 @@ class ServiceRecord:
             "service": self.service,
             "service_id": self.service_id,
             "policy": self.policy.name,
+            "policy_source": self.source,
             "at": self.at,
             "outcome": self.outcome.value,
             "reason": self.reason,
@@ -52,8 +58,11 @@ class ServiceRecord:
             "min_replicas": self.policy.spec.min_replicas,
             "max_replicas": self.policy.spec.max_replicas,
             "error": self.error,
+            "paused": None,
             "decision": None,
         }
+        if self.pause is not None and self.pause.paused:
+            body["paused"] = {**self.pause.as_json(), "since": self.paused_since}
         if self.decision is not None:
             d = self.decision
             specs = {m.name: m for m in self.policy.spec.metrics}
