@@ -125,6 +125,8 @@ class _Places:
                 if name is None:
                     return tuple(path), loc[position:]
                 path.append(name)
+                if loc[position + 1 :] == ("name",):
+                    break  # the item's name is the key itself: autoscaler.metrics.NAME
             else:
                 path.append(part)
         return tuple(path), ()
@@ -233,6 +235,9 @@ def _problem_from(service: str, error: ErrorDetails, where: _Places) -> LabelPro
         loc = loc[1:]
     label = where.label_of(loc)
     if error["type"] == "missing" and " (at " not in label:
+        if len(loc) == 1 and loc[0] in keyed_list_fields():
+            example = f"{label}.NAME.FIELD=VALUE"
+            return LabelProblem(service, label, f"missing; add at least one, keyed by its name: {example}")
         return LabelProblem(service, label, "missing; this field is required")
     if error["type"] == "extra_forbidden" and " (at " not in label:
         return LabelProblem(service, label, "unknown field")
