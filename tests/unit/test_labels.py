@@ -18,7 +18,7 @@ from autoscaler.policy_sources.labels import policy_from_labels
 from autoscaler.policy_sources.loader import LoadedPolicy, load_paths
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_DIRS = [ROOT / "policies", ROOT / "charts" / "policies"]
+EXAMPLE_DIRS = [ROOT / "examples" / "policies", ROOT / "charts" / "policies"]
 VALID_FIXTURES = sorted((ROOT / "tests" / "fixtures" / "policies").glob("valid-*.yaml"))
 QUERY = 'sum(rate(http_requests_total{service="{{ service }}"}[1m]))'
 BASE = {
