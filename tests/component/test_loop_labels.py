@@ -265,3 +265,45 @@ async def test_unreadable_pause_labels_hold_the_service_and_are_reported(
     assert reconciler.labels.problems["web"] == [
         "service web: label autoscaler.paused: must be true or false, got 'ture'; held as paused until fixed"
     ]
+
+
+async def test_explain_shows_the_label_source_the_pause_and_the_label_problems(
+    policy_dir: Path, make_reconciler: MakeReconciler
+) -> None:
+    import io
+
+    from autoscaler.cli.explain import render
+
+    pause = {
+        "autoscaler.paused": "true",
+        "autoscaler.pausedBy": "ana",
+        "autoscaler.pausedAt": "2026-12-01T16:00:00Z",
+    }
+    good = policy_labels(**pause)
+    target = FakeTarget(
+        service("web", 2, labels=good), service("api", 2, labels={"autoscaler.paused": "true"})
+    )
+    write_policy(policy_dir, "api", target=10.0)
+    reconciler = make_reconciler(target, FakeSource({("web", "rps"): 100.0, ("api", "rps"): 1.0}))
+    await reconciler.run_once()
+    broken = dict(good, **{"autoscaler.maxReplicas": "0"})
+    target.change("web", labels=broken)
+    await reconciler.reconcile()
+    document = ReconcilerStatus(reconciler).decisions()
+
+    shown = {}
+    for name in ("web", "api"):
+        out = io.StringIO()
+        render(document["services"][name], document, out)
+        shown[name] = out.getvalue()
+
+    assert "(policy web from its labels, id " in shown["web"]
+    assert "outcome   paused" in shown["web"]
+    assert "paused    by ana, at 2026-12-01T16:00:00Z; resume: swarm-autoscaler resume web" in shown["web"]
+    assert (
+        "label problem: service web: label autoscaler.maxReplicas: must be at least 1, got 0 "
+        "(the last valid policy from its labels stays in force)"
+    ) in shown["web"]
+    assert "(policy api, id " in shown["api"]
+    assert "paused    by someone (not recorded: set by hand), at " in shown["api"]
+    assert "or earlier (first seen by this controller)" in shown["api"]
