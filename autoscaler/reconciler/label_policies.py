@@ -74,7 +74,10 @@ class LabelPolicies:
             if previous != policy:
                 verb = "in force" if previous is None else "changed"
                 log.info(
-                    "%s: policy from labels %s", service.name, verb, extra={"event": "label_policy_loaded"}
+                    "%s: policy from labels %s",
+                    service.name,
+                    verb,
+                    extra={"event": "label_policy_loaded", "service": service.name},
                 )
 
     def report(self, extra: Iterable[LabelProblem] = ()) -> None:
