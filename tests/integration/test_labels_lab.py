@@ -291,14 +291,14 @@ def test_pause_that_loses_the_race_to_an_env_add_writes_on_top_of_it(
     from datetime import UTC, datetime
 
     from autoscaler.reconciler import pausing
-    from autoscaler.targets.swarm import SwarmTarget
+    from autoscaler.targets.docker_api import DockerApi
 
     name = unique("lbl-cas")
     labelled(services, name, {"keep": "me"})
     raced: list[str] = []
 
     class RacingWriter:
-        def __init__(self, target: SwarmTarget) -> None:
+        def __init__(self, target: DockerApi) -> None:
             self.target = target
 
         async def update_spec(self, service: str, version: int | None, mutate: Any) -> dict[str, Any]:
@@ -312,7 +312,7 @@ def test_pause_that_loses_the_race_to_an_env_add_writes_on_top_of_it(
             return written
 
     async def pause_it() -> pausing.LabelWrite:
-        target = SwarmTarget(lab.manager_url)
+        target = DockerApi(lab.manager_url)
         try:
             return await pausing.pause(
                 RacingWriter(target), name, by="lab-test", at=datetime.now(UTC), replicas=0
