@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from timing import FakeClock
 
 from autoscaler.core.observation import ServiceState
 from autoscaler.reconciler.loop import Reconciler
 from autoscaler.reconciler.records import Outcome
 from autoscaler.reconciler.status import ReconcilerStatus
 
-from .fakes import FakeClock, FakeSource, FakeTarget, service, write_policy
+from .fakes import FakeSource, FakeTarget, service, write_policy
 
 MakeReconciler = Callable[..., Reconciler]
 

@@ -12,31 +12,27 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from controller_helpers import ControllerProcess, LabServices, log_time, unique, wait_for
+from controller_helpers import ControllerProcess, LabServices, log_time, unique
+from label_helpers import (
+    autoscaler_cli,
+    docker,
+    labelled,
+    metrics_text,
+    passes_go_by,
+    policy_labels,
+    spec_labels,
+    wait_replicas,
+)
+from timing import wait_until
 
-from swarm_lab import create_service
 from swarm_lab.sessions import LabHandle
 
 INTERVAL = 1.0
-WANTS_THREE = "vector(25)"  # with averageValue 10: ceil(25 / 10) = 3 replicas
-
-
-def policy_labels(*, max_replicas: int = 6, query: str = WANTS_THREE) -> dict[str, str]:
-    return {
-        "autoscaler.enable": "true",
-        "autoscaler.minReplicas": "1",
-        "autoscaler.maxReplicas": str(max_replicas),
-        "autoscaler.panic.enabled": "false",
-        "autoscaler.metrics.load.prometheus.query": query,
-        "autoscaler.metrics.load.target.averageValue": "10",
-        "autoscaler.behavior.scaleDown.stabilizationWindowSeconds": "0",
-    }
 
 
 @pytest.fixture(scope="module")
@@ -61,46 +57,6 @@ def services(lab: LabHandle) -> Iterator[LabServices]:
         yield created
     finally:
         created.remove_all()
-
-
-def docker(lab: LabHandle, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", "-H", lab.manager_url, *args], capture_output=True, text=True, timeout=120, check=check
-    )
-
-
-def autoscaler_cli(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "autoscaler", *args, "--docker-host", lab.manager_url]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
-
-
-def labelled(services: LabServices, name: str, labels: dict[str, str], replicas: int = 1) -> Any:
-    services.created.append(name)
-    image = services.images["busybox"]
-    return create_service(
-        services.client, name, image, replicas=replicas, labels=labels, command=["sleep", "3600"]
-    )
-
-
-def spec_labels(services: LabServices, name: str) -> dict[str, str]:
-    return dict(services.service(name).attrs["Spec"].get("Labels") or {})
-
-
-def wait_replicas(services: LabServices, name: str, count: int, deadline: float = 60) -> None:
-    wait_for(
-        lambda: services.spec_replicas(name) == count, deadline=deadline, what=f"{name} at {count} replicas"
-    )
-
-
-def passes_go_by(controller: ControllerProcess, count: int) -> None:
-    start = controller.passes()
-    wait_for(lambda: controller.passes() >= start + count, deadline=60, what=f"{count} controller passes")
-
-
-def metrics_text(controller: ControllerProcess) -> str:
-    with urllib.request.urlopen(f"{controller.url}/metrics", timeout=5) as response:
-        text: str = response.read().decode()
-    return text
 
 
 def test_a_stack_deployed_with_labels_is_scaled(
@@ -133,7 +89,7 @@ def test_a_stack_deployed_with_labels_is_scaled(
     name = f"{stack}_web"
     try:
         wait_replicas(services, name, 3)
-        record = wait_for(lambda: controller.record(name), deadline=20, what=f"a record of {name}")
+        record = wait_until(lambda: controller.record(name), deadline=20, what=f"a record of {name}")
         assert record["policy"] == name and record["policy_source"] == "labels"
         swarm = subprocess.run(
             [sys.executable, "-m", "autoscaler", "validate", "--swarm", "--docker-host", lab.manager_url],
@@ -145,7 +101,7 @@ def test_a_stack_deployed_with_labels_is_scaled(
         assert f"{name}: labels, replicas 1..6, metrics: load  (swarm)" in swarm.stdout, swarm.stdout
     finally:
         docker(lab, "stack", "rm", stack, check=False)
-        wait_for(
+        wait_until(
             lambda: not services.client.services.list(filters={"name": name}),
             deadline=60,
             what=f"stack {stack} removed",
@@ -163,7 +119,7 @@ def test_labels_edited_live_take_effect_and_broken_ones_keep_the_last_good_polic
     docker(lab, "service", "update", "--detach", "--label-add", "autoscaler.maxReplicas=2", name)
     done_at = time.time()
     wait_replicas(services, name, 2)
-    loaded = wait_for(
+    loaded = wait_until(
         lambda: controller.events("label_policy_loaded", name, since=edited_at),
         deadline=20,
         what="the changed policy logged",
@@ -181,7 +137,7 @@ def test_labels_edited_live_take_effect_and_broken_ones_keep_the_last_good_polic
         f"service {name}: label autoscaler.maxReplica: unknown field; did you mean autoscaler.maxReplicas?"
         " (the last valid policy from its labels stays in force)"
     )
-    wait_for(
+    wait_until(
         lambda: controller.decisions()["label_problems"].get(name) == [expected],
         deadline=20,
         what="the label problem in /decisions",
@@ -196,7 +152,7 @@ def test_labels_edited_live_take_effect_and_broken_ones_keep_the_last_good_polic
     assert services.spec_replicas(name) == 2
 
     docker(lab, "service", "update", "--detach", "--label-rm", "autoscaler.maxReplica", name)
-    wait_for(
+    wait_until(
         lambda: name not in controller.decisions()["label_problems"], deadline=20, what="problem cleared"
     )
     assert f'autoscaler_label_policy_problems{{service="{name}"}}' not in metrics_text(controller)
@@ -211,7 +167,7 @@ def test_pause_paused_replicas_and_resume_through_the_swarm(
 
     autoscaler_cli(lab, "pause", name, "--replicas", "1", "--by", "lab-test")
     wait_replicas(services, name, 1)
-    record = wait_for(
+    record = wait_until(
         lambda: (r := controller.record(name)) and r["outcome"] == "paused" and r, deadline=20, what="paused"
     )
     assert record["paused"]["by"] == "lab-test" and record["paused"]["replicas"] == 1
@@ -331,35 +287,3 @@ def test_pause_that_loses_the_race_to_an_env_add_writes_on_top_of_it(
         and labels["autoscaler.pausedReplicas"] == "0"
         and labels["autoscaler.paused"] == "true"
     )
-
-
-def test_a_label_edit_is_picked_up_from_the_swarm_event_not_the_tick(
-    lab: LabHandle, services: LabServices, tmp_path: Path
-) -> None:
-    # A slow tick (30 s) so that only the service update event can explain an early pass.
-    slow = ControllerProcess(
-        policies=tmp_path,
-        docker_host=lab.manager_url,
-        prometheus_url=lab.prometheus_url,
-        workdir=tmp_path,
-        interval=30.0,
-    )
-    try:
-        name = unique("lbl-event")
-        labelled(services, name, policy_labels(max_replicas=6))
-        wait_replicas(services, name, 3, deadline=90)  # created -> event -> pass
-        passes_before = slow.passes()
-        edited_at = time.time()
-        docker(lab, "service", "update", "--detach", "--label-add", "autoscaler.maxReplicas=2", name)
-        done_at = time.time()
-        wait_replicas(services, name, 2, deadline=90)
-        loaded = wait_for(
-            lambda: slow.events("label_policy_loaded", name, since=edited_at), deadline=20, what="loaded"
-        )[0]
-        action = slow.wait_action(name, since=edited_at, deadline=20, to=lambda f, t: t == 2, what="to 2")
-        print(
-            f"\ninterval 30s: label edit -> policy in force {log_time(loaded) - done_at:.2f}s, "
-            f"-> scaled {log_time(action) - done_at:.2f}s; passes meanwhile: {slow.passes() - passes_before}"
-        )
-    finally:
-        slow.stop()
