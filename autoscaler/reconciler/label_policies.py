@@ -34,8 +34,15 @@ class _Entry:
 
 
 class LabelPolicies:
-    def __init__(self, metrics: ControllerMetrics) -> None:
+    """``enabled`` False: no label policies at all. ``selector``: only services that also carry
+    all these labels may have one (several controllers sharing a swarm)."""
+
+    def __init__(
+        self, metrics: ControllerMetrics, *, enabled: bool = True, selector: Mapping[str, str] | None = None
+    ) -> None:
         self.metrics = metrics
+        self.enabled = enabled
+        self.selector = dict(selector or {})
         self._entries: dict[str, _Entry] = {}
         self._reported: set[str] = set()  # services with a problem series exported
         self.problems: dict[str, list[str]] = {}  # service -> problems, as last reported
@@ -43,8 +50,8 @@ class LabelPolicies:
     def refresh(self, services: Sequence[ServiceState]) -> dict[str, ScalingPolicy]:
         """The label policy in force for each service that has one (by service name)."""
         seen: set[str] = set()
-        for service in services:
-            if not enabled(service.labels):
+        for service in services if self.enabled else ():
+            if not enabled(service.labels) or not self._selected(service):
                 continue
             seen.add(service.name)
             self._refresh_one(service)
@@ -57,6 +64,9 @@ class LabelPolicies:
                     extra={"event": "label_policy_removed", "service": name},
                 )
         return {name: e.policy for name, e in self._entries.items() if e.policy is not None}
+
+    def _selected(self, service: ServiceState) -> bool:
+        return all(service.labels.get(key) == value for key, value in self.selector.items())
 
     def _refresh_one(self, service: ServiceState) -> None:
         keys = policy_keys(service.labels)

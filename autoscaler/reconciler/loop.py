@@ -93,6 +93,8 @@ class Reconciler:
         failover: FailoverHooks | None = None,
         leadership: Leadership | None = None,
         service_timeout: float = 30.0,
+        labels: bool = True,
+        label_selector: Mapping[str, str] | None = None,
     ) -> None:
         self.target = target
         self.sources = dict(sources)
@@ -104,7 +106,7 @@ class Reconciler:
         self.clock = clock
         self.sleep = sleep
         self.policies = PolicyWatcher(policies, metrics)
-        self.labels = LabelPolicies(metrics)
+        self.labels = LabelPolicies(metrics, enabled=labels, selector=label_selector)
         self.status = LoopStatus()
         self.failover = failover
         self.leadership = leadership

@@ -308,3 +308,27 @@ async def test_explain_shows_the_label_source_the_pause_and_the_label_problems(
     assert "(policy api, id " in shown["api"]
     assert "paused    by someone (not recorded: set by hand), at " in shown["api"]
     assert "or earlier (first seen by this controller)" in shown["api"]
+
+
+async def test_a_label_selector_limits_which_services_may_have_label_policies(
+    make_reconciler: MakeReconciler,
+) -> None:
+    target = FakeTarget(
+        service("mine", 2, labels=policy_labels(**{"com.docker.stack.namespace": "shop"})),
+        service("theirs", 2, labels=policy_labels(**{"com.docker.stack.namespace": "blog"})),
+    )
+    source = FakeSource({("mine", "rps"): 100.0, ("theirs", "rps"): 100.0})
+    reconciler = make_reconciler(target, source, label_selector={"com.docker.stack.namespace": "shop"})
+
+    result = await reconciler.run_once()
+
+    assert result.services == ("mine",) and target.services["theirs"].replicas == 2
+
+
+async def test_label_policies_can_be_switched_off(make_reconciler: MakeReconciler) -> None:
+    target = FakeTarget(service("web", 2, labels=policy_labels()))
+    reconciler = make_reconciler(target, FakeSource({("web", "rps"): 100.0}), labels=False)
+
+    result = await reconciler.run_once()
+
+    assert result.services == () and target.scale_calls == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import urllib.request
+import uuid
 from typing import Any
 
 from controller_helpers import ControllerProcess, LabServices
@@ -14,6 +15,11 @@ from swarm_lab import create_service
 from swarm_lab.sessions import LabHandle
 
 WANTS_THREE = "vector(25)"  # with averageValue 10: ceil(25 / 10) = 3 replicas
+# Other test sessions may run controllers on the shared lab: each controller here governs only
+# the labelled services of this session (--label-selector), and theirs never carry the label.
+SESSION = uuid.uuid4().hex[:8]
+SELECTOR = f"lbltest.session={SESSION}"
+SELECT = ("--label-selector", SELECTOR)
 
 
 def policy_labels(*, max_replicas: int = 6, query: str = WANTS_THREE) -> dict[str, str]:
@@ -25,6 +31,7 @@ def policy_labels(*, max_replicas: int = 6, query: str = WANTS_THREE) -> dict[st
         "autoscaler.metrics.load.prometheus.query": query,
         "autoscaler.metrics.load.target.averageValue": "10",
         "autoscaler.behavior.scaleDown.stabilizationWindowSeconds": "0",
+        "lbltest.session": SESSION,
     }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from controller_helpers import ControllerProcess, LabServices, log_time, unique
-from label_helpers import docker, labelled, policy_labels, wait_replicas
+from label_helpers import SELECT, docker, labelled, policy_labels, wait_replicas
 from timing import wait_until
 
 from swarm_lab.sessions import LabHandle
@@ -37,6 +37,7 @@ def test_a_label_edit_is_picked_up_from_the_swarm_event_not_the_tick(
         prometheus_url=lab.prometheus_url,
         workdir=tmp_path,
         interval=30.0,
+        extra=SELECT,
     )
     try:
         name = unique("lbl-event")

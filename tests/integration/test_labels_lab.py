@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from controller_helpers import ControllerProcess, LabServices, log_time, unique
 from label_helpers import (
+    SELECT,
     autoscaler_cli,
     docker,
     labelled,
@@ -43,6 +44,7 @@ def controller(lab: LabHandle, tmp_path_factory: pytest.TempPathFactory) -> Iter
         prometheus_url=lab.prometheus_url,
         workdir=tmp_path_factory.mktemp("controller"),
         interval=INTERVAL,
+        extra=SELECT,
     )
     try:
         yield process
