@@ -26,6 +26,7 @@ examples:
   swarm-autoscaler validate --compose stack.yml             # deploy.labels, offline (CI)
   swarm-autoscaler validate --compose stack.yml --stack shop  # names as shop_web, ...
   swarm-autoscaler validate --swarm                         # every service of $DOCKER_HOST
+  swarm-autoscaler validate web.yaml --as-labels            # the same policy as deploy.labels
 
 Directories load their *.yaml and *.yml files (not sub-directories, not hidden files).
 Every problem of every file is printed as 'path:line: field: message' and the exit status
@@ -62,6 +63,11 @@ def register(subparsers: Any) -> None:
         "--swarm", action="store_true", help="check the autoscaler.* labels of every service of the swarm"
     )
     parser.add_argument("--docker-host", help="with --swarm: a manager's Docker API (default: $DOCKER_HOST)")
+    parser.add_argument(
+        "--as-labels",
+        action="store_true",
+        help="print each valid policy as the deploy.labels that say the same (to move it to a stack file)",
+    )
     parser.add_argument(
         "--output",
         choices=("text", "json"),
@@ -104,13 +110,39 @@ def _run_files(args: argparse.Namespace) -> int:
         )
         _report_problems([problem], args.output)
         return EXIT_INPUT
-    if args.output == "json":
+    if args.as_labels:
+        _print_as_labels(loaded)
+    elif args.output == "json":
         body = {"valid": True, "policies": [_as_json(p) for p in loaded], "problems": []}
         print(json.dumps(body, indent=2))
     else:
         for policy in loaded:
             print(summarise(policy))
     return EXIT_OK
+
+
+def _print_as_labels(loaded: list[LoadedPolicy]) -> None:
+    from autoscaler.policy_sources.label_export import policy_to_labels
+
+    for policy in loaded:
+        spec = policy.policy.spec
+        if spec.service is None:
+            print(
+                f"# {policy.policy.name} ({policy.path}:{policy.line}) selects services by labels; "
+                "as labels it must go on each service it selects"
+            )
+        else:
+            where = f"{policy.path}:{policy.line}"
+            print(f"# {policy.policy.name} ({where}): deploy.labels of service {spec.service}")
+        for key, value in policy_to_labels(policy.policy).items():
+            print(f"- {_quoted(f'{key}={value}')}")
+
+
+def _quoted(item: str) -> str:
+    """A list item of deploy.labels, quoted when YAML would not read it as plain text."""
+    item = item.replace("$", "$$")  # docker stack deploy interpolates $VAR in stack files
+    plain = not any(mark in item for mark in (": ", " #", "{", "[", '"', "'")) and not item.endswith(":")
+    return item if plain else "'" + item.replace("'", "''") + "'"
 
 
 def _query_problems(loaded: LoadedPolicy) -> list[Problem]:

@@ -18,6 +18,7 @@ import pytest
 from autoscaler.cli import validate
 from autoscaler.policy_sources.compose_labels import read_stack_file
 from autoscaler.policy_sources.labels import policy_from_labels
+from autoscaler.policy_sources.loader import load_paths
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "labels"
 INVALID = sorted(FIXTURES.glob("invalid-*.yml"))
@@ -114,3 +115,27 @@ def test_validate_without_anything_to_check_is_a_usage_error(capsys: pytest.Capt
         run_validate([])
     assert nothing.value.code == 2
     assert "give policy PATHs, --compose STACK_FILE or --swarm" in capsys.readouterr().err
+
+
+def test_as_labels_prints_deploy_labels_that_load_to_the_same_policies(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples" / "policies"
+    assert run_validate([str(examples), "--as-labels"]) == 0
+    printed = capsys.readouterr().out
+    blocks = [b for b in printed.split("# ") if b.strip()]
+    assert len(blocks) == len(list(examples.glob("*.yaml")))
+    for index, block in enumerate(blocks):
+        header, *items = block.strip().splitlines()
+        service = header.rsplit(" ", 1)[-1]
+        stack = tmp_path / f"stack{index}.yml"
+        indented = "".join(f"        {item}\n" for item in items)
+        stack.write_text(f"services:\n  {service}:\n    deploy:\n      labels:\n{indented}")
+        found, problems = read_stack_file(stack, environ={})
+        assert problems == []
+        policy, label_problems = policy_from_labels(service, found[0].labels)
+        assert label_problems == [] and policy is not None
+        expected = next(p for p in load_paths([examples]) if p.policy.spec.service == service).policy.spec
+        assert policy.spec == expected.model_copy(
+            update={"metrics": tuple(sorted(expected.metrics, key=lambda m: m.name))}
+        )
