@@ -26,8 +26,8 @@ from autoscaler.policy_sources.messages import describe
 from autoscaler.policy_sources.yaml_documents import format_path
 
 # Set by the controller from the service itself: a label cannot point a policy elsewhere.
-_IMPLIED = {"service": "the policy scales the service that carries the labels", "selector": ""}
-_IMPLIED["selector"] = _IMPLIED["service"]
+_IMPLIED_FIELDS = ("service", "selector")
+_IMPLIED_WHY = "the policy scales the service that carries the labels"
 
 
 @dataclass(frozen=True)
@@ -151,8 +151,8 @@ def _assemble(
                 LabelProblem(service, key, "empty segment in the key (two dots, or a dot at an end)")
             )
             continue
-        if parts[0] in _IMPLIED:
-            problems.append(LabelProblem(service, key, f"not allowed in labels: {_IMPLIED[parts[0]]}"))
+        if parts[0] in _IMPLIED_FIELDS:
+            problems.append(LabelProblem(service, key, f"not allowed in labels: {_IMPLIED_WHY}"))
             continue
         try:
             target = resolve(PolicySpec, parts, PREFIX)
