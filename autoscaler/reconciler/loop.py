@@ -196,7 +196,10 @@ class Reconciler:
         if only is None:
             self._forget_gone(assignments)
             if self.failover is not None:
-                self.failover.set_managed((a.service, a.policy.spec) for a in assignments)
+                # Paused means hands off: no failover action (scaleUp, forceUpdate) either.
+                self.failover.set_managed(
+                    (a.service, a.policy.spec) for a in assignments if not read_pause(a.service.labels).paused
+                )
         else:
             assignments = [a for a in assignments if a.service.name in only]
         for conflict in conflicts:
@@ -222,6 +225,7 @@ class Reconciler:
         live = {(a.policy.name, a.service.name) for a in assignments}
         for key in [k for k in self._engines if k not in live]:
             del self._engines[key]
+        self._services.forget_gone({a.service.id for a in assignments})
         governed = {a.service.name for a in assignments}
         for name in [n for n in self.status.records if n not in governed]:
             del self.status.records[name]

@@ -210,7 +210,9 @@ class ServiceReconciler:
         and resuming continues from it, within the policy's rate limits, with no catch-up.
         """
         assert service.replicas is not None
-        since = self._paused_since.setdefault(service.id, pause.at_seconds or self.clock())
+        # pausedAt when given (a new pause brings a new one), else when first seen paused.
+        since = pause.at_seconds or self._paused_since.get(service.id) or self.clock()
+        self._paused_since[service.id] = since
         self.metrics.observe_pause(service.name, paused=True, since=since)
         hold = self.failover.hold_reason(service.name) if self.failover is not None else None
         decision = engine.decide(
@@ -257,6 +259,12 @@ class ServiceReconciler:
             },
         )
         return self._record(policy, service, Outcome.SCALED, f"{once}: done{would}", decision)
+
+    def forget_gone(self, live_ids: set[str]) -> None:
+        """Drop the pause memory of services no longer governed (removed, or their policy gone)."""
+        for memory in (self._paused_since, self._pause_applied):
+            for service_id in [i for i in memory if i not in live_ids]:
+                del memory[service_id]
 
     def _resumed(self, service: ServiceState) -> None:
         if self._paused_since.pop(service.id, None) is not None:

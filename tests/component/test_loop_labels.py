@@ -332,3 +332,25 @@ async def test_label_policies_can_be_switched_off(make_reconciler: MakeReconcile
     result = await reconciler.run_once()
 
     assert result.services == () and target.scale_calls == []
+
+
+async def test_a_paused_service_gets_no_failover_action_and_its_memory_goes_with_it(
+    policy_dir: Path, make_reconciler: MakeReconciler
+) -> None:
+    from .test_failover_and_lease_hooks import FakeFailover
+
+    write_policy(policy_dir, "web", target=10.0)
+    write_policy(policy_dir, "api", target=10.0)
+    target = FakeTarget(service("web", 2, labels={"autoscaler.pausedReplicas": "1"}), service("api", 2))
+    failover = FakeFailover()
+    reconciler = make_reconciler(
+        target, FakeSource({("web", "rps"): 1.0, ("api", "rps"): 1.0}), failover=failover
+    )
+
+    await reconciler.run_once()
+    assert failover.managed == ["api"], "paused: hands off, failover actions included"
+    assert reconciler._services._pause_applied == {"id-web": (1, None)}
+
+    del target.services["web"]
+    await reconciler.reconcile()
+    assert reconciler._services._pause_applied == {} and reconciler._services._paused_since == {}
