@@ -77,8 +77,7 @@ def policy_from_labels(
         policy = ScalingPolicy.model_validate(document, by_alias=True, by_name=False)
     except ValidationError as exc:
         for error in _without_knock_on_errors(exc.errors()):
-            loc = tuple(error["loc"])
-            if error["type"] == "missing" and loc[1:] in meant:
+            if error["type"] == "missing" and where.path_of(tuple(error["loc"])[1:]) in meant:
                 continue  # the misspelt label above already says what to write
             problems.append(_problem_from(service, error, where))
         return None, _sorted(problems)
@@ -116,6 +115,11 @@ class _Places:
                 inside = format_path((*path[end:], *rest))
                 return f"{key} (at {inside})" if inside else key
         return PREFIX + ".".join((*path, *(str(r) for r in rest)))
+
+    def path_of(self, loc: tuple[str | int, ...]) -> LabelPath | None:
+        """The label path of a model location, when every list index in it is a keyed item."""
+        path, rest = self._label_path(loc)
+        return None if rest else path
 
     def _label_path(self, loc: tuple[str | int, ...]) -> tuple[LabelPath, tuple[str | int, ...]]:
         path: list[str] = []
@@ -160,6 +164,7 @@ def _assemble(
             problems.append(LabelProblem(service, key, str(exc)))
             if exc.meant is not None:
                 meant.add(exc.meant)
+                keyed.update(_keep_parents(data, exc.meant))
             continue
         try:
             value = _value(keys[key], target)
@@ -180,6 +185,24 @@ def _assemble(
 # libyaml reads a label value about 10x faster than pure Python (1,000 labelled services are
 # parsed on the first pass); its error wording differs, so a failure is re-read by the pure one.
 _FAST_LOADER: Any = getattr(yaml, "CSafeLoader", None)
+
+
+def _keep_parents(data: dict[str, Any], meant: LabelPath) -> tuple[LabelPath, ...]:
+    """Make the mappings above a misspelt key exist, as a file's would (``prometheus: {qery: x}``).
+
+    Without them a dropped label would also empty its parent, and the model would add a
+    knock-on error (``give exactly one metric source``) to the one that matters.
+    """
+    parents = meant[:-1]
+    if not parents:
+        return ()
+    node = data
+    for part in parents:
+        inner = node.setdefault(part, {})
+        if not isinstance(inner, dict):
+            return ()  # set whole by a flow value: nothing to keep
+        node = inner
+    return resolve(PolicySpec, parents, PREFIX).keyed_lists
 
 
 def _value(raw: str, target: Target) -> object:

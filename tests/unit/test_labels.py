@@ -105,6 +105,15 @@ def test_a_misspelt_field_says_what_was_meant_and_nothing_else() -> None:
     ]
 
 
+def test_a_misspelt_required_field_inside_a_named_item_is_one_problem() -> None:
+    labels = dict(BASE)
+    labels["autoscaler.metrics.rps.prometheus.qery"] = labels.pop("autoscaler.metrics.rps.prometheus.query")
+    assert messages(labels) == [
+        "service web: label autoscaler.metrics.rps.prometheus.qery: unknown field; "
+        "did you mean autoscaler.metrics.rps.prometheus.query?"
+    ]
+
+
 def test_nested_misspelling_and_no_close_match() -> None:
     labels = {
         **BASE,
