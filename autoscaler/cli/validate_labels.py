@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoscaler.core.policy import ScalingPolicy
+from autoscaler.core.policy import PolicySpec, ScalingPolicy
 from autoscaler.errors import TargetError
 from autoscaler.policy_sources.compose_labels import read_stack_file
 from autoscaler.policy_sources.label_controls import ENABLE, PREFIX, read_pause
+from autoscaler.policy_sources.label_paths import LabelPathError, resolve
 from autoscaler.policy_sources.labels import LabelProblem, enabled, policy_from_labels, policy_keys
 from autoscaler.policy_sources.problems import Problem
 from autoscaler.sources.promql import TemplateError, fill
@@ -37,6 +38,9 @@ def check_labels(service: str, labels: Mapping[str, str]) -> tuple[ScalingPolicy
     problems = [LabelProblem(service, label, message) for label, message in read_pause(labels).problems]
     keys = policy_keys(labels)
     if not enabled(labels):
+        # Only keys that name policy fields: other autoscaler.* labels (a file policy's selector
+        # label, say) are someone's on purpose.
+        keys = {k: v for k, v in keys.items() if _names_a_field(k)}
         if keys:
             shown = ", ".join(sorted(keys)[:3]) + (", ..." if len(keys) > 3 else "")
             problems.append(
@@ -59,6 +63,14 @@ def check_labels(service: str, labels: Mapping[str, str]) -> tuple[ScalingPolicy
                 label = f"{PREFIX}metrics.{metric.name}.prometheus.query"
                 problems.append(LabelProblem(service, label, str(exc)))
     return (policy if not problems else None), problems
+
+
+def _names_a_field(key: str) -> bool:
+    try:
+        resolve(PolicySpec, tuple(key[len(PREFIX) :].split(".")), PREFIX)
+    except LabelPathError:
+        return False
+    return True
 
 
 def check_compose(paths: list[Path], stack: str | None) -> tuple[list[CheckedService], list[Problem]]:
@@ -104,9 +116,7 @@ def check_swarm(docker_host: str | None) -> tuple[list[CheckedService], list[str
 
 def summarise_labels(service: CheckedService) -> str:
     if service.policy is None:
-        return (
-            f"{service.name}: no policy from labels (autoscaler.* labels for pause only)  ({service.where})"
-        )
+        return f"{service.name}: no policy from labels (no {ENABLE}=true)  ({service.where})"
     spec = service.policy.spec
     metrics = ", ".join(m.name for m in spec.metrics)
     return (
