@@ -98,6 +98,36 @@ class PolicySettings(_Group):
     )
 
     _split = field_validator("paths", mode="before")(_split_list)
+    labels: bool = Field(
+        default=True,
+        description="Read policies from service labels (autoscaler.enable=true) as well as from files.",
+    )
+    label_selector: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Only services that also carry all these labels may have a policy from labels: "
+        "KEY=VALUE pairs, comma-separated (e.g. com.docker.stack.namespace=shop), or a JSON object. "
+        "For several controllers on one swarm; empty: every service.",
+    )
+
+    @field_validator("label_selector", mode="before")
+    @classmethod
+    def _pairs(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            value = ",".join(str(v) for v in value)
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("{"):
+            return json.loads(text)
+        pairs: dict[str, str] = {}
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            key, equals, wanted = part.partition("=")
+            if not equals or not key.strip():
+                raise ValueError(f"{part!r} is not KEY=VALUE (e.g. com.docker.stack.namespace=shop)")
+            pairs[key.strip()] = wanted.strip()
+        return pairs
 
 
 class LoopSettings(_Group):

@@ -20,7 +20,6 @@ done < "$values"
 
 # Swarm configs cannot change: name each after its content so an edit makes a new one.
 hash() { sha256sum "$1" | cut -c1-12; }
-export HASH_POLICY_EXAMPLE_WEB="$(hash "$here/policies/example-web.yaml")"
 export HASH_PROMETHEUS_CONFIG="$(hash "$here/prometheus/prometheus.yml")"
 export HASH_PROMETHEUS_ALERTS="$(hash "$here/prometheus/alerts.yml")"
 export HASH_EXAMPLE_WEB_APP="$(hash "$here/../lab/swarm_lab/assets/web/app.py")"

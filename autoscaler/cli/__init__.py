@@ -37,9 +37,9 @@ KNOWN_PLUGINS = {
 
 def _register_builtins(subparsers: Any) -> None:
     # Imported here, not at the top: the modules import EXIT_* from this package.
-    from autoscaler.cli import explain, run, simulate, validate
+    from autoscaler.cli import explain, pause, run, simulate, validate
 
-    for module in (validate, simulate, run, explain):  # the order of --help
+    for module in (validate, simulate, run, explain, pause):  # the order of --help
         module.register(subparsers)
 
 

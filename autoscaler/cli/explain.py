@@ -69,9 +69,20 @@ def _when(at: float | None) -> str:
 
 def render(record: dict[str, Any], document: dict[str, Any], out: TextIO) -> None:
     w = out.write
-    w(f"service   {record['service']}  (policy {record['policy']}, id {record['service_id'][:12]})\n")
+    source = " from its labels" if record.get("policy_source") == "labels" else ""
+    w(f"service   {record['service']}  (policy {record['policy']}{source}, id {record['service_id'][:12]})\n")
     w(f"at        {_when(record['at'])}{'  [dry run]' if document.get('dry_run') else ''}\n")
     w(f"outcome   {record['outcome']}\n")
+    paused = record.get("paused")
+    if paused:
+        who = paused.get("by") or "someone (not recorded: set by hand)"
+        when = paused.get("at") or f"{_when(paused.get('since'))} or earlier (first seen by this controller)"
+        held = (
+            f", at {paused['replicas']} replicas (pausedReplicas)"
+            if paused.get("replicas") is not None
+            else ""
+        )
+        w(f"paused    by {who}, at {when}{held}; resume: swarm-autoscaler resume {record['service']}\n")
     decision = record.get("decision")
     replicas = f"current {_number(record['current'])}, running {record['running']}"
     if decision is not None:
@@ -103,6 +114,11 @@ def render(record: dict[str, Any], document: dict[str, Any], out: TextIO) -> Non
         w(f"error     {record['error']}\n")
     for problem in document.get("policy_problems", []):
         w(f"policy problem: {problem}\n")
+    for problem in document.get("label_problems", {}).get(record["service"], []):
+        w(f"label problem: {problem}\n")
+    for note in document.get("shadowed", []):
+        if note.startswith(f"service {record['service']!r} "):
+            w(f"note      {note}\n")
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -120,7 +136,9 @@ def handle(args: argparse.Namespace) -> int:
             f"services governed by a policy: {known}",
             file=sys.stderr,
         )
-        for note in [*document.get("conflicts", []), *document.get("idle_policies", [])]:
+        notes = [*document.get("conflicts", []), *document.get("idle_policies", [])]
+        notes += document.get("label_problems", {}).get(args.service, [])
+        for note in notes:
             print(f"  {note}", file=sys.stderr)
         return EXIT_INPUT
     if args.json:

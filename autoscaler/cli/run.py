@@ -68,6 +68,12 @@ def register(subparsers: Any) -> None:
         help="policy files or directories (default: policies)",
     )
     parser.add_argument(
+        "--label-selector",
+        action="append",
+        metavar="KEY=VALUE",
+        help="only services that also carry this label get a policy from their labels (repeatable)",
+    )
+    parser.add_argument(
         "--docker-host", help="Docker API of a manager (default: $DOCKER_HOST or the local socket)"
     )
     parser.add_argument("--prometheus-url", help="Prometheus base URL, e.g. http://127.0.0.1:9090")
@@ -96,6 +102,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "prometheus_url": ("prometheus", "url"),
         "ipvs_agent": ("ipvs", "agents"),
         "policies": ("policies", "paths"),
+        "label_selector": ("policies", "label_selector"),
         "interval": ("loop", "interval"),
         "dry_run": ("loop", "dry_run"),
         "once": ("loop", "once"),
@@ -248,6 +255,8 @@ async def serve(
         service_timeout=settings.loop.service_timeout,
         failover=failover,
         leadership=lease,
+        labels=settings.policies.labels,
+        label_selector=settings.policies.label_selector,
         **timing,
     )
     try:

@@ -1,4 +1,7 @@
-"""``swarm-autoscaler validate PATH...``: check policy files before deploying them."""
+"""``swarm-autoscaler validate PATH...``: check policy files before deploying them.
+
+``--compose`` and ``--swarm`` check policies in service labels instead (``validate_labels``).
+"""
 
 from __future__ import annotations
 
@@ -20,10 +23,17 @@ _EPILOG = """\
 examples:
   swarm-autoscaler validate examples/policies/
   swarm-autoscaler validate web.yaml worker.yaml --output json
+  swarm-autoscaler validate --compose stack.yml             # deploy.labels, offline (CI)
+  swarm-autoscaler validate --compose stack.yml --stack shop  # names as shop_web, ...
+  swarm-autoscaler validate --swarm                         # every service of $DOCKER_HOST
+  swarm-autoscaler validate web.yaml --as-labels            # the same policy as deploy.labels
 
 Directories load their *.yaml and *.yml files (not sub-directories, not hidden files).
 Every problem of every file is printed as 'path:line: field: message' and the exit status
 is 1; when all is valid, one line per policy is printed and the exit status is 0.
+Label problems read 'stack.yml:line: service web: label autoscaler.x: message' (--compose)
+or 'service web: label autoscaler.x: message' (--swarm). Stack files are interpolated from
+the environment ($VAR, ${VAR:-default}) as docker stack deploy does.
 """
 
 
@@ -38,17 +48,49 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="policy file or directory")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="policy file or directory")
+    parser.add_argument(
+        "--compose",
+        action="append",
+        type=Path,
+        metavar="STACK_FILE",
+        help="check the autoscaler.* deploy.labels of a stack file (repeatable)",
+    )
+    parser.add_argument(
+        "--stack", metavar="NAME", help="with --compose: the stack name, so services are named NAME_service"
+    )
+    parser.add_argument(
+        "--swarm", action="store_true", help="check the autoscaler.* labels of every service of the swarm"
+    )
+    parser.add_argument("--docker-host", help="with --swarm: a manager's Docker API (default: $DOCKER_HOST)")
+    parser.add_argument(
+        "--as-labels",
+        action="store_true",
+        help="print each valid policy as the deploy.labels that say the same (to move it to a stack file)",
+    )
     parser.add_argument(
         "--output",
         choices=("text", "json"),
         default="text",
         help="'json' prints one object {valid, policies, problems} for CI tools (default: text)",
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, validate_parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.paths and not args.compose and not args.swarm:
+        args.validate_parser.error("give policy PATHs, --compose STACK_FILE or --swarm")  # exits 2
+    if args.compose or args.swarm:
+        from autoscaler.cli.validate_labels import run_labels
+
+        code = run_labels(args.compose, args.swarm, args.stack, args.docker_host, args.output)
+        if not args.paths:
+            return code
+        return max(code, _run_files(args))
+    return _run_files(args)
+
+
+def _run_files(args: argparse.Namespace) -> int:
     try:
         loaded = load_paths(args.paths)
     except PolicyLoadError as exc:
@@ -68,13 +110,39 @@ def run(args: argparse.Namespace) -> int:
         )
         _report_problems([problem], args.output)
         return EXIT_INPUT
-    if args.output == "json":
+    if args.as_labels:
+        _print_as_labels(loaded)
+    elif args.output == "json":
         body = {"valid": True, "policies": [_as_json(p) for p in loaded], "problems": []}
         print(json.dumps(body, indent=2))
     else:
         for policy in loaded:
             print(summarise(policy))
     return EXIT_OK
+
+
+def _print_as_labels(loaded: list[LoadedPolicy]) -> None:
+    from autoscaler.policy_sources.label_export import policy_to_labels
+
+    for policy in loaded:
+        spec = policy.policy.spec
+        if spec.service is None:
+            print(
+                f"# {policy.policy.name} ({policy.path}:{policy.line}) selects services by labels; "
+                "as labels it must go on each service it selects"
+            )
+        else:
+            where = f"{policy.path}:{policy.line}"
+            print(f"# {policy.policy.name} ({where}): deploy.labels of service {spec.service}")
+        for key, value in policy_to_labels(policy.policy).items():
+            print(f"- {_quoted(f'{key}={value}')}")
+
+
+def _quoted(item: str) -> str:
+    """A list item of deploy.labels, quoted when YAML would not read it as plain text."""
+    item = item.replace("$", "$$")  # docker stack deploy interpolates $VAR in stack files
+    plain = not any(mark in item for mark in (": ", " #", "{", "[", '"', "'")) and not item.endswith(":")
+    return item if plain else "'" + item.replace("'", "''") + "'"
 
 
 def _query_problems(loaded: LoadedPolicy) -> list[Problem]:

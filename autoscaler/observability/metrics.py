@@ -103,7 +103,17 @@ class ControllerMetrics:
         self.policy_load_errors = gauge(
             "policy_load_errors", "Problems found by the last policy reload (0 when every file is good)."
         )
-        self.policies = gauge("policies", "Policies in force.")
+        self.policies = gauge("policies", "Policies in force from files.")
+        self.label_policies = gauge("label_policies", "Policies in force from service labels.")
+        self.label_problems = per_service(
+            "label_policy_problems",
+            "Problems in a service's autoscaler.* labels (its last valid policy stays in force).",
+        )
+        self.paused = per_service("paused", "1 while the service is paused (autoscaler.paused labels).")
+        self.paused_since = per_service(
+            "paused_since_timestamp_seconds",
+            "When the service was paused (autoscaler.pausedAt, else when first seen paused), Unix time.",
+        )
         self.last_tick = gauge(
             "last_reconcile_timestamp_seconds", "When the last reconcile pass finished (Unix time)."
         )
@@ -160,6 +170,18 @@ class ControllerMetrics:
         series.current.set(current)
         series.running.set(running)
 
+    def observe_pause(self, service: str, *, paused: bool, since: float | None) -> None:
+        self.paused.labels(service).set(1 if paused else 0)
+        if paused and since is not None:
+            self.paused_since.labels(service).set(since)
+        else:
+            with contextlib.suppress(KeyError):
+                self.paused_since.remove(service)
+
+    def forget_label_problems(self, service: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.label_problems.remove(service)
+
     def forget_service(self, service: str) -> None:
         """Drop a removed service's gauges so dashboards do not show a ghost."""
         self._per_service.pop(service, None)
@@ -171,6 +193,8 @@ class ControllerMetrics:
             self.max_replicas,
             self.panic,
             self.fallback,
+            self.paused,
+            self.paused_since,
         )
         for gauge in gauges:
             with contextlib.suppress(KeyError):  # never observed for this service

@@ -18,8 +18,11 @@ from typing import Any
 from autoscaler.core.decision import MetricReading
 from autoscaler.core.observation import MetricRequest
 from autoscaler.observability.metrics import ControllerMetrics
+from autoscaler.policy_sources.label_controls import read_pause
+from autoscaler.policy_sources.labels import LabelProblem
 from autoscaler.reconciler.events import touched_services
-from autoscaler.reconciler.matching import Assignment, idle_policies, match, metric_requests
+from autoscaler.reconciler.label_policies import LabelPolicies
+from autoscaler.reconciler.matching import Assignment, idle_policies, match_all, metric_requests
 from autoscaler.reconciler.policy_watcher import PolicyWatcher
 from autoscaler.reconciler.ports import (
     FailoverHooks,
@@ -62,6 +65,16 @@ class LoopStatus:
     records: dict[str, ServiceRecord] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
     idle_policies: list[str] = field(default_factory=list)
+    shadowed: list[str] = field(default_factory=list)  # claims outranked by a more specific one
+
+
+def _pause_problems(assignments: Sequence[Assignment]) -> list[LabelProblem]:
+    """Unreadable pause labels of governed services (those services are held, see ``Pause``)."""
+    problems = []
+    for a in assignments:
+        for label, message in read_pause(a.service.labels).problems:
+            problems.append(LabelProblem(a.service.name, label, message))
+    return problems
 
 
 class Reconciler:
@@ -80,6 +93,8 @@ class Reconciler:
         failover: FailoverHooks | None = None,
         leadership: Leadership | None = None,
         service_timeout: float = 30.0,
+        labels: bool = True,
+        label_selector: Mapping[str, str] | None = None,
     ) -> None:
         self.target = target
         self.sources = dict(sources)
@@ -91,6 +106,7 @@ class Reconciler:
         self.clock = clock
         self.sleep = sleep
         self.policies = PolicyWatcher(policies, metrics)
+        self.labels = LabelPolicies(metrics, enabled=labels, selector=label_selector)
         self.status = LoopStatus()
         self.failover = failover
         self.leadership = leadership
@@ -163,16 +179,27 @@ class Reconciler:
         self.status.target_error = None
 
         policies = self.policies.current()
-        assignments, conflicts = match(policies, services)
+        from_labels = self.labels.refresh(services)
+        found = match_all(policies, services, from_labels)
+        assignments, conflicts = found.assignments, found.conflicts
+        self.labels.report(_pause_problems(assignments))
+        self.metrics.label_policies.set(len(from_labels))
         self.status.conflicts = [c.message for c in conflicts]
-        idle = idle_policies(policies, assignments, conflicts)
+        idle = idle_policies(policies, assignments, conflicts, found.shadowed)
         for message in sorted(set(idle) - set(self.status.idle_policies)):  # once, not every tick
             log.warning(message, extra={"event": "policy_idle"})
         self.status.idle_policies = idle
+        shadowed = [s.message for s in found.shadowed]
+        for message in sorted(set(shadowed) - set(self.status.shadowed)):
+            log.warning(message, extra={"event": "policy_shadowed"})
+        self.status.shadowed = shadowed
         if only is None:
             self._forget_gone(assignments)
             if self.failover is not None:
-                self.failover.set_managed((a.service, a.policy.spec) for a in assignments)
+                # Paused means hands off: no failover action (scaleUp, forceUpdate) either.
+                self.failover.set_managed(
+                    (a.service, a.policy.spec) for a in assignments if not read_pause(a.service.labels).paused
+                )
         else:
             assignments = [a for a in assignments if a.service.name in only]
         for conflict in conflicts:
@@ -198,6 +225,7 @@ class Reconciler:
         live = {(a.policy.name, a.service.name) for a in assignments}
         for key in [k for k in self._engines if k not in live]:
             del self._engines[key]
+        self._services.forget_gone({a.service.id for a in assignments})
         governed = {a.service.name for a in assignments}
         for name in [n for n in self.status.records if n not in governed]:
             del self.status.records[name]

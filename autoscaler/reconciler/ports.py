@@ -8,7 +8,7 @@ lists only what its user calls, so a fake stays a few lines long.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from autoscaler.core.decision import Decision, MetricReading
@@ -116,3 +116,16 @@ class RunningLease(Leadership, Protocol):
     async def run(self) -> None: ...
 
     async def release(self) -> None: ...
+
+
+class SpecWriter(Protocol):
+    """Read-modify-write of one service spec under Swarm's compare-and-swap (pause, resume).
+
+    ``update_spec`` reads the spec, applies ``mutate`` and writes it back at the version it
+    read (or refuses when that is not ``version``); ``VersionConflictError`` when another
+    writer got in between, and nothing was written.
+    """
+
+    async def update_spec(
+        self, service: str, version: int | None, mutate: Callable[[dict[str, Any]], None], /
+    ) -> dict[str, Any]: ...

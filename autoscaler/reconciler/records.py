@@ -14,6 +14,7 @@ from typing import Any
 from autoscaler.core.decision import Decision
 from autoscaler.core.policy import MetricSpec, ScalingPolicy
 from autoscaler.core.schedules import Bounds
+from autoscaler.policy_sources.label_controls import Pause
 
 
 class Outcome(StrEnum):
@@ -21,6 +22,7 @@ class Outcome(StrEnum):
     DRY_RUN = "dry_run"
     STANDBY = "standby"  # decided, but another controller replica holds the lease
     UNCHANGED = "unchanged"
+    PAUSED = "paused"  # autoscaler.paused / pausedReplicas: the replica count is left alone
     HELD = "held"
     SKIPPED = "skipped"
     FAILED = "failed"
@@ -38,6 +40,9 @@ class ServiceRecord:
     running: int
     decision: Decision | None = None
     error: str | None = None
+    source: str = "file"  # where the policy came from: "file" or "labels"
+    pause: Pause | None = None  # set while the service is paused
+    paused_since: float | None = None  # pausedAt, else when this controller first saw it paused
     bounds: Bounds | None = None  # min/max in force at the decision (schedules); None: the policy's
 
     def to_json(self) -> dict[str, Any]:
@@ -48,6 +53,7 @@ class ServiceRecord:
             "service": self.service,
             "service_id": self.service_id,
             "policy": self.policy.name,
+            "policy_source": self.source,
             "at": self.at,
             "outcome": self.outcome.value,
             "reason": self.reason,
@@ -56,8 +62,11 @@ class ServiceRecord:
             "min_replicas": bounds.min_replicas,
             "max_replicas": bounds.max_replicas,
             "error": self.error,
+            "paused": None,
             "decision": None,
         }
+        if self.pause is not None and self.pause.paused:
+            body["paused"] = {**self.pause.as_json(), "since": self.paused_since}
         if self.decision is not None:
             d = self.decision
             specs = {m.name: m for m in self.policy.spec.metrics}

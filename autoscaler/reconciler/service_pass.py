@@ -7,6 +7,7 @@ bad query, a Docker error, an engine bug) must never stall the rest of the swarm
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from autoscaler.core.observation import MetricRequest, ServiceState
 from autoscaler.core.policy import PolicySpec, ScalingPolicy
 from autoscaler.errors import TargetError, VersionConflictError
 from autoscaler.observability.metrics import ControllerMetrics
+from autoscaler.policy_sources.label_controls import Pause, read_pause
 from autoscaler.reconciler.matching import Assignment, metric_requests
 from autoscaler.reconciler.ports import FailoverHooks, Leadership, Target
 from autoscaler.reconciler.records import Outcome, ServiceRecord
@@ -62,6 +64,10 @@ class ServiceReconciler:
         self.service_timeout = service_timeout
         # A deploy that moves 1000 services at once must not open 1000 updates on one daemon.
         self._calls = asyncio.Semaphore(max_concurrent_calls)
+        # Per service id: when it was first seen paused, and the pause whose pausedReplicas
+        # was applied (it is applied once per pause, then the count is left alone).
+        self._paused_since: dict[str, float] = {}
+        self._pause_applied: dict[str, tuple[int | None, str | None]] = {}
 
     async def reconcile(
         self,
@@ -94,7 +100,7 @@ class ServiceReconciler:
                 extra={"event": "failure", "service": service.name},
             )
         self.metrics.outcomes.labels(service.name, record.outcome.value).inc()
-        return record
+        return dataclasses.replace(record, source=assignment.source)
 
     def _record(
         self,
@@ -107,7 +113,10 @@ class ServiceReconciler:
         error: str | None = None,
     ) -> ServiceRecord:
         slot = self.engines.get((policy.name, service.name)) if decision is not None else None
+        pause = read_pause(service.labels)
         return ServiceRecord(
+            pause=pause if pause.paused else None,
+            paused_since=self._paused_since.get(service.id) if pause.paused else None,
             service=service.name,
             service_id=service.id,
             policy=policy,
@@ -134,6 +143,10 @@ class ServiceReconciler:
 
         metric_readings = self._readings_for(policy, service.name, readings)
         engine = self._engine_for(policy, service)
+        pause = read_pause(service.labels)
+        if pause.paused:
+            return await self._paused(engine, policy, service, metric_readings, pause)
+        self._resumed(service)
         decision = self._decide(engine, policy, service, metric_readings)
         if decision.desired == service.replicas:
             return self._record(policy, service, Outcome.UNCHANGED, decision.reason, decision)
@@ -177,12 +190,89 @@ class ServiceReconciler:
             fresh = await self.target.get_service(service.name)
         if fresh is None:
             return self._record(policy, service, Outcome.SKIPPED, "service removed while scaling it")
-        if fresh.replicas is None or fresh.updating:
+        if fresh.replicas is None or fresh.updating or read_pause(fresh.labels).paused:
+            # e.g. `swarm-autoscaler pause` won the compare-and-swap: honour it now.
             return await self._reconcile(policy, fresh, readings)
         decision = self._decide(engine, policy, fresh, metric_readings)
         if decision.desired == fresh.replicas:
             return self._record(policy, fresh, Outcome.UNCHANGED, decision.reason, decision)
         return fresh, decision
+
+    async def _paused(
+        self,
+        engine: Engine,
+        policy: ScalingPolicy,
+        service: ServiceState,
+        readings: Mapping[str, MetricReading],
+        pause: Pause,
+    ) -> ServiceRecord:
+        """Leave the count alone (after scaling to pausedReplicas once).
+
+        The engine still decides, so its history (stabilization, scale events) stays current
+        and resuming continues from it, within the policy's rate limits, with no catch-up.
+        """
+        assert service.replicas is not None
+        # pausedAt when given (a new pause brings a new one), else when first seen paused.
+        since = pause.at_seconds or self._paused_since.get(service.id) or self.clock()
+        self._paused_since[service.id] = since
+        self.metrics.observe_pause(service.name, paused=True, since=since)
+        hold = self.failover.hold_reason(service.name) if self.failover is not None else None
+        decision = engine.decide(
+            now=self.clock(),
+            current=service.replicas,
+            running=service.running,
+            readings=readings,
+            changed_at=service.updated_at,
+            hold_scale_down=hold,
+        )
+        current = service.replicas
+        would = f"; unpaused, the policy would want {decision.desired}" if decision.desired != current else ""
+        wanted = pause.replicas
+        if wanted is None or self._pause_applied.get(service.id) == pause.key or wanted == current:
+            if wanted is not None:
+                self._pause_applied[service.id] = pause.key
+            reason = f"{pause.describe()}: replica count left at {current}{would}"
+            return self._record(policy, service, Outcome.PAUSED, reason, decision)
+        once = f"{pause.describe()}: scale {current} -> {wanted} once, then leave it there until resumed"
+        if self.dry_run:
+            return self._record(policy, service, Outcome.DRY_RUN, f"{once} (dry run, not scaling)", decision)
+        if self.leadership is not None and not self.leadership.is_leader():
+            reason = f"{once}; standby: another controller holds the lease"
+            return self._record(policy, service, Outcome.STANDBY, reason, decision)
+        try:
+            async with self._calls:
+                await self.target.scale(service, wanted)
+        except VersionConflictError:
+            reason = f"{once}: the service changed while scaling it; done on the next pass"
+            return self._record(policy, service, Outcome.HELD, reason, decision)
+        self._pause_applied[service.id] = pause.key
+        engine.record_scale(at=self.clock(), from_replicas=current, to_replicas=wanted)
+        log.warning(
+            "%s: paused at %d replicas (was %d)",
+            service.name,
+            wanted,
+            current,
+            extra={
+                "event": "action",
+                "action": "paused",
+                "service": service.name,
+                "from": current,
+                "to": wanted,
+            },
+        )
+        return self._record(policy, service, Outcome.SCALED, f"{once}: done{would}", decision)
+
+    def forget_gone(self, live_ids: set[str]) -> None:
+        """Drop the pause memory of services no longer governed (removed, or their policy gone)."""
+        for memory in (self._paused_since, self._pause_applied):
+            for service_id in [i for i in memory if i not in live_ids]:
+                del memory[service_id]
+
+    def _resumed(self, service: ServiceState) -> None:
+        if self._paused_since.pop(service.id, None) is not None:
+            log.info("%s: resumed (pause labels removed)", service.name, extra={"event": "resumed"})
+            self.metrics.observe_pause(service.name, paused=False, since=None)
+        self._pause_applied.pop(service.id, None)
 
     def _decide(
         self,

@@ -35,7 +35,11 @@ class ReconcilerStatus:
             "pass_completed": r.status.passes > 0,
             "docker_reachable": r.status.target_reachable,
         }
-        details: dict[str, Any] = {"checks": checks, "policies": len(r.policies.current())}
+        details: dict[str, Any] = {
+            "checks": checks,
+            "policies": len(r.policies.current()),
+            "label_policies": len(r.labels.in_force()),
+        }
         if r.status.target_error:
             details["docker_error"] = r.status.target_error
         return all(checks.values()), details
@@ -49,6 +53,8 @@ class ReconcilerStatus:
             "leader": r.leadership.is_leader() if r.leadership is not None else True,
             "services": {name: record.to_json() for name, record in sorted(r.status.records.items())},
             "policy_problems": list(r.policies.problems),
+            "label_problems": {name: list(p) for name, p in sorted(r.labels.problems.items())},
+            "shadowed": list(r.status.shadowed),
             "conflicts": list(r.status.conflicts),
             "idle_policies": list(r.status.idle_policies),
             "docker_error": r.status.target_error,

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -119,6 +119,7 @@ class ControllerProcess:
         prometheus_url: str,
         workdir: Path,
         interval: float = 1.0,
+        extra: Sequence[str] = (),
     ) -> None:
         self.interval = interval
         self.port = free_port()
@@ -132,6 +133,7 @@ class ControllerProcess:
             "--interval", f"{interval:g}",
             "--listen", f"127.0.0.1:{self.port}",
             "--log-format", "json",
+            *extra,
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         try:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from autoscaler.policy_sources.loader import PolicyStore
+from autoscaler.cli.validate_labels import check_compose
 
 CHARTS = Path(__file__).resolve().parents[2] / "charts"
 PROMTOOL = shutil.which("promtool")
@@ -80,16 +80,18 @@ def test_every_expression_is_accepted_by_a_real_prometheus(lab: Any, expr: str) 
     assert answer["status"] == "success", answer
 
 
-def test_example_policies_load() -> None:
-    store = PolicyStore([CHARTS / "policies"])
-    result = store.reload()
-    assert not result.problems
-    assert {p.policy.name for p in store.policies} == {"example-web"}
+def test_the_example_apps_labels_are_a_valid_policy() -> None:
+    checked, problems = check_compose([CHARTS / "stack.yml"], stack="autoscaler")
+    assert problems == []
+    governed = {c.name: c.policy for c in checked if c.policy is not None}
+    assert list(governed) == ["autoscaler_example-web"]
+    spec = governed["autoscaler_example-web"].spec
+    assert (spec.min_replicas, spec.max_replicas, spec.metrics[0].target.average_value) == (2, 8, 20)
 
 
 def test_stack_renders_with_the_values_file_and_every_value_is_used() -> None:
     env = {**os.environ, **values()}
-    env.update({f"HASH_{n}": "0" for n in ("POLICY_EXAMPLE_WEB", "PROMETHEUS_CONFIG", "PROMETHEUS_ALERTS")})
+    env.update({f"HASH_{n}": "0" for n in ("PROMETHEUS_CONFIG", "PROMETHEUS_ALERTS")})
     env.update({f"HASH_{n}": "0" for n in ("EXAMPLE_WEB_APP", "EXAMPLE_LOAD_APP")})
     proc = subprocess.run(
         ["docker", "stack", "config", "-c", "stack.yml"],

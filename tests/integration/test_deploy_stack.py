@@ -224,6 +224,8 @@ def stack(lab: Any, image: Image, node_dirs: str) -> Iterator[Stack]:
         "CONTROLLER_MAX_PER_NODE": "2",  # the lab has one manager
         "LEASE_SECONDS": str(LEASE_SECONDS),
         "LOOP_INTERVAL": "2",
+        # Only this stack's example app: other test sessions' labelled services are not ours.
+        "LABEL_SELECTOR": f"com.docker.stack.namespace={name}",
     }
     client = docker.DockerClient(base_url=lab.manager_url)
     deployed_at = time.time()
