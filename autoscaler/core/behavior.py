@@ -20,7 +20,7 @@ import bisect
 from collections import deque
 from dataclasses import dataclass
 
-from autoscaler.core.policy import ScalingRatePolicy, SelectPolicy
+from autoscaler.core.behavior_policy import ScalingRatePolicy, SelectPolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from autoscaler.core.policy import Behavior, Panic, PolicySpec
+from autoscaler.core.behavior_policy import Behavior, Panic
+from autoscaler.core.policy import PolicySpec
 from autoscaler.core.predictive_policy import Predictive
 from autoscaler.core.simulate import SimulationConfig, SimulationResult, simulate
 from autoscaler.core.trace import Trace

@@ -16,10 +16,11 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from autoscaler.core.behavior_policy import Behavior, Panic
 from autoscaler.core.cron import cron_problem, timezone_problem
+from autoscaler.core.policy_base import PolicyModel
 from autoscaler.core.predictive_policy import Predictive
 
 API_VERSION = "autoscaler.swarm/v1"
@@ -33,101 +34,7 @@ _SERVICE_NAME = re.compile(SWARM_NAME_PATTERN)
 _METRIC_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-    )
-
-
-class PolicyType(StrEnum):
-    """How a rate-limit policy counts: absolute replicas or percent of the period's start."""
-
-    REPLICAS = "Replicas"
-    PERCENT = "Percent"
-
-
-class SelectPolicy(StrEnum):
-    """Which of several rate-limit policies wins (HPA ``selectPolicy``)."""
-
-    MAX = "Max"
-    MIN = "Min"
-    DISABLED = "Disabled"
-
-
-class ScalingRatePolicy(_Model):
-    """At most ``value`` replicas (or percent) of change per ``periodSeconds``."""
-
-    type: PolicyType
-    value: Annotated[int, Field(gt=0, description="Replicas or percent; > 0.")]
-    period_seconds: Annotated[int, Field(gt=0, le=1800, description="1..1800, as HPA.")]
-
-    @field_validator("type", mode="before")
-    @classmethod
-    def _pods_is_replicas(cls, v: object) -> object:
-        # HPA spells it "Pods"; accept it so HPA manifests can be pasted in.
-        return "Replicas" if v == "Pods" else v
-
-
-class ScalingRules(_Model):
-    """One direction of ``behavior``. Fields left out take HPA's default for that direction."""
-
-    stabilization_window_seconds: Annotated[int | None, Field(ge=0, le=3600)] = None
-    select_policy: SelectPolicy = SelectPolicy.MAX
-    policies: Annotated[tuple[ScalingRatePolicy, ...] | None, Field(min_length=1)] = None
-    # HPA 1.33+ (KEP-4951): this direction's tolerance; None takes spec.tolerance.
-    tolerance: Annotated[float | None, Field(ge=0.0, lt=1.0)] = None
-
-
-# HPA v2 defaults (k8s.io/kubernetes pkg/apis/autoscaling/v2/defaults.go).
-DEFAULT_SCALE_UP_WINDOW = 0
-DEFAULT_SCALE_DOWN_WINDOW = 300
-DEFAULT_SCALE_UP_POLICIES = (
-    ScalingRatePolicy(type=PolicyType.PERCENT, value=100, period_seconds=15),
-    ScalingRatePolicy(type=PolicyType.REPLICAS, value=4, period_seconds=15),
-)
-DEFAULT_SCALE_DOWN_POLICIES = (ScalingRatePolicy(type=PolicyType.PERCENT, value=100, period_seconds=15),)
-
-
-class Behavior(_Model):
-    scale_up: ScalingRules = ScalingRules()
-    scale_down: ScalingRules = ScalingRules()
-
-    @property
-    def up_window(self) -> int:
-        w = self.scale_up.stabilization_window_seconds
-        return DEFAULT_SCALE_UP_WINDOW if w is None else w
-
-    @property
-    def down_window(self) -> int:
-        w = self.scale_down.stabilization_window_seconds
-        return DEFAULT_SCALE_DOWN_WINDOW if w is None else w
-
-    @property
-    def up_policies(self) -> tuple[ScalingRatePolicy, ...]:
-        return self.scale_up.policies or DEFAULT_SCALE_UP_POLICIES
-
-    @property
-    def down_policies(self) -> tuple[ScalingRatePolicy, ...]:
-        return self.scale_down.policies or DEFAULT_SCALE_DOWN_POLICIES
-
-
-class Panic(_Model):
-    """Knative-style panic mode, on by default.
-
-    Entered when the desired count is at least ``threshold`` x running replicas: scale-up
-    skips its stabilization window and rate limits (still capped by maxReplicas), and
-    scale-down is suspended until the condition has been false for ``stableWindowSeconds``.
-    """
-
-    enabled: bool = True
-    threshold: Annotated[float, Field(gt=1.0, le=100.0)] = 2.0
-    stable_window_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
-
-
-class Target(_Model):
+class Target(PolicyModel):
     """Exactly one of ``averageValue`` (per running replica) or ``value`` (whole service)."""
 
     average_value: Annotated[float | None, Field(gt=0)] = None
@@ -153,7 +60,7 @@ class Target(_Model):
         return v
 
 
-class PrometheusQuery(_Model):
+class PrometheusQuery(PolicyModel):
     """A PromQL query returning one number for the service.
 
     ``{{ service }}`` in ``query`` is replaced by the service name, escaped for a PromQL
@@ -180,7 +87,7 @@ class IpvsCounter(StrEnum):
     CONNECTION_RATE = "connectionRate"
 
 
-class IpvsMetric(_Model):
+class IpvsMetric(PolicyModel):
     """Connection counters from Swarm's IPVS load balancer, summed over nodes."""
 
     counter: IpvsCounter
@@ -193,7 +100,7 @@ class EmptyAs(StrEnum):
     ZERO = "zero"  # the value 0: a sum over a service with no tasks has no series at all
 
 
-class MetricSpec(_Model):
+class MetricSpec(PolicyModel):
     name: Annotated[str, Field(description="Identifier used in reasons, traces and /metrics.")]
     prometheus: PrometheusQuery | None = None
     ipvs: IpvsMetric | None = None
@@ -220,7 +127,7 @@ class MetricSpec(_Model):
         return "prometheus" if self.prometheus is not None else "ipvs"
 
 
-class Selector(_Model):
+class Selector(PolicyModel):
     labels: Annotated[dict[str, str], Field(min_length=1)]
 
 
@@ -232,7 +139,7 @@ class OnTimeout(StrEnum):
     SCALE_UP = "scaleUp"  # add scaleUpBy replicas (within maxReplicas)
 
 
-class NodeFailure(_Model):
+class NodeFailure(PolicyModel):
     """Confirming that tasks lost with a node came back healthy elsewhere (``nodeFailure``)."""
 
     confirm_within_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
@@ -249,7 +156,7 @@ class FallbackBehavior(StrEnum):
     CURRENT_REPLICAS_IF_LOWER = "currentReplicasIfLower"  # min(current, replicas), never below current
 
 
-class Fallback(_Model):
+class Fallback(PolicyModel):
     """KEDA ``fallback``: what to do after ``failureThreshold`` consecutive failed reads of a metric.
 
     The default behavior is ``currentReplicasIfHigher``, not KEDA's ``static``: missing data
@@ -261,7 +168,7 @@ class Fallback(_Model):
     behavior: FallbackBehavior = FallbackBehavior.CURRENT_REPLICAS_IF_HIGHER
 
 
-class Schedule(_Model):
+class Schedule(PolicyModel):
     """A floor (and optionally a ceiling) in force between two cron times (KEDA cron, Nomad schedule).
 
     Inside the window when the latest ``start`` time at or before now is later than the
@@ -306,7 +213,7 @@ class Schedule(_Model):
         return self
 
 
-class PolicySpec(_Model):
+class PolicySpec(PolicyModel):
     service: str | None = None
     selector: Selector | None = None
     min_replicas: Annotated[int, Field(ge=0)] = 1
@@ -392,12 +299,12 @@ class PolicySpec(_Model):
         return self
 
 
-class Metadata(_Model):
+class Metadata(PolicyModel):
     name: Annotated[str, Field(pattern=SWARM_NAME_PATTERN)]
-    labels: dict[str, str] = {}
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
-class ScalingPolicy(_Model):
+class ScalingPolicy(PolicyModel):
     api_version: Literal["autoscaler.swarm/v1"]
     kind: Literal["ScalingPolicy"]
     metadata: Metadata

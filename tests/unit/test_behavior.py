@@ -20,9 +20,10 @@ from autoscaler.core.behavior import (
     scale_down_limit,
     scale_up_limit,
 )
+from autoscaler.core.behavior_policy import ScalingRatePolicy, SelectPolicy
 from autoscaler.core.decision import MetricReading
 from autoscaler.core.engine import Engine
-from autoscaler.core.policy import PolicySpec, ScalingRatePolicy, SelectPolicy
+from autoscaler.core.policy import PolicySpec
 
 
 def make_spec(behavior: dict[str, Any], **fields: Any) -> PolicySpec:
