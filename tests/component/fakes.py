@@ -146,10 +146,13 @@ class FakeLoadBalancer:
     def __init__(self, view: LoadBalancerView | None = None) -> None:
         self.view = view or LoadBalancerView()
         self.fail: Exception | None = None
+        self.hang = False  # an agent that accepts the connection and never answers
         self.reads = 0
 
     async def load_balancer_view(self) -> LoadBalancerView:
         self.reads += 1
+        if self.hang:
+            await asyncio.Event().wait()
         if self.fail is not None:
             raise self.fail
         return self.view

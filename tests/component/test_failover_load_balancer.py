@@ -14,6 +14,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from timing import FakeClock
 
+from autoscaler.cli.run import _load_balancer
 from autoscaler.core.failover_model import NodeView, TaskView
 from autoscaler.core.load_balancer import LoadBalancerView
 from autoscaler.errors import TemporarySourceError
@@ -21,6 +22,7 @@ from autoscaler.reconciler.failover_monitor import FailoverMonitor
 from autoscaler.reconciler.loop import Reconciler
 from autoscaler.reconciler.records import Outcome
 from autoscaler.reconciler.status import ReconcilerStatus
+from autoscaler.sources.ipvs_agents import IpvsSource
 
 from .fakes import FakeLoadBalancer, FakeNodes, FakeSource, FakeTarget, service, write_policy
 
@@ -61,7 +63,13 @@ async def setup(
     target = FakeTarget(dataclasses.replace(service("web", 3), load_balanced=True))
     swarm = FakeNodes(nodes(), [web_task(f"w{i}", i, i, clock.now - 100, i) for i in (1, 2, 3)])
     monitor = FailoverMonitor(
-        nodes=swarm, target=target, registry=registry, clock=clock, sleep=clock.sleep, load_balancer=agents
+        nodes=swarm,
+        target=target,
+        registry=registry,
+        clock=clock,
+        sleep=clock.sleep,
+        load_balancer=agents,
+        load_balancer_timeout=0.05,
     )
     source = FakeSource({("web", "rps"): 30.0})  # 3 replicas' worth: the first pass keeps 3
     reconciler = make_reconciler(target, source, failover=monitor)
@@ -153,3 +161,25 @@ async def test_auto_without_reachable_agents_keeps_confirming_on_running_and_hea
         "confirmed: running and healthy (IPVS not checked: the IPVS agents could not be read: "
         "TemporarySourceError: ipvs: no agent answered; loadBalancer: auto)"
     )
+
+
+async def test_a_hanging_agent_read_is_cut_short_and_the_task_waits_saying_so(
+    clock: FakeClock, registry: CollectorRegistry, policy_dir: Path, make_reconciler: MakeReconciler
+) -> None:
+    policy(policy_dir, "    loadBalancer: required\n")
+    agents = FakeLoadBalancer(routes(1, 2, 3, 7))
+    agents.hang = True
+    reconciler, monitor, swarm, _ = await setup(clock, registry, make_reconciler, agents)
+    swarm.tasks.append(web_task("w2b", 3, 2, clock.now, 7))
+    clock.advance(1)
+    events = await monitor.resync()  # returns: the read has its own timeout
+    assert not events
+    task = ReconcilerStatus(reconciler).decisions()["failovers"][0]["tasks"][0]
+    assert task["pending_reason"].endswith("the IPVS agents could not be read: no answer within 0.05s")
+
+
+def test_the_controller_gives_the_failover_monitor_its_ipvs_source() -> None:
+    """``run`` wires the ``ipvs`` metric source (the agents) in as the monitor's view of IPVS."""
+    ipvs = IpvsSource(agents=["http://10.0.0.5:9105/metrics"])
+    assert _load_balancer({"ipvs": ipvs, "prometheus": FakeSource()}) is ipvs
+    assert _load_balancer({"prometheus": FakeSource()}) is None
