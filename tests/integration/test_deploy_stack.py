@@ -326,11 +326,17 @@ def test_stack_runs_with_the_endpoint_and_publish_modes_of_its_values(
         (int(values["PROMETHEUS_PORT"]), publish_mode)
     ]
     # Host mode answers on the node running the task; ingress (the routing mesh) on every node.
-    wait_for("Prometheus ready on its node", lambda: prometheus_ready(stack.prometheus_url()), 120)
+    wait_until(
+        lambda: prometheus_ready(stack.prometheus_url()), deadline=120, what="Prometheus ready on its node"
+    )
     if publish_mode == "ingress":
         for node in stack.client.nodes.list():
             url = f"http://{node.attrs['Status']['Addr']}:{values['PROMETHEUS_PORT']}"
-            wait_for(f"Prometheus through the ingress at {url}", lambda u=url: prometheus_ready(u), 60)
+            wait_until(
+                lambda u=url: prometheus_ready(u),
+                deadline=60,
+                what=f"Prometheus through the ingress at {url}",
+            )
 
 
 def test_deployed_autoscaler_scales_and_survives_losing_its_leader(image: Image, stack: Stack) -> None:
