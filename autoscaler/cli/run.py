@@ -25,7 +25,14 @@ from autoscaler.observability.http import ObservabilityServer
 from autoscaler.observability.logs import configure_logging
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.reconciler.loop import Clock, Reconciler, Sleep
-from autoscaler.reconciler.ports import MetricSource, PolicyCatalog, RunningFailover, RunningLease, Target
+from autoscaler.reconciler.ports import (
+    LoadBalancerReader,
+    MetricSource,
+    PolicyCatalog,
+    RunningFailover,
+    RunningLease,
+    Target,
+)
 from autoscaler.reconciler.status import ReconcilerStatus
 from autoscaler.settings import Settings, SettingsError, load_settings
 
@@ -181,6 +188,7 @@ def _real_failover(
     target: Target,
     registry: CollectorRegistry,
     lease: RunningLease | None,
+    load_balancer: LoadBalancerReader | None,
 ) -> RunningFailover:
     from autoscaler.reconciler.failover_monitor import FailoverMonitor
     from autoscaler.targets.swarm_nodes import SwarmNodes
@@ -196,7 +204,16 @@ def _real_failover(
         registry=registry,
         interval=settings.loop.interval,
         may_act=may_act,
+        load_balancer=load_balancer,
     )
+
+
+def _load_balancer(sources: Mapping[str, MetricSource]) -> LoadBalancerReader | None:
+    """The ``ipvs`` source (the agents) doubles as the failover monitor's view of IPVS routing."""
+    from autoscaler.sources.ipvs_agents import IpvsSource
+
+    source = sources.get("ipvs")
+    return source if isinstance(source, IpvsSource) else None
 
 
 async def _close(thing: object) -> None:
@@ -236,12 +253,12 @@ async def serve(
     if lease is None and settings.lease.service and not settings.loop.once:
         assert docker is not None
         lease = _real_lease(settings, docker, registry)
+    sources = _real_sources(settings) if sources is None else sources
     if target is None:
         assert docker is not None
         target = _real_target(docker)
         if failover is None and not settings.loop.once:
-            failover = _real_failover(settings, docker, target, registry, lease)
-    sources = _real_sources(settings) if sources is None else sources
+            failover = _real_failover(settings, docker, target, registry, lease, _load_balancer(sources))
     catalog = catalog or _real_catalog(settings)
     timing: dict[str, Any] = {k: v for k, v in (("clock", clock), ("sleep", sleep)) if v is not None}
     reconciler = Reconciler(

@@ -34,7 +34,11 @@ class NodeView:
 
 @dataclass(frozen=True, slots=True)
 class TaskView:
-    """One Swarm task: ``status_at`` is ``Status.Timestamp`` (when it reached ``state``)."""
+    """One Swarm task: ``status_at`` is ``Status.Timestamp`` (when it reached ``state``).
+
+    ``addresses`` are its IPs on its networks (``NetworksAttachments[].Addresses``, without
+    the prefix length): what IPVS lists as its backends.
+    """
 
     id: str
     service_id: str
@@ -46,6 +50,7 @@ class TaskView:
     status_at: float
     error: str | None = None
     message: str = ""
+    addresses: tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -58,11 +63,16 @@ class TaskView:
 
 @dataclass(frozen=True, slots=True)
 class ManagedService:
-    """A service a policy governs, with that policy's ``nodeFailure`` settings."""
+    """A service a policy governs, with that policy's ``nodeFailure`` settings.
+
+    ``load_balanced``: Swarm gave it virtual IPs (VIP endpoint mode on a network, or
+    ingress-published ports), so IPVS routes to its tasks.
+    """
 
     id: str
     name: str
     node_failure: NodeFailure = field(default_factory=NodeFailure)
+    load_balanced: bool = False
 
 
 class LostStatus(StrEnum):
@@ -82,6 +92,7 @@ class LostTask:
     slot: int | None
     task_id: str
     created_at: float
+    addresses: tuple[str, ...] = ()  # its network addresses, which must leave the IPVS tables
     status: LostStatus = LostStatus.WAITING
     replacement_id: str | None = None
     replacement_node: str | None = None
@@ -89,6 +100,7 @@ class LostTask:
     running_at: float | None = None  # Swarm's timestamp of the replacement reaching running
     confirmed_at: float | None = None  # when we first saw it running
     pending_reason: str | None = None
+    confirm_reason: str | None = None  # what was checked, e.g. "... and an IPVS backend on 2/2 nodes"
     timed_out: bool = False
 
 

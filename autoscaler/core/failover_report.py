@@ -28,6 +28,11 @@ def failover_summary(failover: Failover) -> str:
             f"replacements running by +{max(running):.1f}s, confirmed by +{max(confirmed):.1f}s "
             f"(at most {max(lags):.1f}s after Swarm had them running)"
         )
+    checks: dict[str, int] = {}
+    for t in f.lost:
+        if t.confirm_reason is not None:
+            checks[t.confirm_reason] = checks.get(t.confirm_reason, 0) + 1
+    parts.extend(f"{n} {why}" for why, n in checks.items())
     parts.extend(f"onTimeout {r.action.value} for {r.service_name}: {r.outcome}" for r in f.timeouts)
     if f.closed_at is not None:
         parts.append(f"closed at +{f.closed_at - f.failed_at:.1f}s: {f.close_reason}")
@@ -65,6 +70,7 @@ def failover_json(failover: Failover, now: float) -> dict[str, Any]:
                 "running_after": after(t.running_at),
                 "confirmed_after": after(t.confirmed_at),
                 "pending_reason": t.pending_reason,
+                "confirm_reason": t.confirm_reason,
                 "timed_out": t.timed_out,
             }
             for t in f.lost

@@ -10,8 +10,10 @@ Lifecycle of one ``Failover`` (one node, from failure to return):
 - opened when a node is seen not ``ready`` or ``drain``ed; ``lost`` lists the tasks of
   managed services that were on it, one per (service, slot);
 - each lost task waits for a replacement: a newer task of the same service and slot on
-  another node; it is confirmed when that task is ``running``. Swarm only reports a task
-  with a HEALTHCHECK as running once healthy (see docs/failover.md), so running is healthy;
+  another node; it is confirmed when that task is ``running`` (Swarm only reports a task
+  with a HEALTHCHECK as running once healthy, see docs/failover.md, so running is healthy)
+  and, as the policy's ``loadBalancer`` says, IPVS routes to it on the nodes and no longer to
+  the lost task (``core.load_balancer``, on the ``LoadBalancerView`` the caller passes in);
 - ``confirmWithinSeconds`` after the node failed, a service with tasks still waiting gets
   one ``ConfirmationTimedOut`` (its policy's ``onTimeout``), with Swarm's pending reasons;
 - when the node is ``ready`` and active again the failover closes: tasks running again
@@ -39,6 +41,7 @@ from autoscaler.core.failover_model import (
     TaskView,
     TimeoutRecord,
 )
+from autoscaler.core.load_balancer import LoadBalancerView, RoutingVerdict, routing_verdict
 
 # A task in one of these states may still be (or become) running on its node.
 LIVE_TASK_STATES = frozenset(
@@ -48,6 +51,7 @@ LIVE_TASK_STATES = frozenset(
 # node's tasks stopped within this margin of the node's change count as lost with it.
 _DRAIN_SLACK_SECONDS = 5.0
 _CLOSED_KEPT = 20
+WAITING_FOR_LB = "waiting for the load balancer"
 
 __all__ = [
     "LIVE_TASK_STATES",
@@ -58,6 +62,7 @@ __all__ = [
     "FailoverOpened",
     "FailoverSettled",
     "FailoverTracker",
+    "LoadBalancerView",
     "LostStatus",
     "LostTask",
     "ManagedService",
@@ -77,6 +82,7 @@ class FailoverTracker:
         self._open: dict[str, Failover] = {}
         self._closed: deque[Failover] = deque(maxlen=_CLOSED_KEPT)
         self._numbers = 0
+        self._load_balancer: LoadBalancerView | None = None
 
     @property
     def open_failovers(self) -> list[Failover]:
@@ -88,9 +94,15 @@ class FailoverTracker:
         nodes: Iterable[NodeView],
         tasks: Iterable[TaskView],
         managed: Mapping[str, ManagedService],
+        load_balancer: LoadBalancerView | None = None,
     ) -> list[FailoverEvent]:
-        """Advance on one snapshot: every node, every task of the managed services (by service id)."""
+        """Advance on one snapshot: every node, every task of the managed services (by service id).
+
+        ``load_balancer``: what the IPVS agents saw just after this snapshot was read (None: no
+        agents configured); a replacement is confirmed once it is routed, per ``loadBalancer``.
+        """
         node_map = {n.id: n for n in nodes}
+        self._load_balancer = load_balancer
         task_list = [t for t in tasks if t.service_id in managed]
         events: list[FailoverEvent] = []
         first = self._nodes is None
@@ -109,7 +121,7 @@ class FailoverTracker:
         for failover in list(self._open.values()):
             if failover.back_at is None:
                 self._record_lost(failover, task_list, managed)
-            events.extend(self._advance(now, failover, task_list, managed))
+            events.extend(self._advance(now, failover, task_list, managed, list(node_map.values())))
             if failover.back_at is not None and failover.closed_at is None:
                 events.extend(self._close_when_back(now, failover, managed))
         self._nodes = node_map
@@ -124,9 +136,11 @@ class FailoverTracker:
             waiting = [t for t in lost if t.status is LostStatus.WAITING]
             if waiting:
                 since = now - failover.failed_at
+                routing = sum(1 for t in waiting if (t.pending_reason or "").startswith(WAITING_FOR_LB))
                 reasons.append(
                     f"failover: node {failover.hostname} {failover.kind} for {since:.0f}s, "
                     f"{len(waiting)} of {len(lost)} lost tasks not yet running elsewhere"
+                    + (f" ({routing} running, {WAITING_FOR_LB})" if routing else "")
                 )
         return "; ".join(reasons) or None
 
@@ -193,6 +207,7 @@ class FailoverTracker:
                     slot=task.slot,
                     task_id=task.id,
                     created_at=task.created_at,
+                    addresses=task.addresses,
                 )
             )
 
@@ -218,7 +233,12 @@ class FailoverTracker:
                 yield task
 
     def _advance(
-        self, now: float, failover: Failover, tasks: list[TaskView], managed: Mapping[str, ManagedService]
+        self,
+        now: float,
+        failover: Failover,
+        tasks: list[TaskView],
+        managed: Mapping[str, ManagedService],
+        nodes: list[NodeView],
     ) -> list[FailoverEvent]:
         events: list[FailoverEvent] = []
         claimed = {t.replacement_id for t in failover.lost if t.replacement_id is not None}
@@ -245,7 +265,12 @@ class FailoverTracker:
             )
             # A replacement elsewhere is what Swarm made for the loss; prefer it to one back on the node.
             running = sorted((t for t in candidates if t.running), key=lambda t: t.node_id == on_node)
-            if running:
+            verdict = self._routing(lost, running[0], tasks, managed, nodes) if running else None
+            if running and verdict is not None and not verdict.confirmed:
+                lost.pending_reason = (
+                    f"{WAITING_FOR_LB}: task {running[0].id[:12]} is running and healthy, {verdict.reason}"
+                )
+            elif running and verdict is not None:
                 replacement = running[0]
                 claimed.add(replacement.id)
                 back = replacement.node_id == failover.node_id
@@ -256,6 +281,11 @@ class FailoverTracker:
                 lost.running_at = replacement.status_at
                 lost.confirmed_at = now
                 lost.pending_reason = None
+                lost.confirm_reason = (
+                    f"confirmed: running, healthy, and {verdict.reason}"
+                    if verdict.checked
+                    else f"confirmed: running and healthy ({verdict.reason})"
+                )
                 events.append(ReplacementConfirmed(failover, lost))
             elif candidates := [t for t in candidates if t.id != lost.task_id]:
                 newest = candidates[-1]
@@ -270,6 +300,29 @@ class FailoverTracker:
         if failover.kind == "removed" and failover.settled_at is not None:
             events.extend(self._close(now, failover, f"node {failover.hostname} was removed from the swarm"))
         return events
+
+    def _routing(
+        self,
+        lost: LostTask,
+        replacement: TaskView,
+        tasks: list[TaskView],
+        managed: Mapping[str, ManagedService],
+        nodes: list[NodeView],
+    ) -> RoutingVerdict:
+        service = managed[lost.service_id]
+        same_service = [t for t in tasks if t.service_id == lost.service_id]
+        recorded = lost.addresses or next((t.addresses for t in same_service if t.id == lost.task_id), ())
+        # Swarm may hand a freed address to a new task: an address a live task holds is not the lost one's.
+        live = {a for t in same_service if t.running and t.id != lost.task_id for a in t.addresses}
+        return routing_verdict(
+            service.node_failure.load_balancer,
+            service=service.name,
+            load_balanced=service.load_balanced,
+            replacement=replacement.addresses,
+            lost=[a for a in recorded if a not in live],
+            nodes=nodes,
+            view=self._load_balancer,
+        )
 
     def _timeouts(
         self, now: float, failover: Failover, managed: Mapping[str, ManagedService]

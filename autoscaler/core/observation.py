@@ -19,7 +19,9 @@ class ServiceState:
     and state running. ``version`` is the spec's ``Version.Index`` for compare-and-swap.
     ``updated_at`` is the spec's ``UpdatedAt`` as Unix seconds: the last change,
     whoever made it. ``update_state`` is ``UpdateStatus.State`` (None when no update
-    ever ran); a service whose update is in progress is held.
+    ever ran); a service whose update is in progress is held. ``load_balanced``: Swarm gave
+    it virtual IPs (``Endpoint.VirtualIPs``: VIP endpoint mode on a network, or ports
+    published through the ingress), so IPVS routes to its tasks; dnsrr services have none.
     """
 
     id: str
@@ -30,6 +32,7 @@ class ServiceState:
     updated_at: float
     labels: dict[str, str] = field(default_factory=dict)
     update_state: str | None = None
+    load_balanced: bool = False
 
     @property
     def is_global(self) -> bool:

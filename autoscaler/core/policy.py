@@ -139,12 +139,21 @@ class OnTimeout(StrEnum):
     SCALE_UP = "scaleUp"  # add scaleUpBy replicas (within maxReplicas)
 
 
+class LoadBalancerCheck(StrEnum):
+    """Whether a replacement must also be an IPVS backend (routed) before it counts as confirmed."""
+
+    AUTO = "auto"  # required when IPVS agents are configured and read IPVS; ignored otherwise
+    REQUIRED = "required"  # always: wait (and say why) while the agents cannot tell
+    IGNORE = "ignore"  # running and healthy is enough
+
+
 class NodeFailure(PolicyModel):
     """Confirming that tasks lost with a node came back healthy elsewhere (``nodeFailure``)."""
 
     confirm_within_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
     on_timeout: OnTimeout = OnTimeout.ALERT
     scale_up_by: Annotated[int, Field(ge=1, le=100)] = 1
+    load_balancer: LoadBalancerCheck = LoadBalancerCheck.AUTO
 
 
 class FallbackBehavior(StrEnum):

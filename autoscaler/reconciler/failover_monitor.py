@@ -7,6 +7,12 @@ Swarm reporting it running. On a timeout it performs the policy's ``onTimeout`` 
 report only; forceUpdate: ``docker service update --force``; scaleUp: +scaleUpBy replicas
 within maxReplicas) and records the outcome in the failover.
 
+With a ``load_balancer`` reader (the IPVS agents), each resync during a failover also reads
+what IPVS routes to, right after the tasks, and passes it to the tracker: a replacement is
+then confirmed once it is an IPVS backend on the nodes (the policy's ``loadBalancer``). That
+read has its own ``load_balancer_timeout``: the failed node's agent is unreachable too, and a
+slow read must not stall the Swarm reads.
+
 The reconcile loop uses ``set_managed`` (each pass), ``hold_reason`` (pass it to
 ``Engine.decide(hold_scale_down=...)``), ``during_failover`` (to annotate a scale-up) and
 ``failovers()`` (the ``failovers`` section of /decisions).
@@ -32,13 +38,14 @@ from autoscaler.core.failover_tracker import (
     FailoverOpened,
     FailoverSettled,
     FailoverTracker,
+    LoadBalancerView,
     ManagedService,
     ReplacementConfirmed,
 )
 from autoscaler.core.observation import ServiceState
 from autoscaler.core.policy import OnTimeout, PolicySpec
 from autoscaler.errors import AutoscalerError, VersionConflictError
-from autoscaler.reconciler.ports import NodeReader, Scaler
+from autoscaler.reconciler.ports import LoadBalancerReader, NodeReader, Scaler
 
 log = logging.getLogger("autoscaler.failover")
 
@@ -96,6 +103,12 @@ class FailoverMetrics:
         self.resync_errors = Counter(
             "failover_resync_errors", "Failed node/task reads.", namespace=ns, registry=registry
         )
+        self.load_balancer_errors = Counter(
+            "failover_load_balancer_read_errors",
+            "Failed reads of the IPVS agents during a failover (no agent answered, or timed out).",
+            namespace=ns,
+            registry=registry,
+        )
 
 
 class FailoverMonitor:
@@ -110,10 +123,21 @@ class FailoverMonitor:
         interval: float = 5.0,
         fast_interval: float = 0.5,
         may_act: Callable[[], bool] | None = None,
+        load_balancer: LoadBalancerReader | None = None,
+        load_balancer_timeout: float = 2.0,
     ) -> None:
-        """``may_act`` (e.g. ``Lease.is_leader``) gates onTimeout actions when several replicas run."""
-        if interval <= 0 or fast_interval <= 0:
-            raise ValueError(f"intervals must be > 0 seconds (got {interval}, {fast_interval})")
+        """``may_act`` (e.g. ``Lease.is_leader``) gates onTimeout actions when several replicas run.
+
+        ``load_balancer``: the IPVS agents, for ``nodeFailure.loadBalancer`` (None: not configured).
+        """
+        if interval <= 0 or fast_interval <= 0 or load_balancer_timeout <= 0:
+            raise ValueError(
+                f"intervals and load_balancer_timeout must be > 0 seconds "
+                f"(got {interval}, {fast_interval}, {load_balancer_timeout})"
+            )
+        self.load_balancer = load_balancer
+        self.load_balancer_timeout = load_balancer_timeout
+        self.last_view: LoadBalancerView | None = None
         self.nodes = nodes
         self.target = target
         self.metrics = FailoverMetrics(registry)
@@ -136,7 +160,10 @@ class FailoverMonitor:
     def set_managed(self, governed: Iterable[tuple[ServiceState, PolicySpec]]) -> None:
         """The services policies govern now, with their policy (global services are skipped)."""
         pairs = [(s, p) for s, p in governed if not s.is_global]
-        self._managed = {s.id: ManagedService(s.id, s.name, p.node_failure) for s, p in pairs}
+        self._managed = {
+            s.id: ManagedService(s.id, s.name, p.node_failure, load_balanced=s.load_balanced)
+            for s, p in pairs
+        }
         self._specs = {s.id: p for s, p in pairs}
         self._ids = {s.name: s.id for s, _ in pairs}
 
@@ -175,11 +202,45 @@ class FailoverMonitor:
             log.warning("failover resync failed: %s", self.last_error, extra={"event": "failover_error"})
             return []
         self.last_error = None
-        events = self.tracker.observe(self.clock(), nodes, tasks, managed)
+        failing = any(n.failure is not None for n in nodes) or bool(self.tracker.open_failovers)
+        view = await self._read_load_balancer() if failing else self.last_view
+        events = self.tracker.observe(self.clock(), nodes, tasks, managed, view)
         for event in events:
             await self._handle(event)
         self._export()
         return events
+
+    async def _read_load_balancer(self) -> LoadBalancerView | None:
+        """What IPVS routes to now (None: no agents configured); a failed read is a view saying why."""
+        if self.load_balancer is None:
+            return None
+        try:
+            view = await asyncio.wait_for(self.load_balancer.load_balancer_view(), self.load_balancer_timeout)
+        except TimeoutError:
+            view = LoadBalancerView.unreadable(f"no answer within {self.load_balancer_timeout:g}s")
+        except AutoscalerError as exc:
+            view = LoadBalancerView.unreadable(f"{type(exc).__name__}: {exc}")
+        if view.error is not None:
+            self.metrics.load_balancer_errors.inc()
+            if self.last_view is None or self.last_view.error != view.error:
+                log.warning(
+                    "failover: IPVS agents not read: %s", view.error, extra={"event": "failover_error"}
+                )
+        self.last_view = view
+        return view
+
+    def load_balancer_state(self) -> str:
+        """What the monitor knows of IPVS, for the failover log."""
+        view = self.last_view
+        if self.load_balancer is None:
+            return "no IPVS agents configured"
+        if view is None:
+            return "IPVS agents not read yet"
+        if view.error is not None:
+            return f"IPVS agents not read: {view.error}"
+        return f"IPVS read on {len(view.routes)} node(s)" + (
+            f", {len(view.failures)} agent(s) silent" if view.failures else ""
+        )
 
     async def run(self) -> None:
         """Resync on events and on a timer until ``stop()``."""
@@ -236,12 +297,17 @@ class FailoverMonitor:
         if isinstance(event, FailoverOpened):
             self.metrics.node_down.labels(failover.kind).inc()
             services = sorted({t.service_name for t in failover.lost})
+            checks = sorted(
+                {f"{m.name}={m.node_failure.load_balancer.value}" for m in (self._managed or {}).values()}
+            )
             log.warning(
-                "node %s is %s: %d task(s) of %s to be replaced",
+                "node %s is %s: %d task(s) of %s to be replaced (%s; loadBalancer %s)",
                 failover.hostname,
                 failover.kind,
                 len(failover.lost),
                 ", ".join(services) or "no managed service",
+                self.load_balancer_state(),
+                ", ".join(checks) or "-",
                 extra={"event": "failover_opened", "node": failover.hostname},
             )
         elif isinstance(event, ReplacementConfirmed):

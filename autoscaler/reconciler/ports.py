@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from autoscaler.core.decision import Decision, MetricReading
 from autoscaler.core.failover_tracker import NodeView, TaskView
 from autoscaler.core.lease_rules import SpecLabels
+from autoscaler.core.load_balancer import LoadBalancerView
 from autoscaler.core.observation import MetricRequest, ServiceState, SwarmEvent
 from autoscaler.core.policy import PolicySpec
 from autoscaler.policy_sources.loader import LoadedPolicy, ReloadResult
@@ -52,6 +53,16 @@ class NodeReader(Protocol):
     async def force_update(self, service_id: str) -> int: ...
 
     def events(self) -> AsyncIterator[SwarmEvent]: ...
+
+
+class LoadBalancerReader(Protocol):
+    """What IPVS routes to on every node, read through the agents (``sources.ipvs_agents.IpvsSource``).
+
+    Raises ``TemporarySourceError`` when no agent answers; the failover monitor then waits
+    (``loadBalancer: required``) or does not check (``auto``), and says which.
+    """
+
+    async def load_balancer_view(self) -> LoadBalancerView: ...
 
 
 class LabelStore(Protocol):

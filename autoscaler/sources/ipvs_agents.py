@@ -7,6 +7,9 @@ namespaces; ``connectionRate`` is the growth of ``swarm_ipvs_connections_total``
 scrapes per series (node, namespace, fwmark, service), falling back to the kernel's own
 estimate (``swarm_ipvs_connection_rate``) for a series seen for the first time or reset.
 
+``load_balancer_view`` gives the failover monitor what IPVS routes to: per node, per service,
+each IPVS entry's backends (``swarm_ipvs_backend_weight``'s ``backend`` label, weight > 0).
+
 Failure policy: if no agent answers (or the DNS name has no address) ``fetch`` raises
 TemporarySourceError. If only some answer, every requested reading is missing: a partial sum
 would under-count load and could let the engine scale a busy service down.
@@ -24,6 +27,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.core.decision import MetricReading
+from autoscaler.core.load_balancer import LoadBalancerView
 from autoscaler.core.observation import MetricRequest
 from autoscaler.errors import TemporarySourceError
 
@@ -40,6 +44,8 @@ class AgentScrape:
 
     url: str
     nodes_unavailable: list[str] = field(default_factory=list)
+    nodes_available: list[str] = field(default_factory=list)
+    backends: dict[_SeriesKey, dict[str, float]] = field(default_factory=dict)  # address -> weight
     active: dict[_SeriesKey, float] = field(default_factory=dict)
     total: dict[_SeriesKey, float] = field(default_factory=dict)
     kernel_rate: dict[_SeriesKey, float] = field(default_factory=dict)
@@ -56,8 +62,18 @@ def parse_agent_metrics(url: str, text: str, at: float) -> AgentScrape:
     }
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "swarm_ipvs_available" and sample.value == 0:
-                scrape.nodes_unavailable.append(sample.labels.get("node", url))
+            if sample.name == "swarm_ipvs_available":
+                node = sample.labels.get("node", url)
+                (scrape.nodes_available if sample.value else scrape.nodes_unavailable).append(node)
+            if sample.name == "swarm_ipvs_backend_weight":
+                lab = sample.labels
+                key = (
+                    lab.get("node", url),
+                    lab.get("namespace", ""),
+                    lab.get("fwmark", ""),
+                    lab.get("service", ""),
+                )
+                scrape.backends.setdefault(key, {})[lab.get("backend", "")] = float(sample.value)
             target = wanted.get(sample.name)
             if target is not None:
                 lab = sample.labels
@@ -69,6 +85,24 @@ def parse_agent_metrics(url: str, text: str, at: float) -> AgentScrape:
                 )
                 target[key] = float(sample.value)
     return scrape
+
+
+def load_balancer_view(scrapes: Sequence[AgentScrape], failures: Sequence[str]) -> LoadBalancerView:
+    """The agents' answers as the failover tracker reads them (entries of unnamed marks left out)."""
+    routes: dict[str, dict[str, dict[str, frozenset[str]]]] = {}
+    for scrape in scrapes:
+        for node in scrape.nodes_available:
+            routes.setdefault(node, {})
+        # Every virtual service has an active-connections series, even one with no backend left.
+        for key in scrape.active.keys() | scrape.backends.keys():
+            node, namespace, fwmark, service = key
+            if not service or node not in routes:
+                continue
+            weights = scrape.backends.get(key, {})
+            routed = frozenset(address for address, weight in weights.items() if weight > 0)
+            routes[node].setdefault(service, {})[f"{namespace} {fwmark}"] = routed
+    unavailable = frozenset(n for s in scrapes for n in s.nodes_unavailable) - routes.keys()
+    return LoadBalancerView(routes=routes, unavailable=unavailable, failures=tuple(failures))
 
 
 class IpvsSource:
@@ -138,6 +172,11 @@ class IpvsSource:
         if not scrapes:
             raise TemporarySourceError(f"ipvs: no agent answered: {'; '.join(failures)}")
         return scrapes, failures
+
+    async def load_balancer_view(self) -> LoadBalancerView:
+        """Routed backends per node, service and IPVS entry. TemporarySourceError: no agent answered."""
+        scrapes, failures = await self.scrape_all()
+        return load_balancer_view(scrapes, failures)
 
     async def fetch(self, requests: Sequence[MetricRequest]) -> dict[MetricRequest, MetricReading]:
         if not requests:

@@ -55,6 +55,7 @@ def _state_of(service: dict[str, Any], running: int) -> ServiceState:
         updated_at=parse_timestamp(service["UpdatedAt"]),
         labels=dict(spec.get("Labels") or {}),
         update_state=update_state,
+        load_balanced=bool(service.get("Endpoint", {}).get("VirtualIPs")),
     )
 
 

@@ -55,6 +55,16 @@ def task_view(raw: dict[str, Any]) -> TaskView:
         status_at=parse_timestamp(stamp) if stamp else created,
         error=status.get("Err") or None,
         message=str(status.get("Message", "")),
+        addresses=_addresses(raw),
+    )
+
+
+def _addresses(raw: dict[str, Any]) -> tuple[str, ...]:
+    """The task's IPs on its networks (``NetworksAttachments[].Addresses``, "10.0.1.5/24")."""
+    return tuple(
+        str(address).split("/", 1)[0]
+        for attachment in raw.get("NetworksAttachments") or ()
+        for address in attachment.get("Addresses") or ()
     )
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from autoscaler.core.decision import MetricReading
+from autoscaler.core.failover_model import NodeView, TaskView
+from autoscaler.core.load_balancer import LoadBalancerView
 from autoscaler.core.observation import MetricRequest, ServiceState, SwarmEvent
 from autoscaler.errors import TemporarySourceError, TemporaryTargetError, VersionConflictError
 
@@ -112,6 +114,48 @@ class FakeSource:
             if value is not None:
                 found[r] = MetricReading(r.metric, value)
         return found
+
+
+class FakeNodes:
+    """Swarm's nodes and tasks for the failover monitor (``NodeReader``); force updates are counted."""
+
+    def __init__(self, nodes: Sequence[NodeView] = (), tasks: Sequence[TaskView] = ()) -> None:
+        self.nodes = list(nodes)
+        self.tasks = list(tasks)
+        self.forced: list[str] = []
+        self.event_queue: asyncio.Queue[SwarmEvent] = asyncio.Queue()
+
+    async def list_nodes(self) -> list[NodeView]:
+        return list(self.nodes)
+
+    async def list_tasks(self, service_ids: Collection[str] | None = None) -> list[TaskView]:
+        return [t for t in self.tasks if service_ids is None or t.service_id in service_ids]
+
+    async def force_update(self, service_id: str) -> int:
+        self.forced.append(service_id)
+        return len(self.forced)
+
+    async def events(self) -> AsyncIterator[SwarmEvent]:
+        while True:
+            yield await self.event_queue.get()
+
+
+class FakeLoadBalancer:
+    """The IPVS agents as the failover monitor reads them (``LoadBalancerReader``)."""
+
+    def __init__(self, view: LoadBalancerView | None = None) -> None:
+        self.view = view or LoadBalancerView()
+        self.fail: Exception | None = None
+        self.hang = False  # an agent that accepts the connection and never answers
+        self.reads = 0
+
+    async def load_balancer_view(self) -> LoadBalancerView:
+        self.reads += 1
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.fail is not None:
+            raise self.fail
+        return self.view
 
 
 def refused() -> TemporarySourceError:

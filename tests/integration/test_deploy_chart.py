@@ -25,13 +25,31 @@ needs_promtool = pytest.mark.skipif(
 )
 
 
-def values() -> dict[str, str]:
+def values(name: str = "values.env") -> dict[str, str]:
     pairs = {}
-    for line in (CHARTS / "values.env").read_text().splitlines():
+    for line in (CHARTS / name).read_text().splitlines():
         if line and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            pairs[name] = value
+            key, _, value = line.partition("=")
+            pairs[key] = value
     return pairs
+
+
+def render(overrides: dict[str, str]) -> dict[str, Any]:
+    """``docker stack config`` of stack.yml with values.env plus ``overrides``, as deploy.sh gives them."""
+    env = {**os.environ, **values(), **overrides}
+    env.update({f"HASH_{n}": "0" for n in ("PROMETHEUS_CONFIG", "PROMETHEUS_ALERTS")})
+    env.update({f"HASH_{n}": "0" for n in ("EXAMPLE_WEB_APP", "EXAMPLE_LOAD_APP")})
+    proc = subprocess.run(
+        ["docker", "stack", "config", "-c", "stack.yml"],
+        cwd=CHARTS,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rendered: dict[str, Any] = yaml.safe_load(proc.stdout)
+    return rendered
 
 
 def alert_exprs() -> list[str]:
@@ -90,20 +108,32 @@ def test_the_example_apps_labels_are_a_valid_policy() -> None:
 
 
 def test_stack_renders_with_the_values_file_and_every_value_is_used() -> None:
-    env = {**os.environ, **values()}
-    env.update({f"HASH_{n}": "0" for n in ("PROMETHEUS_CONFIG", "PROMETHEUS_ALERTS")})
-    env.update({f"HASH_{n}": "0" for n in ("EXAMPLE_WEB_APP", "EXAMPLE_LOAD_APP")})
-    proc = subprocess.run(
-        ["docker", "stack", "config", "-c", "stack.yml"],
-        cwd=CHARTS,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    rendered = yaml.safe_load(proc.stdout)
+    rendered = render({})
     assert rendered["services"]["autoscaler"]["deploy"]["replicas"] == int(values()["CONTROLLER_REPLICAS"])
     stack_text = (CHARTS / "stack.yml").read_text() + (CHARTS / "deploy.sh").read_text()
     unused = [name for name in values() if f"${{{name}}}" not in stack_text and f"${name}" not in stack_text]
     assert not unused, f"values.env entries no file reads: {unused}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "endpoint_mode", "publish_mode"),
+    [
+        ({}, "vip", "ingress"),  # the default: as a real swarm runs it, through the routing mesh
+        (values("values-netns-lab.env"), "dnsrr", "host"),  # kernels without IPVS (the netns lab)
+    ],
+    ids=["default", "netns-lab"],
+)
+def test_endpoint_and_publish_modes(overrides: dict[str, str], endpoint_mode: str, publish_mode: str) -> None:
+    rendered = render(overrides)
+    modes = {name: svc["deploy"]["endpoint_mode"] for name, svc in rendered["services"].items()}
+    assert modes == dict.fromkeys(rendered["services"], endpoint_mode)
+    published = [p for svc in rendered["services"].values() for p in svc.get("ports", [])]
+    assert [(p["published"], p["mode"]) for p in published] == [
+        (int(values()["PROMETHEUS_PORT"]), publish_mode)
+    ]
+
+
+def test_the_netns_lab_override_only_changes_values_the_chart_has() -> None:
+    """An override of a name values.env does not have would be a typo deploy.sh passes on silently."""
+    override = values("values-netns-lab.env")
+    assert override and set(override) <= set(values())

@@ -2,6 +2,12 @@
 example app and watch the deployed autoscaler scale it; kill the leader and watch a standby
 take over and keep scaling; check from Docker's own event log that no scale was doubled.
 
+The chart's defaults are VIP endpoints and ingress-published ports (the routing mesh, IPVS).
+The netns lab's kernel has no IPVS, so here the stack is deployed with the override file
+charts/values-netns-lab.env (dnsrr, host mode), the netns lab's exception. A lab with IPVS
+(the VM lab) overrides the ``chart_lab`` fixture with no override file: the same tests then
+check the mesh (every service has a VIP, Prometheus answers through the ingress on every node).
+
 Figures (image size, stack start-up, leader take-over) are printed; run with ``-s``.
 bench/bench_deploy.py prints the same figures over several runs.
 """
@@ -83,8 +89,45 @@ def image_size_on(url: str, tag: str) -> int | None:
     return wait_until(ask, deadline=180, what=f"the Docker API at {url}", every=0.25)[0]
 
 
+@dataclass
+class ChartLab:
+    """Where the chart is deployed: a manager, every node's Docker API (the first is the
+    manager), the lab's images (``python``, ``prometheus``), the override values files for
+    ``deploy.sh --values`` and the environment that fits the lab's nodes."""
+
+    manager_url: str
+    node_urls: list[str]
+    images: dict[str, str]
+    values_files: list[Path]
+    env: dict[str, str]
+
+
+def chart_values(values_files: list[Path], env: dict[str, str]) -> dict[str, str]:
+    """The values deploy.sh uses: values.env, then each override file, then the environment."""
+    merged: dict[str, str] = {}
+    for path in [CHARTS / "values.env", *values_files]:
+        for line in path.read_text().splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.partition("=")
+                merged[name] = value
+    return merged | {k: v for k, v in env.items() if k in merged}
+
+
 @pytest.fixture(scope="module")
-def image(lab: Any) -> Image:
+def chart_lab(lab: Any, node_dirs: str) -> ChartLab:
+    """The netns lab: no IPVS, so its exception; its dockerds share this host's filesystem."""
+    return ChartLab(
+        manager_url=lab.manager_url,
+        node_urls=list(lab.node_urls),
+        images=dict(lab.images),
+        values_files=[CHARTS / "values-netns-lab.env"],
+        env={"DOCKER_SOCKET": f"{node_dirs}/docker.sock", "DOCKER_NETNS_DIR": f"{node_dirs}/netns"},
+    )
+
+
+@pytest.fixture(scope="module")
+def image(chart_lab: ChartLab) -> Image:
+    lab = chart_lab
     tag = f"swarm-autoscaler:lab-{source_hash()}"
     build_seconds = None
     size = image_size_on(lab.manager_url, tag)
@@ -208,16 +251,16 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(lab: Any, image: Image, node_dirs: str) -> Iterator[Stack]:
+def stack(chart_lab: ChartLab, image: Image) -> Iterator[Stack]:
+    lab = chart_lab
     name = f"asdeploy{uuid.uuid4().hex[:4]}"
     env = {
         **os.environ,
+        **lab.env,
         "DOCKER_HOST": lab.manager_url,
         "STACK_NAME": name,
         "AUTOSCALER_IMAGE": image.tag,
         "RESOLVE_IMAGE": "never",
-        "DOCKER_SOCKET": f"{node_dirs}/docker.sock",
-        "DOCKER_NETNS_DIR": f"{node_dirs}/netns",
         "EXAMPLE_PYTHON_IMAGE": lab.images["python"],
         "PROMETHEUS_IMAGE": lab.images["prometheus"],
         "PROMETHEUS_PORT": "19090",  # 9090 is the lab's own Prometheus
@@ -231,7 +274,7 @@ def stack(lab: Any, image: Image, node_dirs: str) -> Iterator[Stack]:
     deployed_at = time.time()
     started = time.monotonic()
     try:
-        run([str(CHARTS / "deploy.sh")], env)
+        run([str(CHARTS / "deploy.sh"), *(a for p in lab.values_files for a in ("--values", str(p)))], env)
         s = Stack(name, client, env, deployed_at, 0.0)
         wait_until(
             lambda: (
@@ -255,6 +298,45 @@ def stack(lab: Any, image: Image, node_dirs: str) -> Iterator[Stack]:
             every=0.25,
         )
         client.close()
+
+
+def prometheus_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def test_stack_runs_with_the_endpoint_and_publish_modes_of_its_values(
+    chart_lab: ChartLab, stack: Stack
+) -> None:
+    values = chart_values(chart_lab.values_files, stack.env)
+    endpoint_mode, publish_mode = values["ENDPOINT_MODE"], values["PUBLISH_MODE"]
+    print(f"\nstack deployed with endpoint_mode {endpoint_mode}, published ports in {publish_mode} mode")
+    services = stack.client.services.list(filters={"label": f"com.docker.stack.namespace={stack.name}"})
+    assert len(services) == 5
+    for service in services:
+        attrs = service.attrs
+        assert attrs["Spec"]["EndpointSpec"]["Mode"] == endpoint_mode, attrs["Spec"]["Name"]
+        # Swarm gives a VIP on each network in vip mode (what IPVS balances), none in dnsrr.
+        assert bool(attrs["Endpoint"].get("VirtualIPs")) == (endpoint_mode == "vip"), attrs["Spec"]["Name"]
+    ports = stack.service("prometheus").attrs["Endpoint"]["Ports"]
+    assert [(p["PublishedPort"], p["PublishMode"]) for p in ports] == [
+        (int(values["PROMETHEUS_PORT"]), publish_mode)
+    ]
+    # Host mode answers on the node running the task; ingress (the routing mesh) on every node.
+    wait_until(
+        lambda: prometheus_ready(stack.prometheus_url()), deadline=120, what="Prometheus ready on its node"
+    )
+    if publish_mode == "ingress":
+        for node in stack.client.nodes.list():
+            url = f"http://{node.attrs['Status']['Addr']}:{values['PROMETHEUS_PORT']}"
+            wait_until(
+                lambda u=url: prometheus_ready(u),
+                deadline=60,
+                what=f"Prometheus through the ingress at {url}",
+            )
 
 
 def test_deployed_autoscaler_scales_and_survives_losing_its_leader(image: Image, stack: Stack) -> None:

@@ -189,6 +189,11 @@ async def test_failover_is_reported_and_every_replacement_confirmed_healthy(
                 assert failover["node"] == victim_host and failover["open"]
                 assert failover["tasks"], "the spread placed no task on the victim"
                 assert {t["status"] for t in failover["tasks"]} == {"confirmed"}
+                # No IPVS agents here (nor IPVS): loadBalancer auto confirms as before, and says so.
+                for lost in failover["tasks"]:
+                    assert lost["confirm_reason"].startswith(
+                        "confirmed: running and healthy (IPVS not checked: "
+                    )
                 assert monitor.hold_reason(service) is None
 
                 running = {t["ID"]: t for t in await running_tasks(docker, service)}

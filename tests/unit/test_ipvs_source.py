@@ -198,3 +198,52 @@ async def test_rate_through_the_proc_fallback_says_why_it_is_missing(cluster: Cl
         await source.close()
     assert got[ACTIVE].value == 3
     assert "/proc/net/ip_vs" in (got[RATE].error or "")
+
+
+async def test_load_balancer_view_lists_routed_backends_per_node_service_and_entry(cluster: Cluster) -> None:
+    """The failover monitor's view: weight-0 (draining) backends are not routed, an entry with
+    no backend left is still an entry, nodes without IPVS and silent agents are named."""
+    cluster.add("node-1", 256, [3, 4])
+    draining = cluster.add("node-2", 300, [1, 0])
+    draining.namespaces_by_name["ingress_sbox"].services[0].dests[1].weight = 0
+    cluster.add("node-3", 258, [])
+    bare = FakeNode(has_ipvs=False)
+    server, _ = serve(IpvsCollector(bare, node="no-ipvs-node", min_interval=0), "127.0.0.1:0")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/metrics"  # bound, not listening: refused
+        source = IpvsSource(agents=[*cluster.urls, f"127.0.0.1:{server.server_address[1]}", dead])
+        try:
+            view = await source.load_balancer_view()
+        finally:
+            await source.close()
+            server.shutdown()
+            server.server_close()
+    assert view.routes == {
+        "node-1": {
+            "web": {"ingress_sbox 256": frozenset({"10.0.0.9", "10.0.0.10"})},
+            "db": {"ingress_sbox 257": frozenset({"10.0.0.50"})},
+        },
+        "node-2": {
+            "web": {"ingress_sbox 300": frozenset({"10.0.0.9"})},
+            "db": {"ingress_sbox 301": frozenset({"10.0.0.50"})},
+        },
+        "node-3": {
+            "web": {"ingress_sbox 258": frozenset()},
+            "db": {"ingress_sbox 259": frozenset({"10.0.0.50"})},
+        },
+    }
+    assert view.unavailable == {"no-ipvs-node"}
+    assert len(view.failures) == 1 and dead in view.failures[0]
+    assert view.error is None
+
+
+async def test_load_balancer_view_without_any_agent_is_a_temporary_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        source = IpvsSource(agents=[f"127.0.0.1:{s.getsockname()[1]}"])
+        try:
+            with pytest.raises(TemporarySourceError, match="no agent answered"):
+                await source.load_balancer_view()
+        finally:
+            await source.close()
