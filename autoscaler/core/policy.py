@@ -16,7 +16,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from autoscaler.core.predictive_policy import Predictive
@@ -32,12 +32,23 @@ _SERVICE_NAME = re.compile(SWARM_NAME_PATTERN)
 _METRIC_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")
 
 
+# Numbers and switches are taken only as YAML writes them: pydantic's lax mode would read
+# `maxReplicas: true` as 1 and `'5'` as 5, so a quoting slip or a yes/no typo would pass.
+# Floats accept whole numbers (`averageValue: 50`), never text.
+Int = Annotated[int, Strict()]
+Number = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        # `.inf` as a target makes every ratio 0 (any load scales to minReplicas), `.nan`
+        # makes every comparison false: no number in a policy may be either.
+        allow_inf_nan=False,
     )
 
 
@@ -60,8 +71,8 @@ class ScalingRatePolicy(_Model):
     """At most ``value`` replicas (or percent) of change per ``periodSeconds``."""
 
     type: PolicyType
-    value: Annotated[int, Field(gt=0, description="Replicas or percent; > 0.")]
-    period_seconds: Annotated[int, Field(gt=0, le=1800, description="1..1800, as HPA.")]
+    value: Annotated[Int, Field(gt=0, le=100_000, description="Replicas or percent; 1..100000.")]
+    period_seconds: Annotated[Int, Field(gt=0, le=1800, description="1..1800, as HPA.")]
 
     @field_validator("type", mode="before")
     @classmethod
@@ -73,7 +84,7 @@ class ScalingRatePolicy(_Model):
 class ScalingRules(_Model):
     """One direction of ``behavior``. Fields left out take HPA's default for that direction."""
 
-    stabilization_window_seconds: Annotated[int | None, Field(ge=0, le=3600)] = None
+    stabilization_window_seconds: Annotated[Int | None, Field(ge=0, le=3600)] = None
     select_policy: SelectPolicy = SelectPolicy.MAX
     policies: Annotated[tuple[ScalingRatePolicy, ...] | None, Field(min_length=1)] = None
 
@@ -119,16 +130,16 @@ class Panic(_Model):
     scale-down is suspended until the condition has been false for ``stableWindowSeconds``.
     """
 
-    enabled: bool = True
-    threshold: Annotated[float, Field(gt=1.0, le=100.0)] = 2.0
-    stable_window_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
+    enabled: Bool = True
+    threshold: Annotated[Number, Field(gt=1.0, le=100.0)] = 2.0
+    stable_window_seconds: Annotated[Int, Field(ge=0, le=3600)] = 60
 
 
 class Target(_Model):
     """Exactly one of ``averageValue`` (per running replica) or ``value`` (whole service)."""
 
-    average_value: Annotated[float | None, Field(gt=0)] = None
-    value: Annotated[float | None, Field(gt=0)] = None
+    average_value: Annotated[Number | None, Field(gt=0)] = None
+    value: Annotated[Number | None, Field(gt=0)] = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -230,18 +241,18 @@ class LoadBalancerCheck(StrEnum):
 class NodeFailure(_Model):
     """Confirming that tasks lost with a node came back healthy elsewhere (``nodeFailure``)."""
 
-    confirm_within_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    confirm_within_seconds: Annotated[Int, Field(ge=1, le=3600)] = 60
     on_timeout: OnTimeout = OnTimeout.ALERT
-    scale_up_by: Annotated[int, Field(ge=1, le=100)] = 1
+    scale_up_by: Annotated[Int, Field(ge=1, le=100)] = 1
     load_balancer: LoadBalancerCheck = LoadBalancerCheck.AUTO
 
 
 class PolicySpec(_Model):
     service: str | None = None
     selector: Selector | None = None
-    min_replicas: Annotated[int, Field(ge=0)] = 1
-    max_replicas: Annotated[int, Field(ge=1, le=10_000)]
-    tolerance: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    min_replicas: Annotated[Int, Field(ge=0, le=10_000)] = 1
+    max_replicas: Annotated[Int, Field(ge=1, le=10_000)]
+    tolerance: Annotated[Number, Field(ge=0.0, lt=1.0)] = 0.1
     metrics: Annotated[tuple[MetricSpec, ...], Field(min_length=1)]
     behavior: Behavior = Behavior()
     panic: Panic = Panic()

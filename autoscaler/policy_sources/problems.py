@@ -8,6 +8,18 @@ from pathlib import Path
 from autoscaler.errors import PolicyError
 
 
+# Text from a policy file quoted in a message (a value, a key) is cut to this: a message
+# says what is wrong, and a 5 MB value must not become a 5 MB log line or HTTP answer.
+MAX_QUOTED_CHARS = 80
+
+
+def clip(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text`` if short, else its start and how long it really was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong in one file.
