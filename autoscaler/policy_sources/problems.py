@@ -7,7 +7,6 @@ from pathlib import Path
 
 from autoscaler.errors import PolicyError
 
-
 # Text from a policy file quoted in a message (a value, a key) is cut to this: a message
 # says what is wrong, and a 5 MB value must not become a 5 MB log line or HTTP answer.
 MAX_QUOTED_CHARS = 80
