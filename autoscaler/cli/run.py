@@ -98,7 +98,11 @@ def register(subparsers: Any) -> None:
         "--once", action="store_true", default=None, help="one pass then exit; exit 1 if any service failed"
     )
     parser.add_argument("--log-format", choices=["text", "json"], help="log line format (default text)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default INFO: changes, holds and failures; DEBUG adds every unchanged decision",
+    )
     parser.set_defaults(handler=handle)
 
 

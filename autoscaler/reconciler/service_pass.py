@@ -68,6 +68,8 @@ class ServiceReconciler:
         # was applied (it is applied once per pause, then the count is left alone).
         self._paused_since: dict[str, float] = {}
         self._pause_applied: dict[str, tuple[int | None, str | None]] = {}
+        # The clamps of each service's last decision, to log a hold when it starts and ends.
+        self._last_limits: dict[str, tuple[str, ...]] = {}
 
     async def reconcile(
         self,
@@ -297,7 +299,8 @@ class ServiceReconciler:
             min_replicas=policy.spec.min_replicas,
             max_replicas=policy.spec.max_replicas,
         )
-        log.info(
+        log.log(
+            self._decision_level(service.name, decision),
             "%s: current=%d running=%d desired=%d (%s): %s",
             service.name,
             decision.current,
@@ -318,6 +321,23 @@ class ServiceReconciler:
             },
         )
         return decision
+
+    def _decision_level(self, service: str, decision: Decision) -> int:
+        """INFO for a change, a hold that starts, ends or changes, and a failed reading;
+        DEBUG for the same answer again.
+
+        At INFO every decision was ~400 bytes per service per tick (690 MB a day for 100
+        services at 5 s) saying "nothing to do" almost every time. A hold that lasts (a
+        scale-down inside its window, a service pinned at maxReplicas) is told when it
+        starts and when it ends, not every tick.
+        """
+        before = self._last_limits.get(service)
+        self._last_limits[service] = decision.limits
+        changing = decision.desired != decision.current
+        failed = any(metric.desired is None for metric in decision.metrics)
+        if changing or failed or decision.limits != before:
+            return logging.INFO
+        return logging.DEBUG
 
     def _log_action(self, service: ServiceState, decision: Decision, what: str) -> None:
         log.warning(

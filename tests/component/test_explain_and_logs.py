@@ -160,3 +160,47 @@ async def test_policies_that_govern_nothing_are_reported_once(
     assert any("'batch'" in m and "tier=batch" in m for m in idle)
     warned = [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "policy_idle"]
     assert sorted(warned) == sorted(idle), "idle policies must be logged once, not on every pass"
+
+
+async def test_an_unchanged_decision_is_logged_at_debug_and_a_hold_once_when_it_starts(
+    policy_dir: Path, make_reconciler: MakeReconciler, clock: FakeClock
+) -> None:
+    # Issue 11, item 13: INFO carried ~400 bytes per service per tick saying "no change".
+    stream = io.StringIO()
+    handler = configure_logging("json", "DEBUG", stream)
+    try:
+        write_policy(policy_dir, "web", target=10.0, down_window=300)
+        source = FakeSource({("web", "rps"): 20.0})
+        reconciler = make_reconciler(FakeTarget(service("web", 2)), source)
+
+        def decision_levels() -> list[str]:
+            lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+            stream.truncate(0)
+            stream.seek(0)
+            return [line["level"] for line in lines if line.get("event") == "decision"]
+
+        await reconciler.run_once()  # 20 over 2 at 10 each: already right
+        assert decision_levels() == ["INFO"]  # the first decision about a service is told
+        for _ in range(3):
+            clock.advance(5)
+            await reconciler.run_once()
+            assert decision_levels() == ["DEBUG"]
+        source.values[("web", "rps")] = 5.0  # wants 1, held by the 300 s scale-down window
+        for expected in ("INFO", "DEBUG", "DEBUG"):
+            clock.advance(5)
+            await reconciler.run_once()
+            assert decision_levels() == [expected]
+        source.values[("web", "rps")] = 20.0  # the hold ends
+        clock.advance(5)
+        await reconciler.run_once()
+        assert decision_levels() == ["INFO"]
+        del source.values[("web", "rps")]  # a failed reading is told every time
+        for _ in range(2):
+            clock.advance(5)
+            await reconciler.run_once()
+            assert decision_levels() == ["INFO"]
+    finally:
+        logger = logging.getLogger("autoscaler")
+        logger.removeHandler(handler)
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
