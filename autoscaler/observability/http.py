@@ -7,9 +7,11 @@ reconciler) for health and for the decisions document, so this layer imports onl
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 
@@ -25,6 +27,33 @@ class StatusProvider(Protocol):
     def decisions(self) -> dict[str, Any]:
         """The last decision per service and the policy problems, as plain JSON."""
         ...
+
+
+class _QuietBadRequests(logging.Filter):
+    """Turn aiohttp's traceback for a request it refused into one DEBUG line.
+
+    A client that sends a header over 8 KB, or bytes that are not HTTP, gets its 400 from
+    aiohttp; the 9-line traceback aiohttp logs for it says nothing about our code, and a
+    scanner sending such requests would fill the log. Errors in our handlers keep theirs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        message = " ".join(str(error.message).split())
+        logging.getLogger(record.name).debug(
+            "refused a bad request (%d): %s", error.code, message[:120], extra={"event": "bad_request"}
+        )
+        return False
+
+
+def server_logger() -> logging.Logger:
+    """The logger for aiohttp's request handling, with refused requests kept quiet."""
+    logger = logging.getLogger("autoscaler.http.server")
+    if not any(isinstance(f, _QuietBadRequests) for f in logger.filters):
+        logger.addFilter(_QuietBadRequests())
+    return logger
 
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
@@ -51,7 +80,7 @@ class ObservabilityServer:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, logger=server_logger())
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, self.requested_port)
         await self._site.start()
