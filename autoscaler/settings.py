@@ -168,6 +168,11 @@ class HttpSettings(_Group):
         default=DEFAULT_LISTEN,
         description="host:port for /metrics, /healthz, /readyz and /decisions; empty to disable.",
     )
+    web_config_file: Path | None = Field(
+        default=None,
+        description="Web config file (Prometheus exporter-toolkit format): TLS and basic auth for the "
+        "listener; see docs/limits.md. Unset: plain HTTP, no auth.",
+    )
 
     @field_validator("listen")
     @classmethod

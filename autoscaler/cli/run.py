@@ -24,6 +24,7 @@ from autoscaler.cli import EXIT_INPUT, EXIT_OK
 from autoscaler.observability.http import ObservabilityServer
 from autoscaler.observability.logs import configure_logging
 from autoscaler.observability.metrics import ControllerMetrics
+from autoscaler.observability.web_config import WebConfigError, load_web_config
 from autoscaler.reconciler.loop import Clock, Reconciler, Sleep
 from autoscaler.reconciler.ports import (
     LoadBalancerReader,
@@ -93,6 +94,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--listen", metavar="HOST:PORT", help="HTTP address (default 0.0.0.0:8080; '' disables)"
     )
+    parser.add_argument(
+        "--web.config.file",
+        "--web-config-file",
+        dest="web_config_file",
+        type=Path,
+        metavar="FILE",
+        help="TLS and basic auth for the listener, in Prometheus exporter-toolkit's format "
+        "(tls_server_config, basic_auth_users); /healthz and /readyz stay open",
+    )
     parser.add_argument("--dry-run", action="store_true", default=None, help="decide and log, never scale")
     parser.add_argument(
         "--once", action="store_true", default=None, help="one pass then exit; exit 1 if any service failed"
@@ -118,6 +128,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "dry_run": ("loop", "dry_run"),
         "once": ("loop", "once"),
         "listen": ("http", "listen"),
+        "web_config_file": ("http", "web_config_file"),
         "log_format": ("log", "format"),
         "log_level": ("log", "level"),
     }
@@ -320,7 +331,16 @@ async def _forever(
     server: ObservabilityServer | None = None
     if settings.http.listen:
         status = ReconcilerStatus(reconciler)
-        server = ObservabilityServer(registry, status, host=settings.http.host, port=settings.http.port)
+        web_config = None
+        if settings.http.web_config_file is not None:
+            try:
+                web_config = load_web_config(settings.http.web_config_file)
+            except WebConfigError as exc:
+                log.error("%s", exc, extra={"event": "web_config_error"})
+                return EXIT_INPUT
+        server = ObservabilityServer(
+            registry, status, host=settings.http.host, port=settings.http.port, web_config=web_config
+        )
         await server.start()
         log.info("serving /metrics /healthz /readyz /decisions on port %d", server.port)
     run_task = asyncio.create_task(reconciler.run(), name="autoscaler-reconciler")

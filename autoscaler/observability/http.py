@@ -14,6 +14,12 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from autoscaler.observability.web_config import WebConfig, secure, site_ssl
+
+# Docker's HEALTHCHECK and load balancers call these without credentials; they say only
+# whether the loop is alive and ready, never a policy, a reading or a decision.
+OPEN_PATHS = ("/healthz", "/readyz")
+
 
 class StatusProvider(Protocol):
     def liveness(self) -> tuple[bool, dict[str, Any]]:
@@ -63,11 +69,20 @@ def _json(body: dict[str, Any], status: int = 200) -> web.Response:
 
 
 class ObservabilityServer:
-    def __init__(self, registry: CollectorRegistry, status: StatusProvider, *, host: str, port: int) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        status: StatusProvider,
+        *,
+        host: str,
+        port: int,
+        web_config: WebConfig | None = None,
+    ) -> None:
         self.registry = registry
         self.status = status
         self.host = host
         self.requested_port = port
+        self.web_config = web_config
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
 
@@ -77,12 +92,15 @@ class ObservabilityServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/decisions", self._decisions)
+        secure(app, self.web_config, OPEN_PATHS)
         return app
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None, logger=server_logger())
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self.requested_port)
+        self._site = web.TCPSite(
+            self._runner, self.host, self.requested_port, ssl_context=site_ssl(self.web_config)
+        )
         await self._site.start()
 
     @property

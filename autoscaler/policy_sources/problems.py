@@ -35,6 +35,15 @@ class Problem:
     field: str
     message: str
 
+    def location(self) -> str:
+        """``path:line: field``: where the problem is, never what the file says there.
+
+        The message is left out because it quotes the file's values; the field is the
+        YAML path (its keys cut to 80 characters each by ``format_path``).
+        """
+        where = f"{self.path}:{self.line}" if self.line > 0 else str(self.path)
+        return f"{where}: {self.field}" if self.field else where
+
     def __str__(self) -> str:
         # Compiler-style "path:line:column:" so editors and CI annotators can jump to it.
         where = str(self.path)

@@ -52,7 +52,9 @@ class ReconcilerStatus:
             "dry_run": r.dry_run,
             "leader": r.leadership.is_leader() if r.leadership is not None else True,
             "services": {name: record.to_json() for name, record in sorted(r.status.records.items())},
-            "policy_problems": list(r.policies.problems),
+            # Where, not what: the messages quote the files; they are in the log and in
+            # `swarm-autoscaler validate`.
+            "policy_problems": list(r.policies.problem_locations),
             "label_problems": {name: list(p) for name, p in sorted(r.labels.problems.items())},
             "shadowed": list(r.status.shadowed),
             "conflicts": list(r.status.conflicts),
