@@ -144,6 +144,13 @@ class LoopSettings(_Group):
     )
     dry_run: bool = Field(default=False, description="Decide and log, never scale.")
     once: bool = Field(default=False, description="One pass, then exit (non-zero if any service failed).")
+    liveness_passes: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="/healthz fails when no pass completed for this many intervals (at least 10 s): "
+        "a loop stuck on a hung Docker daemon is then replaced by Swarm's HEALTHCHECK.",
+    )
     shutdown_grace: float = Field(
         default=5.0, gt=0, le=120, description="Seconds an in-flight pass may take to finish after SIGTERM."
     )

@@ -330,7 +330,7 @@ async def _forever(
     loop = asyncio.get_running_loop()
     server: ObservabilityServer | None = None
     if settings.http.listen:
-        status = ReconcilerStatus(reconciler)
+        status = ReconcilerStatus(reconciler, liveness_passes=settings.loop.liveness_passes)
         web_config = None
         if settings.http.web_config_file is not None:
             try:
