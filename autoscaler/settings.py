@@ -152,7 +152,12 @@ class LoopSettings(_Group):
         "a loop stuck on a hung Docker daemon is then replaced by Swarm's HEALTHCHECK.",
     )
     shutdown_grace: float = Field(
-        default=5.0, gt=0, le=120, description="Seconds an in-flight pass may take to finish after SIGTERM."
+        default=5.0,
+        gt=0,
+        le=120,
+        description="Seconds everything may take after SIGTERM (the in-flight pass, the lease release, "
+        "closing the clients); what is still running then is abandoned and the exit status is 1. "
+        "Keep it below the service's stop_grace_period (Docker's default: 10 s).",
     )
 
 
