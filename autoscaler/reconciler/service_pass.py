@@ -21,6 +21,7 @@ from autoscaler.core.policy import PolicySpec, ScalingPolicy
 from autoscaler.errors import TargetError, VersionConflictError
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.policy_sources.label_controls import Pause, read_pause
+from autoscaler.reconciler import scale_record
 from autoscaler.reconciler.matching import Assignment, metric_requests
 from autoscaler.reconciler.ports import FailoverHooks, Leadership, Target
 from autoscaler.reconciler.records import Outcome, ServiceRecord
@@ -170,7 +171,11 @@ class ServiceReconciler:
                         return redecided
                     service, decision = redecided
                 async with self._calls:
-                    await self.target.scale(service, decision.desired)
+                    await self.target.scale(
+                        service,
+                        decision.desired,
+                        labels=scale_record.labels_for(engine, service, decision.desired, self.clock()),
+                    )
         assert service.replicas is not None  # checked above, on this exact state
         engine.record_scale(at=self.clock(), from_replicas=service.replicas, to_replicas=decision.desired)
         self._log_action(service, decision, "scaled")
@@ -371,7 +376,9 @@ class ServiceReconciler:
         key = (policy.name, service.name)
         slot = self.engines.get(key)
         if slot is None or slot.service_id != service.id:
-            engine = Engine(policy.spec, now=self.clock(), current=service.replicas)
+            now = self.clock()
+            engine = Engine(policy.spec, now=now, current=service.replicas)
+            scale_record.restore(engine, service, now)
             self.engines[key] = EngineSlot(service.id, policy.spec, engine)
             return engine
         if slot.spec != policy.spec:
