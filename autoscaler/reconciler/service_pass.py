@@ -24,7 +24,7 @@ from autoscaler.policy_sources.label_controls import Pause, read_pause
 from autoscaler.reconciler import scale_record
 from autoscaler.reconciler.matching import Assignment, metric_requests
 from autoscaler.reconciler.ports import FailoverHooks, Leadership, Target
-from autoscaler.reconciler.records import Outcome, ServiceRecord
+from autoscaler.reconciler.records import Outcome, ServiceRecord, bounded
 
 log = logging.getLogger("autoscaler.reconciler")
 
@@ -92,7 +92,7 @@ class ServiceReconciler:
             self.metrics.target_errors.labels("timeout").inc()
             log.error("%s: %s", service.name, error, extra={"event": "failure", "service": service.name})
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = bounded(f"{type(exc).__name__}: {exc}")
             record = self._record(policy, service, Outcome.FAILED, f"failed: {error}", error=error)
             if isinstance(exc, TargetError):
                 self.metrics.target_errors.labels("scale").inc()
@@ -124,11 +124,11 @@ class ServiceReconciler:
             policy=policy,
             at=self.clock(),
             outcome=outcome,
-            reason=reason,
+            reason=bounded(reason),
             current=service.replicas,
             running=service.running,
             decision=decision,
-            error=error,
+            error=None if error is None else bounded(error),
         )
 
     async def _reconcile(

@@ -17,6 +17,7 @@ from autoscaler.cli import EXIT_INPUT, EXIT_OK, main
 from autoscaler.observability.logs import configure_logging
 from autoscaler.reconciler.loop import Reconciler
 from autoscaler.reconciler.records import Outcome
+from autoscaler.reconciler.status import ReconcilerStatus
 
 from .fakes import FakeSource, FakeTarget, service, write_policy
 from .test_serve import start_serving
@@ -204,3 +205,25 @@ async def test_an_unchanged_decision_is_logged_at_debug_and_a_hold_once_when_it_
         logger.removeHandler(handler)
         logger.propagate = True
         logger.setLevel(logging.NOTSET)
+
+
+async def test_outside_text_is_bounded_in_decisions_and_the_log(
+    policy_dir: Path, make_reconciler: MakeReconciler, json_log: io.StringIO
+) -> None:
+    # Issue 11, item 6: a 5 MB error written into every log line and /decisions record.
+    write_policy(policy_dir, "web")
+    target = FakeTarget(service("web", 1))
+    source = FakeSource({("web", "rps"): 1000.0})
+    source.fail = RuntimeError("p" * 5_000_000)
+    target.fail_scale["web"] = RuntimeError("d" * 5_000_000)
+    reconciler = make_reconciler(target, source)
+
+    await reconciler.run_once()  # the source fails: the reading's reason quotes it
+    record = ReconcilerStatus(reconciler).decisions()["services"]["web"]
+    assert "ppp" in record["reason"] and len(json.dumps(record)) < 10_000
+
+    source.fail = None
+    await reconciler.run_once()  # now the scale call fails: the error quotes Docker
+    record = ReconcilerStatus(reconciler).decisions()["services"]["web"]
+    assert record["outcome"] == "failed" and "ddd" in record["error"] and len(json.dumps(record)) < 10_000
+    assert all(len(line) < 20_000 for line in json_log.getvalue().splitlines())  # message + traceback bounds
