@@ -144,8 +144,20 @@ class LoopSettings(_Group):
     )
     dry_run: bool = Field(default=False, description="Decide and log, never scale.")
     once: bool = Field(default=False, description="One pass, then exit (non-zero if any service failed).")
+    liveness_passes: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="/healthz fails when no pass completed for this many intervals (at least 10 s): "
+        "a loop stuck on a hung Docker daemon is then replaced by Swarm's HEALTHCHECK.",
+    )
     shutdown_grace: float = Field(
-        default=5.0, gt=0, le=120, description="Seconds an in-flight pass may take to finish after SIGTERM."
+        default=5.0,
+        gt=0,
+        le=120,
+        description="Seconds everything may take after SIGTERM (the in-flight pass, the lease release, "
+        "closing the clients); what is still running then is abandoned and the exit status is 1. "
+        "Keep it below the service's stop_grace_period (Docker's default: 10 s).",
     )
 
 
@@ -167,6 +179,11 @@ class HttpSettings(_Group):
     listen: str = Field(
         default=DEFAULT_LISTEN,
         description="host:port for /metrics, /healthz, /readyz and /decisions; empty to disable.",
+    )
+    web_config_file: Path | None = Field(
+        default=None,
+        description="Web config file (Prometheus exporter-toolkit format): TLS and basic auth for the "
+        "listener; see docs/limits.md. Unset: plain HTTP, no auth.",
     )
 
     @field_validator("listen")

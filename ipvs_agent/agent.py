@@ -13,9 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -159,11 +157,3 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"--listen {listen!r}: expected HOST:PORT, e.g. 0.0.0.0:9105")
     return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def serve(collector: IpvsCollector, listen: str) -> tuple[WSGIServer, threading.Thread]:
-    """Start /metrics on ``listen`` in a background thread; returns the server (port 0 = any)."""
-    host, port = parse_listen(listen)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    return start_http_server(port, addr=host, registry=registry)

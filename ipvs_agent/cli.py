@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
 import socket
 import sys
-import threading
+from pathlib import Path
 from typing import Any
 
 EXIT_OK = 0
@@ -72,18 +73,29 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="reuse a read for this long when scrapes come faster (default: %(default)s)",
     )
+    parser.add_argument(
+        "--web.config.file",
+        "--web-config-file",
+        dest="web_config_file",
+        type=Path,
+        metavar="FILE",
+        help="TLS and basic auth for /metrics, in Prometheus exporter-toolkit's format "
+        "(tls_server_config, basic_auth_users); /healthz stays open",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ipvs_agent.agent import IpvsCollector, parse_listen, serve
+    from autoscaler.observability.web_config import WebConfigError, load_web_config
+    from ipvs_agent.agent import IpvsCollector, parse_listen
     from ipvs_agent.netns import HostIpvs
     from ipvs_agent.swarm_records import docker_network_records
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        parse_listen(args.listen)
-    except ValueError as exc:
+        host, port = parse_listen(args.listen)
+        web_config = load_web_config(args.web_config_file) if args.web_config_file else None
+    except (ValueError, WebConfigError) as exc:
         print(f"swarm-autoscaler ipvs-agent: {exc}", file=sys.stderr)
         return EXIT_INPUT
     docker_host = None if args.docker_host == "none" else args.docker_host
@@ -94,16 +106,27 @@ def run(args: argparse.Namespace) -> int:
         min_interval=args.min_interval,
     )
     collector.snapshot()  # log availability at start, not at the first scrape
+    return asyncio.run(_serve(collector, host, port, web_config, args))
+
+
+async def _serve(collector: Any, host: str, port: int, web_config: Any, args: argparse.Namespace) -> int:
+    from ipvs_agent.http import AgentServer
+
+    server = AgentServer(
+        collector, host=host, port=port, web_config=web_config, min_interval=args.min_interval
+    )
     try:
-        server, _thread = serve(collector, args.listen)
+        await server.start()
     except OSError as exc:
         print(f"swarm-autoscaler ipvs-agent: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    host, port = server.server_address[:2]
-    logging.getLogger(__name__).info("serving /metrics on %s:%s for node %s", host, port, args.node_name)
-    stop = threading.Event()
+    logging.getLogger(__name__).info(
+        "serving /metrics and /healthz on %s:%s for node %s", host, server.port, args.node_name
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    server.shutdown()
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
     return EXIT_OK

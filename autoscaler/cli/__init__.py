@@ -5,13 +5,17 @@ Each subcommand module has ``register(subparsers)`` which adds its parser and se
 the programs shipped beside it (``ipvs-agent`` from ``ipvs_agent/``, ``lab`` from the
 ``swarm-autoscaler-lab`` distribution in ``lab/``) register the same way through the
 entry-point group ``swarm_autoscaler.commands``, so the controller never imports them.
-Exit codes: 0 ok, 1 policy/input error or a failed run, 2 usage error (argparse's own convention).
+Exit codes: 0 ok, 1 policy/input error or a failed run, 2 usage error (argparse's own
+convention), 70 an unexpected error: a bug, printed with its traceback (``EX_SOFTWARE`` of
+sysexits.h). Python itself exits 1 on an uncaught exception, which CI could not tell from
+"your policy has a problem".
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
@@ -21,6 +25,7 @@ from autoscaler import __version__
 EXIT_OK = 0
 EXIT_INPUT = 1
 EXIT_USAGE = 2
+EXIT_CRASH = 70
 
 PLUGIN_GROUP = "swarm_autoscaler.commands"
 
@@ -91,4 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = handler(args)
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        traceback.print_exc()
+        print(
+            f"swarm-autoscaler {args.command}: internal error (a bug, not a problem in your input); "
+            "please report it with the traceback above",
+            file=sys.stderr,
+        )
+        return EXIT_CRASH
     return result

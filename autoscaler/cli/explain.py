@@ -113,7 +113,7 @@ def render(record: dict[str, Any], document: dict[str, Any], out: TextIO) -> Non
     if record.get("error"):
         w(f"error     {record['error']}\n")
     for problem in document.get("policy_problems", []):
-        w(f"policy problem: {problem}\n")
+        w(f"policy problem at {problem} (the message is in the controller's log, or run validate)\n")
     for problem in document.get("label_problems", {}).get(record["service"], []):
         w(f"label problem: {problem}\n")
     for note in document.get("shadowed", []):

@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry
 
 from autoscaler.cli import EXIT_INPUT, EXIT_OK
+from autoscaler.cli.shutdown import Shutdown
 from autoscaler.observability.http import ObservabilityServer
 from autoscaler.observability.logs import configure_logging
 from autoscaler.observability.metrics import ControllerMetrics
+from autoscaler.observability.web_config import WebConfigError, load_web_config
 from autoscaler.reconciler.loop import Clock, Reconciler, Sleep
 from autoscaler.reconciler.ports import (
     LoadBalancerReader,
@@ -93,12 +95,25 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--listen", metavar="HOST:PORT", help="HTTP address (default 0.0.0.0:8080; '' disables)"
     )
+    parser.add_argument(
+        "--web.config.file",
+        "--web-config-file",
+        dest="web_config_file",
+        type=Path,
+        metavar="FILE",
+        help="TLS and basic auth for the listener, in Prometheus exporter-toolkit's format "
+        "(tls_server_config, basic_auth_users); /healthz and /readyz stay open",
+    )
     parser.add_argument("--dry-run", action="store_true", default=None, help="decide and log, never scale")
     parser.add_argument(
         "--once", action="store_true", default=None, help="one pass then exit; exit 1 if any service failed"
     )
     parser.add_argument("--log-format", choices=["text", "json"], help="log line format (default text)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default INFO: changes, holds and failures; DEBUG adds every unchanged decision",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -114,6 +129,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "dry_run": ("loop", "dry_run"),
         "once": ("loop", "once"),
         "listen": ("http", "listen"),
+        "web_config_file": ("http", "web_config_file"),
         "log_format": ("log", "format"),
         "log_level": ("log", "level"),
     }
@@ -132,7 +148,9 @@ def handle(args: argparse.Namespace) -> int:
         print(f"swarm-autoscaler run: {exc}", file=sys.stderr)
         return EXIT_INPUT
     configure_logging(settings.log.format, settings.log.level)
-    return asyncio.run(serve(settings))
+    shutdown = Shutdown(settings.loop.shutdown_grace)
+    code = asyncio.run(serve(settings, shutdown=shutdown))
+    return shutdown.leave_stuck_threads(code)
 
 
 # The real collaborators are imported where they are made, so `--help` and `explain` work
@@ -240,12 +258,16 @@ async def serve(
     failover: RunningFailover | None = None,
     lease: RunningLease | None = None,
     started: asyncio.Future[tuple[Reconciler, ObservabilityServer | None]] | None = None,
+    shutdown: Shutdown | None = None,
 ) -> int:
     """Run the controller until stopped; the exit code. ``started`` resolves once it serves.
 
     Collaborators left out are the real ones built from ``settings`` (the failover monitor
-    only when the target is real too: it reads the same Swarm's nodes and tasks).
+    only when the target is real too: it reads the same Swarm's nodes and tasks). After a
+    stop signal everything ends within ``loop.shutdown_grace``; the exit status is 1 when
+    something had to be abandoned at that deadline (see ``shutdown.py``).
     """
+    shutdown = shutdown or Shutdown(settings.loop.shutdown_grace)
     registry = registry or CollectorRegistry()
     docker: DockerApi | None = None
     if (lease is None and settings.lease.service and not settings.loop.once) or target is None:
@@ -278,14 +300,19 @@ async def serve(
     )
     try:
         if settings.loop.once:
-            return await _once(reconciler, started)
-        return await _forever(reconciler, settings, registry, failover, lease, started)
+            code = await _once(reconciler, started)
+        else:
+            code = await _forever(reconciler, settings, registry, failover, lease, started, shutdown)
     finally:
-        await _close(target)
-        for source in sources.values():
-            await _close(source)
-        if docker is not None:
-            await docker.close()  # the one client the target, the lease and the failover monitor share
+        # docker: the one client the target, the lease and the failover monitor share.
+        for thing in [target, *sources.values(), docker]:
+            if thing is not None:
+                await shutdown.bounded(f"closing {type(thing).__name__}", _close(thing))
+    if shutdown.abandoned:
+        log.warning("stopped; abandoned: %s", "; ".join(shutdown.abandoned), extra={"event": "stopped"})
+        return code if code != EXIT_OK else EXIT_INPUT
+    log.info("stopped", extra={"event": "stopped"})
+    return code
 
 
 async def _once(
@@ -311,12 +338,22 @@ async def _forever(
     failover: RunningFailover | None,
     lease: RunningLease | None,
     started: asyncio.Future[tuple[Reconciler, ObservabilityServer | None]] | None,
+    shutdown: Shutdown,
 ) -> int:
     loop = asyncio.get_running_loop()
     server: ObservabilityServer | None = None
     if settings.http.listen:
-        status = ReconcilerStatus(reconciler)
-        server = ObservabilityServer(registry, status, host=settings.http.host, port=settings.http.port)
+        status = ReconcilerStatus(reconciler, liveness_passes=settings.loop.liveness_passes)
+        web_config = None
+        if settings.http.web_config_file is not None:
+            try:
+                web_config = load_web_config(settings.http.web_config_file)
+            except WebConfigError as exc:
+                log.error("%s", exc, extra={"event": "web_config_error"})
+                return EXIT_INPUT
+        server = ObservabilityServer(
+            registry, status, host=settings.http.host, port=settings.http.port, web_config=web_config
+        )
         await server.start()
         log.info("serving /metrics /healthz /readyz /decisions on port %d", server.port)
     run_task = asyncio.create_task(reconciler.run(), name="autoscaler-reconciler")
@@ -325,19 +362,20 @@ async def _forever(
     if failover is not None:
         failover_task = asyncio.create_task(failover.run(), name="autoscaler-failover")
 
-    def shutdown(signame: str) -> None:
+    def on_stop_signal(signame: str) -> None:
         if reconciler.stopping:
             return
         log.info("%s: finishing in-flight work, then exiting", signame, extra={"event": "shutdown"})
+        shutdown.begin()
         reconciler.stop()
         if failover is not None:
             failover.stop()
         # A pass stuck on a dead daemon must not keep the process alive past the grace period.
-        loop.call_later(settings.loop.shutdown_grace, run_task.cancel)
+        loop.call_later(shutdown.for_the_pass(), run_task.cancel)
 
     handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, shutdown, sig.name)
+        loop.add_signal_handler(sig, on_stop_signal, sig.name)
     loop.add_signal_handler(signal.SIGHUP, reconciler.request_reload)
     if started is not None:
         started.set_result((reconciler, server))
@@ -346,22 +384,22 @@ async def _forever(
     except asyncio.CancelledError:
         if not reconciler.stopping:
             raise
-        log.warning("in-flight work did not finish within %.1f s; abandoned", settings.loop.shutdown_grace)
+        shutdown.abandon("the in-flight pass")
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
         if failover is not None and failover_task is not None:
             failover.stop()
-            _, pending = await asyncio.wait({failover_task}, timeout=settings.loop.shutdown_grace)
+            _, pending = await asyncio.wait({failover_task}, timeout=shutdown.remaining())
             for task in pending:
                 task.cancel()
+                shutdown.abandon("the failover monitor")
             await asyncio.gather(failover_task, return_exceptions=True)
         if lease is not None and lease_task is not None:
             # Only now that no scale call is in flight: hand the lease to a standby at once.
             lease_task.cancel()
             await asyncio.gather(lease_task, return_exceptions=True)
-            await lease.release()
+            await shutdown.bounded("releasing the lease (standbys will wait it out)", lease.release())
         if server is not None:
-            await server.stop()
-    log.info("stopped", extra={"event": "stopped"})
+            await shutdown.bounded("stopping the HTTP listener", server.stop())
     return EXIT_OK

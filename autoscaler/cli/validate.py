@@ -30,10 +30,13 @@ examples:
 
 Directories load their *.yaml and *.yml files (not sub-directories, not hidden files).
 Every problem of every file is printed as 'path:line: field: message' and the exit status
-is 1; when all is valid, one line per policy is printed and the exit status is 0.
+is 1; when all is valid, one line per policy is printed and the exit status is 0. Exit
+status 70 means validate itself failed (a bug): the traceback is printed.
 Label problems read 'stack.yml:line: service web: label autoscaler.x: message' (--compose)
 or 'service web: label autoscaler.x: message' (--swarm). Stack files are interpolated from
 the environment ($VAR, ${VAR:-default}) as docker stack deploy does.
+Files over 1 MiB, aliases expanding past 10,000 nodes, nesting over 32 levels and
+numbers over 100 characters are refused (docs/limits.md).
 """
 
 

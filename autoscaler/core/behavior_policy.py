@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
-from autoscaler.core.policy_base import PolicyModel
+from autoscaler.core.policy_base import Bool, Int, Number, PolicyModel
 
 
 class PolicyType(StrEnum):
@@ -35,8 +35,8 @@ class ScalingRatePolicy(PolicyModel):
     """At most ``value`` replicas (or percent) of change per ``periodSeconds``."""
 
     type: PolicyType
-    value: Annotated[int, Field(gt=0, description="Replicas or percent; > 0.")]
-    period_seconds: Annotated[int, Field(gt=0, le=1800, description="1..1800, as HPA.")]
+    value: Annotated[Int, Field(gt=0, le=100_000, description="Replicas or percent; 1..100000.")]
+    period_seconds: Annotated[Int, Field(gt=0, le=1800, description="1..1800, as HPA.")]
 
     @field_validator("type", mode="before")
     @classmethod
@@ -48,11 +48,11 @@ class ScalingRatePolicy(PolicyModel):
 class ScalingRules(PolicyModel):
     """One direction of ``behavior``. Fields left out take HPA's default for that direction."""
 
-    stabilization_window_seconds: Annotated[int | None, Field(ge=0, le=3600)] = None
+    stabilization_window_seconds: Annotated[Int | None, Field(ge=0, le=3600)] = None
     select_policy: SelectPolicy = SelectPolicy.MAX
     policies: Annotated[tuple[ScalingRatePolicy, ...] | None, Field(min_length=1)] = None
     # HPA 1.33+ (KEP-4951): this direction's tolerance; None takes spec.tolerance.
-    tolerance: Annotated[float | None, Field(ge=0.0, lt=1.0)] = None
+    tolerance: Annotated[Number | None, Field(ge=0.0, lt=1.0)] = None
 
 
 # HPA v2 defaults (k8s.io/kubernetes pkg/apis/autoscaling/v2/defaults.go).
@@ -96,6 +96,6 @@ class Panic(PolicyModel):
     scale-down is suspended until the condition has been false for ``stableWindowSeconds``.
     """
 
-    enabled: bool = True
-    threshold: Annotated[float, Field(gt=1.0, le=100.0)] = 2.0
-    stable_window_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
+    enabled: Bool = True
+    threshold: Annotated[Number, Field(gt=1.0, le=100.0)] = 2.0
+    stable_window_seconds: Annotated[Int, Field(ge=0, le=3600)] = 60

@@ -65,6 +65,9 @@ from autoscaler.core.schedules import Bounds, ScheduleBook
 from autoscaler.core.tolerance import Tolerances
 from autoscaler.core.tracking import MetricTracker, invalid_why
 
+# One scale event as the rate limits count it: (time, replicas added or removed).
+ScaleStep = tuple[float, int]
+
 # Times this large are Unix timestamps (reconciler); smaller ones are simulation seconds.
 _EPOCH_LIKE = 365 * 86400.0
 
@@ -172,6 +175,23 @@ class Engine:
         """The service was scaled (by us): count it against the rate limits."""
         self._scale_events.record(at, from_replicas, to_replicas)
         self._known = to_replicas
+
+    def scale_history(self, now: float) -> tuple[list[ScaleStep], list[ScaleStep]]:
+        """(added, removed): the scale events the rate limits still count at ``now``, oldest
+        first, as ``(at, replicas)``; what a restarted controller needs to go on counting."""
+        self._scale_events.prune(now)
+        return list(self._scale_events.up), list(self._scale_events.down)
+
+    def restore_scale_history(self, up: list[ScaleStep], down: list[ScaleStep], now: float) -> None:
+        """Count scale events made before this engine existed (a previous controller's).
+
+        Events later than ``now`` are taken as made ``now``: a clock that ran ahead on the
+        previous controller's node must not hold the limits for longer than its periods.
+        """
+        events = self._scale_events
+        events.up = sorted([*events.up, *((min(at, now), n) for at, n in up)])
+        events.down = sorted([*events.down, *((min(at, now), n) for at, n in down)])
+        events.prune(now)
 
     def decide(
         self,

@@ -22,6 +22,8 @@ class ServiceState:
     ever ran); a service whose update is in progress is held. ``load_balanced``: Swarm gave
     it virtual IPs (``Endpoint.VirtualIPs``: VIP endpoint mode on a network, or ports
     published through the ingress), so IPVS routes to its tasks; dnsrr services have none.
+    ``previous_replicas`` is ``PreviousSpec``'s replica count (None: no previous spec, or
+    not replicated), what the last change started from.
     """
 
     id: str
@@ -33,6 +35,7 @@ class ServiceState:
     labels: dict[str, str] = field(default_factory=dict)
     update_state: str | None = None
     load_balanced: bool = False
+    previous_replicas: int | None = None
 
     @property
     def is_global(self) -> bool:

@@ -20,7 +20,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from autoscaler.core.behavior_policy import Behavior, Panic
 from autoscaler.core.cron import cron_problem, timezone_problem
-from autoscaler.core.policy_base import PolicyModel
+from autoscaler.core.policy_base import Int, Number, PolicyModel
 from autoscaler.core.predictive_policy import Predictive
 
 API_VERSION = "autoscaler.swarm/v1"
@@ -37,8 +37,8 @@ _METRIC_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")
 class Target(PolicyModel):
     """Exactly one of ``averageValue`` (per running replica) or ``value`` (whole service)."""
 
-    average_value: Annotated[float | None, Field(gt=0)] = None
-    value: Annotated[float | None, Field(gt=0)] = None
+    average_value: Annotated[Number | None, Field(gt=0)] = None
+    value: Annotated[Number | None, Field(gt=0)] = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -106,7 +106,7 @@ class MetricSpec(PolicyModel):
     ipvs: IpvsMetric | None = None
     target: Target
     # KEDA's activationThreshold: with minReplicas 0, above this the service wakes (0 -> 1).
-    activation_value: Annotated[float | None, Field(ge=0)] = None
+    activation_value: Annotated[Number | None, Field(ge=0)] = None
     empty_as: EmptyAs = EmptyAs.MISSING
 
     @field_validator("name")
@@ -150,9 +150,9 @@ class LoadBalancerCheck(StrEnum):
 class NodeFailure(PolicyModel):
     """Confirming that tasks lost with a node came back healthy elsewhere (``nodeFailure``)."""
 
-    confirm_within_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    confirm_within_seconds: Annotated[Int, Field(ge=1, le=3600)] = 60
     on_timeout: OnTimeout = OnTimeout.ALERT
-    scale_up_by: Annotated[int, Field(ge=1, le=100)] = 1
+    scale_up_by: Annotated[Int, Field(ge=1, le=100)] = 1
     load_balancer: LoadBalancerCheck = LoadBalancerCheck.AUTO
 
 
@@ -172,8 +172,8 @@ class Fallback(PolicyModel):
     must never scale a service down unless the policy says ``behavior: static`` itself.
     """
 
-    failure_threshold: Annotated[int, Field(ge=1, le=1000)]
-    replicas: Annotated[int, Field(ge=0, le=10_000)]
+    failure_threshold: Annotated[Int, Field(ge=1, le=1000)]
+    replicas: Annotated[Int, Field(ge=0, le=10_000)]
     behavior: FallbackBehavior = FallbackBehavior.CURRENT_REPLICAS_IF_HIGHER
 
 
@@ -188,8 +188,8 @@ class Schedule(PolicyModel):
     start: str
     end: str
     timezone: str = "UTC"
-    min_replicas: Annotated[int, Field(ge=0, le=10_000)]
-    max_replicas: Annotated[int | None, Field(ge=1, le=10_000)] = None
+    min_replicas: Annotated[Int, Field(ge=0, le=10_000)]
+    max_replicas: Annotated[Int | None, Field(ge=1, le=10_000)] = None
 
     @field_validator("start", "end")
     @classmethod
@@ -225,9 +225,9 @@ class Schedule(PolicyModel):
 class PolicySpec(PolicyModel):
     service: str | None = None
     selector: Selector | None = None
-    min_replicas: Annotated[int, Field(ge=0)] = 1
-    max_replicas: Annotated[int, Field(ge=1, le=10_000)]
-    tolerance: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    min_replicas: Annotated[Int, Field(ge=0, le=10_000)] = 1
+    max_replicas: Annotated[Int, Field(ge=1, le=10_000)]
+    tolerance: Annotated[Number, Field(ge=0.0, lt=1.0)] = 0.1
     metrics: Annotated[tuple[MetricSpec, ...], Field(min_length=1)]
     behavior: Behavior = Behavior()
     panic: Panic = Panic()
@@ -236,7 +236,7 @@ class PolicySpec(PolicyModel):
     schedules: tuple[Schedule, ...] = ()
     # KEDA's cooldownPeriod: with minReplicas 0, how long every activation metric must stay
     # at or below its activationValue before the service goes to 0.
-    scale_to_zero_after_seconds: Annotated[int, Field(ge=0, le=86_400)] = 300
+    scale_to_zero_after_seconds: Annotated[Int, Field(ge=0, le=86_400)] = 300
     predictive: Predictive = Predictive()
 
     @field_validator("service")

@@ -11,8 +11,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 from pydantic.alias_generators import to_camel
+
+# As core/policy.py's Number and Bool (not imported: policy.py imports this module).
+_Number = Annotated[float, Strict()]
+_Bool = Annotated[bool, Strict()]
 
 
 class ForecastMethod(StrEnum):
@@ -30,22 +34,26 @@ class PredictiveMode(StrEnum):
 class Predictive(BaseModel):
     """Scale up ahead of a rise the recent history shows coming; never scale down on it."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    # Strict and finite like every other block of the policy (core/policy.py): no 'yes' for
+    # true, no '15' for 15, no .inf.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, allow_inf_nan=False
+    )
 
-    enabled: bool = False
+    enabled: _Bool = False
     mode: PredictiveMode = PredictiveMode.ACT
     method: ForecastMethod = ForecastMethod.TREND
     # What a new replica takes to serve; the horizon is this plus one evaluation interval.
-    startup_seconds: Annotated[float, Field(ge=0, le=3600)] = 15.0
+    startup_seconds: Annotated[_Number, Field(ge=0, le=3600)] = 15.0
     # Fixed horizon instead of startupSeconds + the interval seen between evaluations.
-    horizon_seconds: Annotated[float | None, Field(gt=0, le=3600)] = None
-    window_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    horizon_seconds: Annotated[_Number | None, Field(gt=0, le=3600)] = None
+    window_seconds: Annotated[_Number, Field(gt=0, le=3600)] = 60.0
     # A forecast needs this much history (seconds) inside the window before it is used.
-    min_history_seconds: Annotated[float | None, Field(gt=0, le=3600)] = None
+    min_history_seconds: Annotated[_Number | None, Field(gt=0, le=3600)] = None
     # Scatter around the fitted trend, as a fraction of the mean, above which it is not used.
-    max_noise: Annotated[float, Field(gt=0, le=10)] = 0.25
+    max_noise: Annotated[_Number, Field(gt=0, le=10)] = 0.25
     # Add a daily pattern once a day of history exists (one value per minute of the day).
-    seasonal: bool = True
+    seasonal: _Bool = True
 
     @model_validator(mode="after")
     def _history_fits_window(self) -> Self:

@@ -7,10 +7,18 @@ reconciler) for health and for the decisions document, so this layer imports onl
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from autoscaler.observability.web_config import WebConfig, secure, site_ssl
+
+# Docker's HEALTHCHECK and load balancers call these without credentials; they say only
+# whether the loop is alive and ready, never a policy, a reading or a decision.
+OPEN_PATHS = ("/healthz", "/readyz")
 
 
 class StatusProvider(Protocol):
@@ -27,6 +35,33 @@ class StatusProvider(Protocol):
         ...
 
 
+class _QuietBadRequests(logging.Filter):
+    """Turn aiohttp's traceback for a request it refused into one DEBUG line.
+
+    A client that sends a header over 8 KB, or bytes that are not HTTP, gets its 400 from
+    aiohttp; the 9-line traceback aiohttp logs for it says nothing about our code, and a
+    scanner sending such requests would fill the log. Errors in our handlers keep theirs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        message = " ".join(str(error.message).split())
+        logging.getLogger(record.name).debug(
+            "refused a bad request (%d): %s", error.code, message[:120], extra={"event": "bad_request"}
+        )
+        return False
+
+
+def server_logger() -> logging.Logger:
+    """The logger for aiohttp's request handling, with refused requests kept quiet."""
+    logger = logging.getLogger("autoscaler.http.server")
+    if not any(isinstance(f, _QuietBadRequests) for f in logger.filters):
+        logger.addFilter(_QuietBadRequests())
+    return logger
+
+
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
     return web.Response(
         text=json.dumps(body, indent=2, default=str), status=status, content_type="application/json"
@@ -34,11 +69,20 @@ def _json(body: dict[str, Any], status: int = 200) -> web.Response:
 
 
 class ObservabilityServer:
-    def __init__(self, registry: CollectorRegistry, status: StatusProvider, *, host: str, port: int) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        status: StatusProvider,
+        *,
+        host: str,
+        port: int,
+        web_config: WebConfig | None = None,
+    ) -> None:
         self.registry = registry
         self.status = status
         self.host = host
         self.requested_port = port
+        self.web_config = web_config
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
 
@@ -48,12 +92,15 @@ class ObservabilityServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/decisions", self._decisions)
+        secure(app, self.web_config, OPEN_PATHS)
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, logger=server_logger())
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self.requested_port)
+        self._site = web.TCPSite(
+            self._runner, self.host, self.requested_port, ssl_context=site_ssl(self.web_config)
+        )
         await self._site.start()
 
     @property

@@ -13,8 +13,38 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
+# A log line quotes outside text (Docker's and Prometheus' answers, exception messages):
+# each source bounds its own, and these are the last bounds before the log, so a 5 MB
+# answer can never become a 5 MB line per tick. A traceback keeps its end (the exception).
+MAX_MESSAGE_CHARS = 4000
+MAX_TRACEBACK_CHARS = 8000
+
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def _clip_traceback(text: str) -> str:
+    if len(text) <= MAX_TRACEBACK_CHARS:
+        return text
+    head = MAX_TRACEBACK_CHARS // 2
+    return f"{text[:head]}\n... ({len(text) - MAX_TRACEBACK_CHARS:,} characters cut) ...\n{text[-head:]}"
+
+
+class BoundedTextFormatter(logging.Formatter):
+    """The text format, with the message and the traceback bounded as in JSON."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _clip(record.message, MAX_MESSAGE_CHARS)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return _clip_traceback(super().formatException(ei))
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,13 +55,13 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _clip(record.getMessage(), MAX_MESSAGE_CHARS),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
                 body[key] = value
         if record.exc_info:
-            body["exception"] = self.formatException(record.exc_info)
+            body["exception"] = _clip_traceback(self.formatException(record.exc_info))
         return json.dumps(body, default=str)
 
 
@@ -43,7 +73,7 @@ def configure_logging(
 ) -> logging.Handler:
     """Send the ``autoscaler`` loggers to ``stream`` (stderr) in ``fmt``; returns the handler."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else BoundedTextFormatter(TEXT_FORMAT))
     logger = logging.getLogger("autoscaler")
     for old in list(logger.handlers):
         logger.removeHandler(old)

@@ -15,7 +15,7 @@ from pydantic_core import ErrorDetails
 
 from autoscaler.core.policy import API_VERSION, KIND, ScalingPolicy
 from autoscaler.policy_sources.messages import allowed_fields, describe, suggest
-from autoscaler.policy_sources.problems import Problem
+from autoscaler.policy_sources.problems import Problem, clip
 from autoscaler.policy_sources.yaml_documents import YamlDocument, YamlPath, format_path, parse_documents
 
 # The one template a query may use; anything else in {{ }} is a typo or a Helm/Jinja leftover.
@@ -173,7 +173,7 @@ def _check_header(document: YamlDocument, path: Path) -> list[Problem]:
                     document.line_of((key,)),
                     None,
                     key,
-                    f"'{given}' is not supported; this autoscaler reads only '{key}: {expected}'",
+                    f"{_quoted(given)} is not supported; this autoscaler reads only '{key}: {expected}'",
                 )
             )
     return problems
@@ -241,5 +241,14 @@ def _kind_of(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
-        return f"the text '{value[:40]}'"
-    return f"the value {value!r}"
+        return f"the text '{clip(value, 40)}'"
+    return f"the value {clip(repr(value))}"
+
+
+def _quoted(value: object) -> str:
+    """A header value in a message: never the expansion of a mapping or list."""
+    if isinstance(value, str):
+        return f"'{clip(value)}'"
+    if isinstance(value, dict | list):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return f"'{clip(str(value))}'"

@@ -27,8 +27,9 @@ PAUSED_BY = "autoscaler.pausedBy"
 PAUSED_AT = "autoscaler.pausedAt"
 PAUSE_KEYS = (PAUSED, PAUSED_REPLICAS, PAUSED_BY, PAUSED_AT)
 CONTROL_KEYS = frozenset((ENABLE, *PAUSE_KEYS))
-# The HA lease's labels on the controller's own service (``core.lease_rules``).
-RESERVED_PREFIXES = ("autoscaler.lease.",)
+# The HA lease's labels on the controller's own service (``core.lease_rules``), and the
+# state the controller keeps on the services it scales (``reconciler.scale_record``).
+RESERVED_PREFIXES = ("autoscaler.lease.", "autoscaler.state.")
 
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")

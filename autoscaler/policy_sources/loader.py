@@ -14,6 +14,7 @@ file was saved half-edited: a broken file keeps its last good policies.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
@@ -27,7 +28,7 @@ from autoscaler.policy_sources.documents import (
     check_collisions,
     parse_policy_text,
 )
-from autoscaler.policy_sources.problems import PolicyLoadError, Problem
+from autoscaler.policy_sources.problems import PolicyLoadError, Problem, clip
 
 __all__ = [
     "LoadedPolicy",
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 POLICY_SUFFIXES = (".yaml", ".yml")
+# A policy is about 1 KiB; a file a thousand times that is a mistake (a log or a dump
+# saved under a policy name) and would cost seconds and hundreds of MB to parse.
+MAX_FILE_BYTES = 1024 * 1024
 # Coarse file-system clocks tick every few ms (ext4, tmpfs) or 2 s (FAT); mtime plus size
 # is trusted only for files older than this.
 _RACY_WINDOW_NS = 3_000_000_000
@@ -79,38 +83,85 @@ def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
     Runs on every reload, so a directory costs one ``scandir`` and no stat per file.
     Duplicates are recognised by real path: a directory's real path plus the file name.
     """
+    files, problems, _ = _expand(paths)
+    return files, problems
+
+
+def _expand(paths: Sequence[Path]) -> tuple[list[Path], list[Problem], list[Path]]:
+    """``expand_paths``, plus the paths that exist but could not be looked into."""
     files: list[Path] = []
     problems: list[Problem] = []
+    unreadable: list[Path] = []
     seen: set[str] = set()
     for path in paths:
-        if path.is_dir():
-            real_dir = os.path.realpath(path)
-            with os.scandir(path) as entries:
-                names = sorted(entry.name for entry in entries if _is_policy_file(entry))
-            candidates = [(path / name, os.path.join(real_dir, name)) for name in names]
-        elif path.exists():
-            candidates = [(path, os.path.realpath(path))]
-        else:
-            problems.append(Problem(path, 0, None, "", "no such file or directory"))
+        try:
+            candidates = _candidates(path)
+        except OSError as exc:
+            # A symlink loop, a directory we may not list: this path's problem only.
+            problems.append(Problem(path, 0, None, "", _os_problem(exc)))
+            if exc.errno != errno.ENOENT:
+                unreadable.append(path)
             continue
         for candidate, key in candidates:
             if key not in seen:
                 seen.add(key)
                 files.append(candidate)
-    return files, problems
+    return files, problems, unreadable
+
+
+def _candidates(path: Path) -> list[tuple[Path, str]]:
+    """The files ``path`` names, each with the key that recognises it when named twice."""
+    if path.is_dir():
+        real_dir = os.path.realpath(path)
+        with os.scandir(path) as entries:
+            names = sorted(entry.name for entry in entries if _is_policy_file(entry))
+        return [(path / name, os.path.join(real_dir, name)) for name in names]
+    os.stat(path)  # raises for a missing file and for a symlink loop, each with its own reason
+    return [(path, os.path.realpath(path))]
 
 
 def _is_policy_file(entry: os.DirEntry[str]) -> bool:
     name = entry.name
-    return name.endswith(POLICY_SUFFIXES) and not name.startswith(".") and entry.is_file()
+    if not name.endswith(POLICY_SUFFIXES) or name.startswith("."):
+        return False
+    try:
+        return entry.is_file()
+    except OSError:
+        # A symlink loop or a dangling link under a policy name: load it, so reading it
+        # reports the file's own problem instead of the file silently not existing.
+        return True
+
+
+def _os_problem(exc: OSError) -> str:
+    if exc.errno == errno.ENOENT:
+        return "no such file or directory"
+    return f"cannot read: {exc.strerror or exc}"
 
 
 def _read_and_parse(path: Path) -> tuple[list[PolicyPlaces], list[Problem]]:
     try:
-        data = path.read_bytes()
+        data = _read_capped(path)
     except OSError as exc:
-        return [], [Problem(path, 0, None, "", f"cannot read: {exc.strerror or exc}")]
+        return [], [Problem(path, 0, None, "", _os_problem(exc))]
+    except FileTooLarge as exc:
+        return [], [Problem(path, 0, None, "", str(exc))]
     return _parse_bytes(data, path)
+
+
+class FileTooLarge(Exception):
+    """A policy file beyond ``MAX_FILE_BYTES``; its text is the operator's message."""
+
+
+def _read_capped(path: Path) -> bytes:
+    """The file's bytes; never reads more than one byte past the cap, whatever the file."""
+    with path.open("rb") as file:
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise FileTooLarge(
+            f"refused: larger than {MAX_FILE_BYTES // 1024:,} KiB; a policy is about 1 KiB, "
+            "so split the file (a directory loads every file in it)"
+        )
+    return data
 
 
 def _parse_bytes(data: bytes, path: Path) -> tuple[list[PolicyPlaces], list[Problem]]:
@@ -119,7 +170,12 @@ def _parse_bytes(data: bytes, path: Path) -> tuple[list[PolicyPlaces], list[Prob
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         return [], [Problem(path, line, None, "", "not UTF-8 text; save the file as UTF-8")]
-    return parse_policy_text(text, path)
+    try:
+        return parse_policy_text(text, path)
+    except (RecursionError, ValueError) as exc:
+        # yaml_limits bounds what we know of; anything past them is still this file's
+        # problem alone: the other files must load.
+        return [], [Problem(path, 0, None, "", f"cannot be read: {type(exc).__name__}: {clip(str(exc))}")]
 
 
 @dataclass(frozen=True)
@@ -174,8 +230,13 @@ class PolicyStore:
 
     def reload(self) -> ReloadResult:
         before = {p.policy.name: p.policy for p in self.policies}
-        files, problems = expand_paths(self._paths)
+        files, problems, unreadable = _expand(self._paths)
         current = {path: _refresh(path, self._files.get(path)) for path in files}
+        # A directory we cannot list now (permissions, a symlink loop) keeps what it had:
+        # only a file that is gone takes its policies with it.
+        for path, state in self._files.items():
+            if path not in current and (path in unreadable or path.parent in unreadable):
+                current[path] = state
         _accept_pending(current)
         self._files = current
         for state in current.values():
@@ -197,11 +258,12 @@ def _refresh(path: Path, old: _FileState | None) -> _FileState:
         fingerprint = (stat.st_mtime_ns, stat.st_size)
         if old is not None and old.fingerprint == fingerprint and not old.racy:
             return old
-        data = path.read_bytes()
+        data = _read_capped(path)
         racy = time.time_ns() - stat.st_mtime_ns < _RACY_WINDOW_NS
     except OSError as exc:
-        problem = Problem(path, 0, None, "", f"cannot read: {exc.strerror or exc}")
-        return _FileState((0, 0), "", kept, None, [problem])
+        return _FileState((0, 0), "", kept, None, [Problem(path, 0, None, "", _os_problem(exc))])
+    except FileTooLarge as exc:
+        return _FileState(fingerprint, "", kept, None, [Problem(path, 0, None, "", str(exc))])
     digest = hashlib.sha256(data).hexdigest()
     if old is not None and old.digest == digest:
         # Touched but not edited (a save without changes, a checkout): nothing to parse.

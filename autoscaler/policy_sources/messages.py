@@ -8,6 +8,7 @@ and for a typo the name they probably meant.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import types
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from autoscaler.core.policy import LABEL_NAME_PATTERN, SWARM_NAME_PATTERN
+from autoscaler.policy_sources.problems import MAX_QUOTED_CHARS, clip
 from autoscaler.policy_sources.yaml_documents import YamlPath, format_path
 
 # Patterns in the model, said in words (the regex stays in the message for the precise rule).
@@ -39,6 +41,7 @@ _TYPE_WORDS = {
     "int_from_float": "a whole number",
     "float_type": "a number",
     "float_parsing": "a number",
+    "finite_number": "a finite number (not .inf, .nan or a value too large for a float)",
     "bool_type": "true or false",
     "bool_parsing": "true or false",
     "string_type": "a string (quote it if it looks like a number or yes/no)",
@@ -64,7 +67,7 @@ def describe(error: ErrorDetails, root: type[BaseModel]) -> str:
     if kind in ("literal_error", "enum"):
         expected = str(ctx.get("expected", "?"))
         message = f"{_show(given)} is not allowed; use one of: {expected}"
-        close = suggest(str(given), re.findall(r"'([^']*)'", expected))
+        close = suggest(given, re.findall(r"'([^']*)'", expected)) if isinstance(given, str) else None
         return f"{message} (did you mean {close}?)" if close else message
     if kind in _COMPARISONS:
         key, words = _COMPARISONS[kind]
@@ -81,7 +84,7 @@ def describe(error: ErrorDetails, root: type[BaseModel]) -> str:
     if kind == "string_too_short":
         return "must not be empty"
     if kind in _TYPE_WORDS:
-        return f"must be {_TYPE_WORDS[kind]}, got {_show(given)}"
+        return f"must be {_TYPE_WORDS[kind]}, got {_show(given)}{_quoting_hint(kind, given)}"
     if kind in ("value_error", "assertion_error"):
         message = str(ctx.get("error", error["msg"]))
         # Field-level checks (a name's shape) do not repeat the value; model-level ones do.
@@ -100,6 +103,8 @@ def allowed_fields(root: type[BaseModel], loc: YamlPath) -> list[str]:
 
 def suggest(name: str, allowed: list[str]) -> str | None:
     """The allowed name closest to ``name``, if one is close enough to be a typo."""
+    if len(name) > MAX_QUOTED_CHARS:
+        return None  # no field name is that long; and difflib's cost grows with the length
     close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
     if close:
         return close[0]
@@ -109,7 +114,7 @@ def suggest(name: str, allowed: list[str]) -> str | None:
 
 
 def _unknown_field(name: str, allowed: list[str]) -> str:
-    message = f"unknown field '{name}'"
+    message = f"unknown field '{clip(name)}'"
     close = suggest(name, allowed)
     if close:
         return f"{message} (did you mean {close}?)"
@@ -149,6 +154,20 @@ def _as_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _quoting_hint(kind: str, given: object) -> str:
+    """Why a number in quotes is refused: the quotes make it text, and text is never read as a number."""
+    if kind in ("int_type", "float_type") and isinstance(given, str) and _looks_like_number(given):
+        return "; remove the quotes"
+    return ""
+
+
+def _looks_like_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def _number(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -165,5 +184,5 @@ def _show(value: object) -> str:
     if isinstance(value, list | tuple):
         return "a list"
     if isinstance(value, str):
-        return f"'{value}'"
-    return str(value)
+        return f"'{clip(value)}'"
+    return clip(str(value))

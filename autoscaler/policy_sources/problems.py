@@ -7,6 +7,17 @@ from pathlib import Path
 
 from autoscaler.errors import PolicyError
 
+# Text from a policy file quoted in a message (a value, a key) is cut to this: a message
+# says what is wrong, and a 5 MB value must not become a 5 MB log line or HTTP answer.
+MAX_QUOTED_CHARS = 80
+
+
+def clip(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text`` if short, else its start and how long it really was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -23,6 +34,15 @@ class Problem:
     column: int | None
     field: str
     message: str
+
+    def location(self) -> str:
+        """``path:line: field``: where the problem is, never what the file says there.
+
+        The message is left out because it quotes the file's values; the field is the
+        YAML path (its keys cut to 80 characters each by ``format_path``).
+        """
+        where = f"{self.path}:{self.line}" if self.line > 0 else str(self.path)
+        return f"{where}: {self.field}" if self.field else where
 
     def __str__(self) -> str:
         # Compiler-style "path:line:column:" so editors and CI annotators can jump to it.

@@ -15,14 +15,18 @@ from typing import Protocol
 
 import yaml
 
-from autoscaler.policy_sources.problems import Problem
+from autoscaler.policy_sources.problems import Problem, clip
+from autoscaler.policy_sources.yaml_limits import check_limits
 
 
 class _Composer(Protocol):
-    """The part of a PyYAML loader (pure or libyaml) that builds node trees."""
+    """The part of a PyYAML loader (pure or libyaml) that parses events and builds node trees."""
 
     def check_node(self) -> bool: ...
     def get_node(self) -> yaml.Node | None: ...
+    def check_event(self) -> bool: ...
+    def get_event(self) -> yaml.Event: ...
+    def resolve(self, kind: type[yaml.Node], value: str, implicit: tuple[bool, bool]) -> str: ...
     def dispose(self) -> None: ...
 
 
@@ -71,7 +75,8 @@ def format_path(path: YamlPath) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else part
+            name = clip(str(part))  # a key can be any text the file holds
+            text += f".{name}" if text else name
     return text
 
 
@@ -79,8 +84,13 @@ def parse_documents(text: str, path: Path) -> tuple[list[YamlDocument], list[Pro
     """Every non-empty document of ``text``, and the problems found while reading it.
 
     A syntax error stops the parser, so the documents before it are still returned (and
-    validated by the caller) and the error is the last problem.
+    validated by the caller) and the error is the last problem. A file beyond the bounds
+    of ``yaml_limits`` (alias expansion, nesting, number length) gives only that problem.
     """
+    loaders = [yaml.SafeLoader] if _FAST_LOADER is None else [_FAST_LOADER, yaml.SafeLoader]
+    refused = check_limits(loaders, text, path)
+    if refused:
+        return [], refused
     if _FAST_LOADER is not None:
         try:
             return _parse_with(_FAST_LOADER, text, path, raise_syntax_errors=True)

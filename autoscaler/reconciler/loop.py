@@ -31,7 +31,7 @@ from autoscaler.reconciler.ports import (
     PolicyCatalog,
     Target,
 )
-from autoscaler.reconciler.records import Outcome, ServiceRecord
+from autoscaler.reconciler.records import Outcome, ServiceRecord, bounded
 from autoscaler.reconciler.service_pass import EngineSlot, ServiceReconciler
 
 log = logging.getLogger("autoscaler.reconciler")
@@ -172,7 +172,7 @@ class Reconciler:
         except Exception as exc:
             self.metrics.target_errors.labels("list").inc()
             self.status.target_reachable = False
-            self.status.target_error = f"{type(exc).__name__}: {exc}"
+            self.status.target_error = bounded(f"{type(exc).__name__}: {exc}")
             log.error("cannot list services: %s", self.status.target_error, extra={"event": "target_error"})
             return PassResult(target_error=self.status.target_error)
         self.status.target_reachable = True
@@ -254,7 +254,7 @@ class Reconciler:
                 if isinstance(exc, TimeoutError):
                     why = f"{kind}: no answer within {self.service_timeout:g} s"
                 else:
-                    why = f"{kind}: {type(exc).__name__}: {exc}"
+                    why = bounded(f"{kind}: {type(exc).__name__}: {exc}")
                 log.warning("metric fetch failed: %s", why, extra={"event": "source_error", "source": kind})
                 return {r: MetricReading.missing(r.metric, why) for r in requests}
             return {r: got.get(r) or MetricReading.missing(r.metric, f"{kind}: no data") for r in requests}

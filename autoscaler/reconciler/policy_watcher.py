@@ -22,6 +22,9 @@ class PolicyWatcher:
         self.catalog = catalog
         self.metrics = metrics
         self.problems: list[str] = []
+        # Where each problem is, without its message: what HTTP answers show (a message may
+        # quote the file, and /decisions must not serve file contents).
+        self.problem_locations: list[str] = []
         self.loaded = False
 
     def current(self) -> list[ScalingPolicy]:
@@ -31,9 +34,11 @@ class PolicyWatcher:
         try:
             result = self.catalog.reload()
             problems = [str(p) for p in result.problems]
+            locations = [p.location() for p in result.problems]
             changes = {"added": result.added, "changed": result.changed, "removed": result.removed}
         except Exception as exc:  # the store reports rather than raises; never let it kill the loop
             problems = [f"policy reload failed: {type(exc).__name__}: {exc}"]
+            locations = ["policy reload failed (see the controller's log)"]
             changes = {}
         first = not self.loaded
         self.loaded = True
@@ -45,6 +50,7 @@ class PolicyWatcher:
             if not problems and not first:
                 log.info("policy problems resolved", extra={"event": "policy_ok"})
         self.problems = problems
+        self.problem_locations = locations
         self.metrics.policy_load_errors.set(len(problems))
         self.metrics.policies.set(len(self.catalog.policies))
         if first or any(changes.values()):

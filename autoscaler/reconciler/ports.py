@@ -25,8 +25,11 @@ class Scaler(Protocol):
 
     async def get_service(self, name: str, /) -> ServiceState | None: ...
 
-    async def scale(self, state: ServiceState, replicas: int) -> ServiceState:
-        """Set ``replicas`` on the service version ``state`` was read at.
+    async def scale(
+        self, state: ServiceState, replicas: int, *, labels: Mapping[str, str] | None = None
+    ) -> ServiceState:
+        """Set ``replicas`` (and ``labels``, in the same update) on the service version
+        ``state`` was read at.
 
         Raises ``VersionConflictError`` when the service changed since ``state`` was read.
         """

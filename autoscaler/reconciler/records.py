@@ -16,6 +16,17 @@ from autoscaler.core.policy import MetricSpec, ScalingPolicy
 from autoscaler.core.schedules import Bounds
 from autoscaler.policy_sources.label_controls import Pause
 
+# Reasons and errors carry text from outside (Docker's and Prometheus' answers, exception
+# messages); each source bounds its own, and this is the last bound before /decisions and
+# the log: no record text is longer than this.
+MAX_RECORD_TEXT = 2000
+
+
+def bounded(text: str) -> str:
+    if len(text) <= MAX_RECORD_TEXT:
+        return text
+    return f"{text[:MAX_RECORD_TEXT]}... ({len(text):,} characters)"
+
 
 class Outcome(StrEnum):
     SCALED = "scaled"

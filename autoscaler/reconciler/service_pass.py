@@ -21,9 +21,10 @@ from autoscaler.core.policy import PolicySpec, ScalingPolicy
 from autoscaler.errors import TargetError, VersionConflictError
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.policy_sources.label_controls import Pause, read_pause
+from autoscaler.reconciler import scale_record
 from autoscaler.reconciler.matching import Assignment, metric_requests
 from autoscaler.reconciler.ports import FailoverHooks, Leadership, Target
-from autoscaler.reconciler.records import Outcome, ServiceRecord
+from autoscaler.reconciler.records import Outcome, ServiceRecord, bounded
 
 log = logging.getLogger("autoscaler.reconciler")
 
@@ -68,6 +69,8 @@ class ServiceReconciler:
         # was applied (it is applied once per pause, then the count is left alone).
         self._paused_since: dict[str, float] = {}
         self._pause_applied: dict[str, tuple[int | None, str | None]] = {}
+        # The clamps of each service's last decision, to log a hold when it starts and ends.
+        self._last_limits: dict[str, tuple[str, ...]] = {}
 
     async def reconcile(
         self,
@@ -89,7 +92,7 @@ class ServiceReconciler:
             self.metrics.target_errors.labels("timeout").inc()
             log.error("%s: %s", service.name, error, extra={"event": "failure", "service": service.name})
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = bounded(f"{type(exc).__name__}: {exc}")
             record = self._record(policy, service, Outcome.FAILED, f"failed: {error}", error=error)
             if isinstance(exc, TargetError):
                 self.metrics.target_errors.labels("scale").inc()
@@ -122,11 +125,11 @@ class ServiceReconciler:
             policy=policy,
             at=self.clock(),
             outcome=outcome,
-            reason=reason,
+            reason=bounded(reason),
             current=service.replicas,
             running=service.running,
             decision=decision,
-            error=error,
+            error=None if error is None else bounded(error),
             bounds=slot.engine.bounds if slot is not None else None,
         )
 
@@ -170,7 +173,11 @@ class ServiceReconciler:
                         return redecided
                     service, decision = redecided
                 async with self._calls:
-                    await self.target.scale(service, decision.desired)
+                    await self.target.scale(
+                        service,
+                        decision.desired,
+                        labels=scale_record.labels_for(engine, service, decision.desired, self.clock()),
+                    )
         assert service.replicas is not None  # checked above, on this exact state
         engine.record_scale(at=self.clock(), from_replicas=service.replicas, to_replicas=decision.desired)
         self._log_action(service, decision, "scaled")
@@ -302,7 +309,8 @@ class ServiceReconciler:
             min_replicas=bounds.min_replicas,
             max_replicas=bounds.max_replicas,
         )
-        log.info(
+        log.log(
+            self._decision_level(service.name, decision),
             "%s: current=%d running=%d desired=%d (%s): %s",
             service.name,
             decision.current,
@@ -324,6 +332,23 @@ class ServiceReconciler:
             },
         )
         return decision
+
+    def _decision_level(self, service: str, decision: Decision) -> int:
+        """INFO for a change, a hold that starts, ends or changes, and a failed reading;
+        DEBUG for the same answer again.
+
+        At INFO every decision was ~400 bytes per service per tick (690 MB a day for 100
+        services at 5 s) saying "nothing to do" almost every time. A hold that lasts (a
+        scale-down inside its window, a service pinned at maxReplicas) is told when it
+        starts and when it ends, not every tick.
+        """
+        before = self._last_limits.get(service)
+        self._last_limits[service] = decision.limits
+        changing = decision.desired != decision.current
+        failed = any(metric.desired is None for metric in decision.metrics)
+        if changing or failed or decision.limits != before:
+            return logging.INFO
+        return logging.DEBUG
 
     def _log_action(self, service: ServiceState, decision: Decision, what: str) -> None:
         log.warning(
@@ -357,7 +382,9 @@ class ServiceReconciler:
         key = (policy.name, service.name)
         slot = self.engines.get(key)
         if slot is None or slot.service_id != service.id:
-            engine = Engine(policy.spec, now=self.clock(), current=service.replicas)
+            now = self.clock()
+            engine = Engine(policy.spec, now=now, current=service.replicas)
+            scale_record.restore(engine, service, now)
             self.engines[key] = EngineSlot(service.id, policy.spec, engine)
             return engine
         if slot.spec != policy.spec:

@@ -6,26 +6,32 @@ from typing import Any
 
 from autoscaler.reconciler.loop import Reconciler
 
-# Liveness tolerates a few slow passes (a sluggish daemon) before asking for a restart.
-MISSED_TICKS_BEFORE_DEAD = 3
-LIVENESS_SLACK_SECONDS = 30.0
+# Alive while a pass completed within this many intervals. A pass that cannot list the
+# services (Docker refuses, errors) still completes; one that waits on a daemon that
+# accepted the connection and never answers (a hung or SIGSTOPped dockerd) does not, and
+# after this many intervals Swarm's HEALTHCHECK sees 503 and replaces the controller.
+DEFAULT_LIVENESS_PASSES = 3
+# Below this a GC pause or a busy node would read as a stuck loop at 1 s intervals.
+MIN_LIVENESS_SECONDS = 10.0
 
 
 class ReconcilerStatus:
-    def __init__(self, reconciler: Reconciler) -> None:
+    def __init__(self, reconciler: Reconciler, *, liveness_passes: int = DEFAULT_LIVENESS_PASSES) -> None:
         self.reconciler = reconciler
         self.started_at = reconciler.clock()
+        self.allowed_seconds = max(liveness_passes * reconciler.interval, MIN_LIVENESS_SECONDS)
+
+    def _since_last_pass(self) -> float:
+        r = self.reconciler
+        since = r.status.last_pass_at if r.status.last_pass_at is not None else self.started_at
+        return r.clock() - since
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
-        r = self.reconciler
-        now = r.clock()
-        allowed = MISSED_TICKS_BEFORE_DEAD * r.interval + LIVENESS_SLACK_SECONDS
-        since = r.status.last_pass_at if r.status.last_pass_at is not None else self.started_at
-        age = now - since
-        return age <= allowed, {
+        age = self._since_last_pass()
+        return age <= self.allowed_seconds, {
             "seconds_since_last_pass": round(age, 3),
-            "allowed_seconds": allowed,
-            "passes": r.status.passes,
+            "allowed_seconds": self.allowed_seconds,
+            "passes": self.reconciler.status.passes,
         }
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -33,6 +39,7 @@ class ReconcilerStatus:
         checks = {
             "policies_loaded": r.policies.loaded,
             "pass_completed": r.status.passes > 0,
+            "pass_recent": self._since_last_pass() <= self.allowed_seconds,
             "docker_reachable": r.status.target_reachable,
         }
         details: dict[str, Any] = {
@@ -52,7 +59,9 @@ class ReconcilerStatus:
             "dry_run": r.dry_run,
             "leader": r.leadership.is_leader() if r.leadership is not None else True,
             "services": {name: record.to_json() for name, record in sorted(r.status.records.items())},
-            "policy_problems": list(r.policies.problems),
+            # Where, not what: the messages quote the files; they are in the log and in
+            # `swarm-autoscaler validate`.
+            "policy_problems": list(r.policies.problem_locations),
             "label_problems": {name: list(p) for name, p in sorted(r.labels.problems.items())},
             "shadowed": list(r.status.shadowed),
             "conflicts": list(r.status.conflicts),

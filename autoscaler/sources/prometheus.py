@@ -12,9 +12,14 @@ keeps the engine from scaling down on no data. Once one query finds Prometheus u
 reason instead of each waiting out their own timeouts against a dead server.
 
 Transport errors are mapped in ``_send`` and answers read and checked in ``_answer_of``,
-each in that one place. Tenacity retries, bounded, only what can succeed on retry
-(connection errors, timeouts, 5xx). prometheus-api-client stays a dependency for the tools
-that use its range-query API; the controller's instant queries need one POST each.
+each in that one place. Answers are outside text and bounded (issue 11): at most
+``MAX_ANSWER_BYTES`` are read, any text of theirs that reaches a reason (and so the log
+and /decisions) is cut to ``MAX_QUOTED_CHARS``, an answer is usable only with
+``"status": "success"``, and a sample stamped more than ``MAX_SAMPLE_SKEW`` seconds away
+from now (a cache, a proxy replaying an old answer) is no reading at all, never a 0.
+Tenacity retries, bounded, only what can succeed on retry (connection errors, timeouts,
+5xx). prometheus-api-client stays a dependency for the tools that use its range-query
+API; the controller's instant queries need one POST each.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +39,15 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from autoscaler.core.decision import MetricReading
 from autoscaler.core.observation import MetricRequest
 from autoscaler.sources.promql import TemplateError, fill
+
+# A grouped query over a thousand services answers ~200 KB; 8 MiB is room for far more,
+# and bounds what one tick may parse (a 124 MB answer cost 385 MB of RSS per tick).
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+# Prometheus' own words (an error message, a body that is not JSON) quoted in a reason.
+MAX_QUOTED_CHARS = 200
+# An instant query's samples carry the evaluation time, which is now: allow for clock skew
+# between the controller and Prometheus, not for a sample from another day.
+MAX_SAMPLE_SKEW = 300.0
 
 # Queries in flight at once per fetch: enough to overlap round trips, few enough not to
 # flood Prometheus when a thousand services each have their own query.
@@ -52,6 +67,14 @@ class _QueryFailed(Exception):
     """Prometheus answered, but not with a usable result (bad query, 4xx)."""
 
 
+def _quoted(text: object) -> str:
+    """Outside text for a reason: cut to ``MAX_QUOTED_CHARS``, saying how long it was."""
+    shown = str(text)
+    if len(shown) <= MAX_QUOTED_CHARS:
+        return shown
+    return f"{shown[:MAX_QUOTED_CHARS]}... ({len(shown):,} characters)"
+
+
 @dataclass(frozen=True, slots=True)
 class _Series:
     labels: dict[str, str]
@@ -66,26 +89,39 @@ def _answer_of(status: int, body: bytes) -> Any:
     except (ValueError, UnicodeDecodeError):
         payload = None
     if not isinstance(payload, dict):
-        text = body[:200].decode(errors="replace")
+        text = body[:MAX_QUOTED_CHARS].decode(errors="replace")
         if status >= 500:
             raise _Retryable(f"HTTP {status}: {text}")
         raise _QueryFailed(f"HTTP {status}: {text}" if status != 200 else f"unreadable answer: {text!r}")
-    if payload.get("status") == "error" or status != 200:
-        reason = f"HTTP {status}: {payload.get('errorType', '')}: {payload.get('error', '')}"
+    if payload.get("status") != "success" or status != 200:
+        # HTTP 200 with "status": "error" (some proxies and Thanos/Cortex front ends) is a
+        # failed query whatever data it also carries.
+        said = payload.get("status")
+        kind, error = payload.get("errorType", ""), payload.get("error", "")
+        if said == "error" or error:
+            reason = f"HTTP {status}: {_quoted(kind)}: {_quoted(error)}"
+        else:
+            reason = f"HTTP {status}: status {_quoted(said)!r}, not 'success'"
         if status >= 500:
             raise _Retryable(reason)
         raise _QueryFailed(reason)
     data = payload.get("data")
     if not isinstance(data, dict) or "result" not in data:
-        raise _QueryFailed(f"answer without data.result: {body[:200].decode(errors='replace')}")
+        raise _QueryFailed(f"answer without data.result: {body[:MAX_QUOTED_CHARS].decode(errors='replace')}")
     return data["result"]
 
 
-def _parse_value(raw: Any) -> tuple[float | None, str | None]:
+def _parse_value(raw: Any, now: float) -> tuple[float | None, str | None]:
     try:
-        value = float(raw[1])
+        stamp, value = float(raw[0]), float(raw[1])
     except (TypeError, ValueError, IndexError):
-        return None, f"prometheus: not a number: {raw!r:.80}"
+        return None, f"prometheus: not a [time, number] sample: {_quoted(repr(raw))}"
+    if not math.isfinite(stamp) or abs(now - stamp) > MAX_SAMPLE_SKEW:
+        age = now - stamp if math.isfinite(stamp) else stamp
+        return None, (
+            f"prometheus: sample stamped {age:,.0f} s from now (more than {MAX_SAMPLE_SKEW:g} s): "
+            "a stale answer (a cache or proxy?), or the clocks disagree"
+        )
     if math.isnan(value):
         return None, "NaN"
     if math.isinf(value):
@@ -93,10 +129,10 @@ def _parse_value(raw: Any) -> tuple[float | None, str | None]:
     return value, None
 
 
-def _parse_result(result: Any) -> list[_Series]:
+def _parse_result(result: Any, now: float) -> list[_Series]:
     """Series of an instant query's ``data.result``, told apart by shape (scalar, vector, matrix)."""
     if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
-        value, error = _parse_value(result)  # a scalar: [time, "value"]
+        value, error = _parse_value(result, now)  # a scalar: [time, "value"]
         return [_Series({}, value, error)]
     if not isinstance(result, list):
         raise _QueryFailed(f"unexpected result shape {type(result).__name__}")
@@ -104,8 +140,9 @@ def _parse_result(result: Any) -> list[_Series]:
     for item in result:
         if not isinstance(item, dict) or "value" not in item:
             raise _QueryFailed("query returned a range vector; write an instant-vector query")
-        value, error = _parse_value(item["value"])
-        series.append(_Series(dict(item.get("metric", {})), value, error))
+        value, error = _parse_value(item["value"], now)
+        labels = item.get("metric", {})
+        series.append(_Series(dict(labels) if isinstance(labels, dict) else {}, value, error))
     return series
 
 
@@ -158,6 +195,7 @@ class PrometheusSource:
         timeout: float = 5.0,
         retries: int = 2,
         session: aiohttp.ClientSession | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"Prometheus URL {url!r} must start with http:// or https://")
@@ -167,6 +205,7 @@ class PrometheusSource:
         self._timeout = timeout
         self._attempts = retries + 1
         self._given = session
+        self._clock = clock  # wall time: what Prometheus stamps its samples with
         self._own: aiohttp.ClientSession | None = None
         self.http_requests = 0  # attempts sent, retries included; read by bench and tests
 
@@ -234,7 +273,8 @@ class PrometheusSource:
                     reraise=True,
                 ):
                     with attempt:
-                        return _parse_result(await self._send(text))
+                        answer = await self._send(text)
+                        return _parse_result(answer, self._clock())
             except _Unreachable as exc:
                 unreachable.append(str(exc))
                 return str(exc)
@@ -251,7 +291,7 @@ class PrometheusSource:
             async with self._session().post(
                 self.url + QUERY_PATH, data={"query": text}, timeout=timeout
             ) as response:
-                status, body = response.status, await response.read()
+                status, body = response.status, await _read_bounded(response)
         except aiohttp.ConnectionTimeoutError as exc:
             raise _Unreachable(f"no connection to {self.url} within {self._timeout:g}s") from exc
         except aiohttp.ClientConnectorError as exc:
@@ -265,7 +305,29 @@ class PrometheusSource:
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
             # An established (often pooled keep-alive) connection dropped: that says nothing
             # about the other queries, so only this one is retried.
-            raise _Retryable(f"connection to {self.url} lost: {type(exc).__name__}: {exc}") from exc
+            raise _Retryable(f"connection to {self.url} lost: {type(exc).__name__}: {_quoted(exc)}") from exc
         except aiohttp.ClientError as exc:
-            raise _Retryable(f"request failed: {type(exc).__name__}: {exc}") from exc
+            raise _Retryable(f"request failed: {type(exc).__name__}: {_quoted(exc)}") from exc
         return _answer_of(status, body)
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """The body, refused past ``MAX_ANSWER_BYTES`` (counted after decompression)."""
+    declared = response.content_length
+    if declared is not None and declared > MAX_ANSWER_BYTES:
+        raise _QueryFailed(_too_large(f"{declared:,} bytes declared"))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise _QueryFailed(_too_large("still sending"))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(what: str) -> str:
+    return (
+        f"answer larger than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB ({what}); "
+        "aggregate the query (sum by (...)) so it returns one series per service"
+    )

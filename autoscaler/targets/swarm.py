@@ -9,7 +9,7 @@ import asyncio
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -56,6 +56,7 @@ def _state_of(service: dict[str, Any], running: int) -> ServiceState:
         labels=dict(spec.get("Labels") or {}),
         update_state=update_state,
         load_balanced=bool(service.get("Endpoint", {}).get("VirtualIPs")),
+        previous_replicas=_replicas_of(service["PreviousSpec"]) if "PreviousSpec" in service else None,
     )
 
 
@@ -116,7 +117,9 @@ class SwarmTarget:
         with self._unexpected_shape(f"service {name_or_id!r}"):
             return _state_of(service, await self._count_running(service["ID"]))
 
-    async def scale(self, state: ServiceState, replicas: int) -> ServiceState:
+    async def scale(
+        self, state: ServiceState, replicas: int, *, labels: Mapping[str, str] | None = None
+    ) -> ServiceState:
         if replicas < 0:
             raise PermanentTargetError(f"cannot scale service {state.name!r} to {replicas} replicas (< 0)")
 
@@ -127,6 +130,9 @@ class SwarmTarget:
                     f"service {state.name!r} runs in {mode} mode; only replicated services can be scaled"
                 )
             spec["Mode"]["Replicated"]["Replicas"] = replicas
+            if labels:
+                # In the same versioned update as the replicas: one change, or neither.
+                spec["Labels"] = {**(spec.get("Labels") or {}), **labels}
 
         try:
             await self.api.update_spec(state.id, state.version, set_replicas)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import shutil
 import signal
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -195,3 +199,32 @@ def node_up(n: int) -> None:
     node = _node(n)
     host.set_host_link(node, up=True)
     daemons.start(node)
+
+
+# Held while a node's dockerd is paused: one pause at a time across every session sharing
+# the lab, so two tests never stack their outages on the manager.
+PAUSE_LOCK = layout.CACHE_DIR / "daemon-pause.lock"
+
+
+@contextlib.contextmanager
+def daemon_paused(n: int) -> Iterator[int]:
+    """Node ``n``'s dockerd SIGSTOPped for the ``with`` block: a hung daemon (the kernel still
+    accepts connections, nothing answers). Resumed on leaving the block whatever happened;
+    yields the pid. Keep the block short: every session using the lab waits with it."""
+    node = _node(n)
+    pid = daemons.dockerd_pid(node)
+    if pid is None:
+        raise LabError(f"dockerd of {node.name} is not running: nothing to pause")
+    layout.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with PAUSE_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _log(f"pausing dockerd of {node.name} (pid {pid})")
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                yield pid
+            finally:
+                os.kill(pid, signal.SIGCONT)
+                _log(f"resumed dockerd of {node.name} (pid {pid})")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

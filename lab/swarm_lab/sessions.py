@@ -101,6 +101,10 @@ class LabHandle:
     def node_up(self, n: int) -> None:
         lab_api.node_up(n)
 
+    def daemon_paused(self, n: int) -> contextlib.AbstractContextManager[int]:
+        """Node ``n``'s dockerd SIGSTOPped inside the ``with`` block, resumed on leaving it."""
+        return lab_api.daemon_paused(n)
+
     def deploy_sample(self, replicas: int = 2, work_ms: float = 2.0) -> None:
         swarm.deploy_sample(replicas, work_ms)
 

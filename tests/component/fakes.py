@@ -73,7 +73,9 @@ class FakeTarget:
         self.services[name] = new
         return new
 
-    async def scale(self, state: ServiceState, replicas: int) -> ServiceState:
+    async def scale(
+        self, state: ServiceState, replicas: int, *, labels: Mapping[str, str] | None = None
+    ) -> ServiceState:
         if self.before_scale is not None:
             await self.before_scale(state)
         if state.name in self.fail_scale:
@@ -84,7 +86,14 @@ class FakeTarget:
         if live.version != state.version:
             raise VersionConflictError(f"update out of sequence ({state.version} != {live.version})")
         self.scale_calls.append(ScaleCall(state.name, state.version, replicas))
-        new = dataclasses.replace(live, replicas=replicas, running=replicas, version=live.version + 1)
+        new = dataclasses.replace(
+            live,
+            replicas=replicas,
+            running=replicas,
+            version=live.version + 1,
+            labels={**live.labels, **(labels or {})},
+            previous_replicas=live.replicas,
+        )
         self.services[state.name] = new
         return new
 

@@ -17,6 +17,7 @@ from autoscaler.cli import EXIT_INPUT, EXIT_OK, main
 from autoscaler.observability.logs import configure_logging
 from autoscaler.reconciler.loop import Reconciler
 from autoscaler.reconciler.records import Outcome
+from autoscaler.reconciler.status import ReconcilerStatus
 
 from .fakes import FakeSource, FakeTarget, service, write_policy
 from .test_serve import start_serving
@@ -160,3 +161,69 @@ async def test_policies_that_govern_nothing_are_reported_once(
     assert any("'batch'" in m and "tier=batch" in m for m in idle)
     warned = [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "policy_idle"]
     assert sorted(warned) == sorted(idle), "idle policies must be logged once, not on every pass"
+
+
+async def test_an_unchanged_decision_is_logged_at_debug_and_a_hold_once_when_it_starts(
+    policy_dir: Path, make_reconciler: MakeReconciler, clock: FakeClock
+) -> None:
+    # Issue 11, item 13: INFO carried ~400 bytes per service per tick saying "no change".
+    stream = io.StringIO()
+    handler = configure_logging("json", "DEBUG", stream)
+    try:
+        write_policy(policy_dir, "web", target=10.0, down_window=300)
+        source = FakeSource({("web", "rps"): 20.0})
+        reconciler = make_reconciler(FakeTarget(service("web", 2)), source)
+
+        def decision_levels() -> list[str]:
+            lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+            stream.truncate(0)
+            stream.seek(0)
+            return [line["level"] for line in lines if line.get("event") == "decision"]
+
+        await reconciler.run_once()  # 20 over 2 at 10 each: already right
+        assert decision_levels() == ["INFO"]  # the first decision about a service is told
+        for _ in range(3):
+            clock.advance(5)
+            await reconciler.run_once()
+            assert decision_levels() == ["DEBUG"]
+        source.values[("web", "rps")] = 5.0  # wants 1, held by the 300 s scale-down window
+        for expected in ("INFO", "DEBUG", "DEBUG"):
+            clock.advance(5)
+            await reconciler.run_once()
+            assert decision_levels() == [expected]
+        source.values[("web", "rps")] = 20.0  # the hold ends
+        clock.advance(5)
+        await reconciler.run_once()
+        assert decision_levels() == ["INFO"]
+        del source.values[("web", "rps")]  # a failed reading is told every time
+        for _ in range(2):
+            clock.advance(5)
+            await reconciler.run_once()
+            assert decision_levels() == ["INFO"]
+    finally:
+        logger = logging.getLogger("autoscaler")
+        logger.removeHandler(handler)
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+
+
+async def test_outside_text_is_bounded_in_decisions_and_the_log(
+    policy_dir: Path, make_reconciler: MakeReconciler, json_log: io.StringIO
+) -> None:
+    # Issue 11, item 6: a 5 MB error written into every log line and /decisions record.
+    write_policy(policy_dir, "web")
+    target = FakeTarget(service("web", 1))
+    source = FakeSource({("web", "rps"): 1000.0})
+    source.fail = RuntimeError("p" * 5_000_000)
+    target.fail_scale["web"] = RuntimeError("d" * 5_000_000)
+    reconciler = make_reconciler(target, source)
+
+    await reconciler.run_once()  # the source fails: the reading's reason quotes it
+    record = ReconcilerStatus(reconciler).decisions()["services"]["web"]
+    assert "ppp" in record["reason"] and len(json.dumps(record)) < 10_000
+
+    source.fail = None
+    await reconciler.run_once()  # now the scale call fails: the error quotes Docker
+    record = ReconcilerStatus(reconciler).decisions()["services"]["web"]
+    assert record["outcome"] == "failed" and "ddd" in record["error"] and len(json.dumps(record)) < 10_000
+    assert all(len(line) < 20_000 for line in json_log.getvalue().splitlines())  # message + traceback bounds

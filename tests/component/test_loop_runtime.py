@@ -8,8 +8,9 @@ from pathlib import Path
 
 from timing import FakeClock, eventually
 
+from autoscaler.core.observation import ServiceState
 from autoscaler.reconciler.loop import Reconciler
-from autoscaler.reconciler.status import LIVENESS_SLACK_SECONDS, MISSED_TICKS_BEFORE_DEAD, ReconcilerStatus
+from autoscaler.reconciler.status import DEFAULT_LIVENESS_PASSES, MIN_LIVENESS_SECONDS, ReconcilerStatus
 from autoscaler.targets.swarm_events import SwarmEvent
 
 from .fakes import FakeSource, FakeTarget, service, write_policy
@@ -170,10 +171,42 @@ async def test_liveness_fails_once_the_loop_stops_ticking(
     reconciler = make_reconciler(FakeTarget(service("web", 1)), FakeSource(), interval=INTERVAL)
     status = ReconcilerStatus(reconciler)
     await reconciler.run_once()
-    allowed = MISSED_TICKS_BEFORE_DEAD * INTERVAL + LIVENESS_SLACK_SECONDS
+    allowed = max(DEFAULT_LIVENESS_PASSES * INTERVAL, MIN_LIVENESS_SECONDS)
 
     clock.advance(allowed)
     assert status.liveness()[0], "declared dead while still within the allowance"
     clock.advance(1)
     alive, details = status.liveness()
     assert not alive and details["seconds_since_last_pass"] == allowed + 1
+
+
+async def test_a_pass_hung_on_docker_turns_health_and_readiness_red_after_three_intervals(
+    policy_dir: Path, make_reconciler: MakeReconciler, clock: FakeClock
+) -> None:
+    # Issue 11, item 8: with the manager's dockerd SIGSTOPped no pass completed, yet both
+    # probes said 200 for the whole 25 s (the old allowance was 3 intervals + 30 s).
+    write_policy(policy_dir, "web")
+    target = FakeTarget(service("web", 1))
+    reconciler = make_reconciler(target, FakeSource(), interval=INTERVAL)
+    status = ReconcilerStatus(reconciler)
+    await reconciler.run_once()
+    assert status.liveness()[0] and status.readiness()[0]
+    hung = asyncio.Event()
+    real_list = target.list_services
+
+    async def list_services() -> list[ServiceState]:
+        await hung.wait()  # a daemon that accepted the connection and never answers
+        return await real_list()
+
+    target.list_services = list_services  # type: ignore[method-assign]
+    passing = asyncio.create_task(reconciler.run_once())
+    clock.advance(3 * INTERVAL)
+    assert status.liveness()[0]
+    clock.advance(1)
+    alive, details = status.liveness()
+    assert not alive and details["seconds_since_last_pass"] == 3 * INTERVAL + 1
+    ready, ready_details = status.readiness()
+    assert not ready and ready_details["checks"]["pass_recent"] is False
+    hung.set()  # the daemon resumes: the pass completes and both turn green again
+    await passing
+    assert status.liveness()[0] and status.readiness()[1]["checks"]["pass_recent"]

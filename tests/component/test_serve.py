@@ -16,6 +16,7 @@ from timing import FakeClock, eventually
 
 from autoscaler.cli import EXIT_INPUT, EXIT_OK
 from autoscaler.cli.run import serve
+from autoscaler.cli.shutdown import Shutdown
 from autoscaler.observability.http import ObservabilityServer
 from autoscaler.policy_sources.loader import PolicyStore
 from autoscaler.reconciler.loop import Reconciler
@@ -248,3 +249,56 @@ async def test_real_wiring_builds_one_source_per_configured_backend(policy_dir: 
     bare = load_settings(overrides={"policies": {"paths": [policy_dir]}})
     sources = _real_sources(bare)
     assert sources == {}, "a backend without settings must not be half-configured"
+
+
+class HangingSource(FakeSource):
+    """A Prometheus that accepted the connection and never answers, not even to close."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = asyncio.Event()
+
+    async def fetch(self, requests: Any) -> Any:
+        self.asked.set()
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_sigterm_with_a_hanging_source_ends_at_the_grace_with_status_1(
+    policy_dir: Path, clock: FakeClock
+) -> None:
+    # Issue 11, item 9: exit 0 although the pass was abandoned, and closing the clients had
+    # no deadline at all (with Prometheus hanging the process lived 12.7 s).
+    write_policy(policy_dir, "web")
+    source = HangingSource()
+    started: Started = asyncio.get_running_loop().create_future()
+    shutdown = Shutdown(0.5)
+    settings = load_settings(
+        overrides={
+            "policies": {"paths": [policy_dir]},
+            "http": {"listen": "127.0.0.1:0"},
+            "loop": {"shutdown_grace": 0.5},
+        }
+    )
+    run = asyncio.create_task(
+        serve(
+            settings,
+            target=FakeTarget(service("web", 1)),
+            sources={"prometheus": source},
+            catalog=PolicyStore([policy_dir]),
+            clock=clock,
+            sleep=clock.sleep,
+            started=started,
+            shutdown=shutdown,
+        )
+    )
+    await asyncio.wait_for(started, timeout=5)
+    await asyncio.wait_for(source.asked.wait(), timeout=5)
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    code = await asyncio.wait_for(run, timeout=5)
+
+    assert code == EXIT_INPUT
+    assert shutdown.abandoned == ["the in-flight pass", "closing HangingSource"]

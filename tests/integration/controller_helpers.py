@@ -133,6 +133,9 @@ class ControllerProcess:
             "--interval", f"{interval:g}",
             "--listen", f"127.0.0.1:{self.port}",
             "--log-format", "json",
+            # Every decision, unchanged ones too (INFO has only changes, holds and failures):
+            # the tests read the controller's history from its log.
+            "--log-level", "DEBUG",
             *extra,
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)

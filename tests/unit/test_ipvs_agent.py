@@ -21,8 +21,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from timing import wait_until
 
-from ipvs_agent.agent import IpvsCollector, parse_listen, serve
+from ipvs_agent.agent import IpvsCollector, parse_listen
 from ipvs_agent.collect import collect_node
+from ipvs_agent.http import serve_in_thread
 from ipvs_agent.mangle import SwarmNetworkRecord, parse_network_inspect
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "ipvs"
@@ -89,12 +90,11 @@ def _value(samples: Samples, name: str, **labels: str) -> float:
 def served() -> Iterator[tuple[str, FakeNode, IpvsCollector]]:
     node = _node()
     collector = IpvsCollector(node, node="node-a", records=_records, min_interval=0)
-    server, _thread = serve(collector, "127.0.0.1:0")
+    server = serve_in_thread(collector, "127.0.0.1:0")
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/metrics", node, collector
+        yield f"http://127.0.0.1:{server.port}/metrics", node, collector
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
 
 
 def test_metrics_per_service_and_backend(served: tuple[str, FakeNode, IpvsCollector]) -> None:
@@ -135,15 +135,14 @@ def test_a_broken_namespace_is_counted_and_the_rest_still_served(
 
 def test_node_without_ipvs_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
     collector = IpvsCollector(FakeNode(has_ipvs=False), node="node-b", min_interval=0)
-    server, _thread = serve(collector, "127.0.0.1:0")
+    server = serve_in_thread(collector, "127.0.0.1:0")
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        url = f"http://127.0.0.1:{server.port}/metrics"
         with caplog.at_level(logging.INFO):
             for _ in range(3):
                 samples = _get(url)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
     assert _value(samples, "swarm_ipvs_available", node="node-b") == 0
     assert not [k for k in samples if k[0] == "swarm_ipvs_active_connections"]
     lines = [r.getMessage() for r in caplog.records if "not available" in r.getMessage()]

@@ -10,7 +10,6 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from wsgiref.simple_server import WSGIServer
 
 import pytest
 from timing import FakeClock
@@ -18,7 +17,8 @@ from timing import FakeClock
 from autoscaler.core.observation import MetricRequest
 from autoscaler.errors import TemporarySourceError
 from autoscaler.sources.ipvs_agents import IpvsSource
-from ipvs_agent.agent import IpvsCollector, serve
+from ipvs_agent.agent import IpvsCollector
+from ipvs_agent.http import BackgroundAgent, serve_in_thread
 from ipvs_agent.mangle import SwarmNetworkRecord, SwarmServiceRecord
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures" / "ipvs"))
@@ -54,21 +54,20 @@ class Cluster:
     def __init__(self) -> None:
         self.nodes: list[FakeNode] = []
         self.urls: list[str] = []
-        self._servers: list[WSGIServer] = []
+        self._servers: list[BackgroundAgent] = []
 
     def add(self, name: str, mark: int, actives: list[int], conns: int = 0, cps: int = 0) -> FakeNode:
         node, records = _node(mark, actives, conns, cps)
         collector = IpvsCollector(node, node=name, records=lambda: records, min_interval=0)
-        server, _ = serve(collector, "127.0.0.1:0")
+        server = serve_in_thread(collector, "127.0.0.1:0")
         self._servers.append(server)
         self.nodes.append(node)
-        self.urls.append(f"http://127.0.0.1:{server.server_address[1]}/metrics")
+        self.urls.append(f"http://127.0.0.1:{server.port}/metrics")
         return node
 
     def close(self) -> None:
         for server in self._servers:
-            server.shutdown()
-            server.server_close()
+            server.close()
 
 
 @pytest.fixture
@@ -167,16 +166,15 @@ async def test_unresolvable_name_is_a_temporary_error() -> None:
 async def test_unknown_service_and_unavailable_nodes_are_explained(cluster: Cluster) -> None:
     cluster.add("node-1", 256, [1])
     bare = FakeNode(has_ipvs=False)
-    server, _ = serve(IpvsCollector(bare, node="no-ipvs-node", min_interval=0), "127.0.0.1:0")
-    source = IpvsSource(agents=[*cluster.urls, f"127.0.0.1:{server.server_address[1]}"])
+    server = serve_in_thread(IpvsCollector(bare, node="no-ipvs-node", min_interval=0), "127.0.0.1:0")
+    source = IpvsSource(agents=[*cluster.urls, f"127.0.0.1:{server.port}"])
     ghost = MetricRequest(service="ghost", metric="c", kind="ipvs", query="activeConnections")
     typo = MetricRequest(service="web", metric="c", kind="ipvs", query="activeConnection")
     try:
         got = await source.fetch([ghost, typo, ACTIVE])
     finally:
         await source.close()
-        server.shutdown()
-        server.server_close()
+        server.close()
     assert "no IPVS virtual service for 'ghost'" in (got[ghost].error or "")
     assert "no-ipvs-node" in (got[ghost].error or "")
     assert "use activeConnections or connectionRate" in (got[typo].error or "")
@@ -208,17 +206,16 @@ async def test_load_balancer_view_lists_routed_backends_per_node_service_and_ent
     draining.namespaces_by_name["ingress_sbox"].services[0].dests[1].weight = 0
     cluster.add("node-3", 258, [])
     bare = FakeNode(has_ipvs=False)
-    server, _ = serve(IpvsCollector(bare, node="no-ipvs-node", min_interval=0), "127.0.0.1:0")
+    server = serve_in_thread(IpvsCollector(bare, node="no-ipvs-node", min_interval=0), "127.0.0.1:0")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/metrics"  # bound, not listening: refused
-        source = IpvsSource(agents=[*cluster.urls, f"127.0.0.1:{server.server_address[1]}", dead])
+        source = IpvsSource(agents=[*cluster.urls, f"127.0.0.1:{server.port}", dead])
         try:
             view = await source.load_balancer_view()
         finally:
             await source.close()
-            server.shutdown()
-            server.server_close()
+            server.close()
     assert view.routes == {
         "node-1": {
             "web": {"ingress_sbox 256": frozenset({"10.0.0.9", "10.0.0.10"})},

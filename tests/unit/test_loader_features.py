@@ -111,6 +111,31 @@ def test_mistakes_point_at_their_line(
     assert words in problem.message
 
 
+@pytest.mark.parametrize(
+    ("extra", "metric_extra", "bad_line", "field", "words"),
+    [
+        ("  fallback:\n    failureThreshold: '3'\n    replicas: 2\n", "", "failureThreshold: '3'",
+         "spec.fallback.failureThreshold", "remove the quotes"),
+        (schedule().replace("minReplicas: 4", "minReplicas: true"), "", "minReplicas: true",
+         "spec.schedules[0].minReplicas", "whole number"),
+        ("  behavior:\n    scaleUp:\n      tolerance: .inf\n", "", "tolerance: .inf",
+         "spec.behavior.scaleUp.tolerance", "finite"),
+        ("  scaleToZeroAfterSeconds: yes\n", "", "scaleToZeroAfterSeconds", "spec.scaleToZeroAfterSeconds",
+         "whole number"),
+        ("", "      activationValue: .nan\n", "activationValue", "spec.metrics[0].activationValue", "finite"),
+    ],
+)  # fmt: skip
+def test_issue_13_fields_are_strict_and_finite_like_the_rest(
+    tmp_path: Path, extra: str, metric_extra: str, bad_line: str, field: str, words: str
+) -> None:
+    # Issue 11's rule for every number and switch of a policy: no quoted numbers, no yes/no
+    # for a count, no .inf or .nan.
+    file = write(tmp_path / "p.yaml", policy(extra, min_replicas=0, metric_extra=metric_extra))
+    (problem,) = problems_of([file])
+    assert (problem.path, problem.line, problem.field) == (file, line_of(file, bad_line), field)
+    assert words in problem.message
+
+
 def test_activation_value_needs_min_replicas_zero(tmp_path: Path) -> None:
     file = write(tmp_path / "p.yaml", policy("", min_replicas=2, metric_extra="      activationValue: 1\n"))
     (problem,) = problems_of([file])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,17 +22,19 @@ import pytest
 
 from autoscaler.core.decision import MetricReading
 from autoscaler.core.observation import MetricRequest
-from autoscaler.sources.prometheus import PrometheusSource
+from autoscaler.sources.prometheus import MAX_ANSWER_BYTES, PrometheusSource
 from autoscaler.sources.promql import fill
 
 
-def vector(*series: tuple[dict[str, str], str]) -> tuple[int, dict[str, Any]]:
-    result = [{"metric": labels, "value": [1700000000.0, value]} for labels, value in series]
+def vector(*series: tuple[dict[str, str], str], at: float | None = None) -> tuple[int, dict[str, Any]]:
+    # Stamped now, as Prometheus stamps an instant query's samples with the evaluation time.
+    stamp = time.time() if at is None else at
+    result = [{"metric": labels, "value": [stamp, value]} for labels, value in series]
     return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
 
 
 def scalar(value: str) -> tuple[int, dict[str, Any]]:
-    return 200, {"status": "success", "data": {"resultType": "scalar", "result": [1700000000.0, value]}}
+    return 200, {"status": "success", "data": {"resultType": "scalar", "result": [time.time(), value]}}
 
 
 def error(status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
@@ -291,3 +294,71 @@ async def test_a_shared_session_is_used_and_left_open(prom: ScriptedPrometheus) 
         assert not session.closed
         assert (await source.fetch([request]))[request].value == 1.0
     assert prom.asked["up"] == 2
+
+
+# --- issue 11, items 5 and 6: answers that must not read as 0, and outside text bounded ---
+
+
+def ask(query: str) -> MetricRequest:
+    return MetricRequest(service="s", metric="m", kind="prometheus", query=query)
+
+
+async def test_a_200_whose_body_says_error_is_no_reading_even_with_a_zero_in_it(
+    prom: ScriptedPrometheus, source: PrometheusSource
+) -> None:
+    body = {
+        "status": "error",
+        "errorType": "timeout",
+        "error": "partial",
+        "data": vector(({}, "0"))[1]["data"],
+    }
+    prom.answers["q"] = [(200, body)]
+    prom.answers["odd"] = [(200, {"status": "partial", "data": vector(({}, "0"))[1]["data"]})]
+    readings = await source.fetch([ask("q"), ask("odd")])
+    assert (
+        readings[ask("q")].value is None
+        and readings[ask("q")].error == "prometheus: HTTP 200: timeout: partial"
+    )
+    assert readings[ask("odd")].value is None
+    assert readings[ask("odd")].error == "prometheus: HTTP 200: status 'partial', not 'success'"
+
+
+@pytest.mark.parametrize("age", [25 * 365 * 86400.0, 301.0, -3600.0], ids=["25-years", "5-minutes", "future"])
+async def test_a_sample_stamped_far_from_now_is_no_reading(
+    prom: ScriptedPrometheus, source: PrometheusSource, age: float
+) -> None:
+    prom.answers["q"] = [vector(({}, "0"), at=time.time() - age)]
+    reading = (await source.fetch([ask("q")]))[ask("q")]
+    assert reading.value is None and not reading.valid
+    assert "a stale answer" in (reading.error or "")
+
+
+async def test_a_sample_within_clock_skew_is_read(prom: ScriptedPrometheus, source: PrometheusSource) -> None:
+    prom.answers["q"] = [vector(({}, "7"), at=time.time() - 30)]
+    assert (await source.fetch([ask("q")]))[ask("q")].value == 7.0
+
+
+async def test_a_five_megabyte_error_is_quoted_in_two_hundred_characters(
+    prom: ScriptedPrometheus, source: PrometheusSource
+) -> None:
+    prom.answers["q"] = [error(422, "execution", "x" * 5_000_000)]
+    prom.answers["html"] = [(400, b"<html>" + b"y" * 5_000_000)]
+    readings = await source.fetch([ask("q"), ask("html")])
+    for request in (ask("q"), ask("html")):
+        why = readings[request].error or ""
+        assert readings[request].value is None and len(why) < 400, why[:500]
+    assert (readings[ask("q")].error or "").endswith("... (5,000,000 characters)")
+
+
+async def test_an_answer_over_the_size_bound_is_refused_unread(
+    prom: ScriptedPrometheus, source: PrometheusSource
+) -> None:
+    series = [
+        {"metric": {"service": f"s{i}", "pad": "p" * 200}, "value": [time.time(), "1"]} for i in range(50_000)
+    ]
+    body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": series}}).encode()
+    assert len(body) > MAX_ANSWER_BYTES
+    prom.answers["huge"] = [(200, body)]
+    reading = (await source.fetch([ask("huge")]))[ask("huge")]
+    assert reading.value is None
+    assert (reading.error or "").startswith("prometheus: answer larger than 8 MiB")
