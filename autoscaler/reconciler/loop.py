@@ -17,7 +17,7 @@ from typing import Any
 
 from autoscaler.core.decision import MetricReading
 from autoscaler.core.observation import MetricRequest
-from autoscaler.observability.metrics import ControllerMetrics
+from autoscaler.observability.metrics import ControllerMetrics, ServiceSample
 from autoscaler.policy_sources.label_controls import read_pause
 from autoscaler.policy_sources.labels import LabelProblem
 from autoscaler.reconciler.events import touched_services
@@ -121,6 +121,7 @@ class Reconciler:
             leadership=leadership,
             service_timeout=service_timeout,
         )
+        metrics.watch_services(self._service_samples)
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._pending: set[str] | None = set()  # None: every service is pending
@@ -148,6 +149,11 @@ class Reconciler:
         else:
             self._pending |= services
         self._wake.set()
+
+    def _service_samples(self) -> list[ServiceSample]:
+        """The per-service gauges, read at each scrape: each record with a replica count."""
+        samples = (record.sample() for record in self.status.records.values())
+        return [sample for sample in samples if sample is not None]
 
     # -- one pass ----------------------------------------------------------------------------
 
@@ -228,7 +234,7 @@ class Reconciler:
         self._services.forget_gone({a.service.id for a in assignments})
         governed = {a.service.name for a in assignments}
         for name in [n for n in self.status.records if n not in governed]:
-            del self.status.records[name]
+            del self.status.records[name]  # and with it the gauges of its last pass
             self.metrics.forget_service(name)
 
     async def _fetch(self, assignments: Sequence[Assignment]) -> dict[MetricRequest, MetricReading]:

@@ -136,7 +136,6 @@ class ServiceReconciler:
     ) -> ServiceRecord:
         if service.replicas is None:
             return self._record(policy, service, Outcome.SKIPPED, GLOBAL_REASON)
-        self.metrics.observe_state(service.name, current=service.replicas, running=service.running)
         if service.updating:
             reason = UPDATING_REASON.format(state=service.update_state)
             log.info("%s: %s", service.name, reason, extra={"event": "held", "service": service.name})
@@ -298,12 +297,7 @@ class ServiceReconciler:
         )
         if self.failover is not None:
             decision = self.failover.during_failover(service.name, decision)
-        self.metrics.observe_decision(
-            service.name,
-            decision,
-            min_replicas=policy.spec.min_replicas,
-            max_replicas=policy.spec.max_replicas,
-        )
+        self.metrics.count_decision(service.name, decision)
         log.log(
             self._decision_level(service.name, decision),
             "%s: current=%d running=%d desired=%d (%s): %s",
