@@ -32,7 +32,7 @@ from autoscaler.reconciler.ports import (
     Target,
 )
 from autoscaler.reconciler.records import Outcome, ServiceRecord, bounded
-from autoscaler.reconciler.service_pass import EngineSlot, ServiceReconciler
+from autoscaler.reconciler.service_pass import EngineSlot, ScaleOrder, ServiceReconciler
 
 log = logging.getLogger("autoscaler.reconciler")
 
@@ -214,16 +214,24 @@ class Reconciler:
             )
 
         readings = await self._fetch(assignments)
-        outcomes = await asyncio.gather(
-            *(self._services.reconcile(a, readings, stopping=self._stopping) for a in assignments)
+        # Every service is decided first, in one go (no I/O); only those that need a scale
+        # call become tasks, so a pass over 10,000 steady services starts none.
+        planned = [self._services.plan(a, readings) for a in assignments]
+        records = [p for p in planned if isinstance(p, ServiceRecord)]
+        scaled = await asyncio.gather(
+            *(
+                self._services.scale(order, readings, stopping=self._stopping)
+                for order in planned
+                if isinstance(order, ScaleOrder)
+            )
         )
-        for record in outcomes:
-            if record is not None:
-                self.status.records[record.service] = record
+        records += [r for r in scaled if r is not None]
+        for record in records:
+            self.status.records[record.service] = record
         return PassResult(
             services=tuple(a.service.name for a in assignments),
-            scaled=tuple(r.service for r in outcomes if r is not None and r.outcome is Outcome.SCALED),
-            failed=tuple(r.service for r in outcomes if r is not None and r.outcome is Outcome.FAILED),
+            scaled=tuple(r.service for r in records if r.outcome is Outcome.SCALED),
+            failed=tuple(r.service for r in records if r.outcome is Outcome.FAILED),
         )
 
     def _forget_gone(self, assignments: Sequence[Assignment]) -> None:
