@@ -9,6 +9,7 @@ drive time by hand and never sleep.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -95,6 +96,7 @@ class Reconciler:
         service_timeout: float = 30.0,
         labels: bool = True,
         label_selector: Mapping[str, str] | None = None,
+        freeze_after_first_pass: bool = False,
     ) -> None:
         self.target = target
         self.sources = dict(sources)
@@ -126,6 +128,8 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._pending: set[str] | None = set()  # None: every service is pending
         self._reload_requested = False
+        # Process-wide, so asked for by the program (``run``), never by tests or a library user.
+        self._freeze_pending = freeze_after_first_pass
 
     # -- control from outside (signals, events, HTTP) --------------------------------------
 
@@ -228,6 +232,13 @@ class Reconciler:
         records += [r for r in scaled if r is not None]
         for record in records:
             self.status.records[record.service] = record
+        if records and self._freeze_pending:
+            # The first pass that governs services makes what lives as long as the controller:
+            # the policies, an engine per service, the clients. Frozen, they are left out of
+            # the collector's full collections, which otherwise walk them again every pass or
+            # two (at 10,000 services a third of each pass; docs/benchmarks.md, issue 15).
+            gc.freeze()
+            self._freeze_pending = False
         return PassResult(
             services=tuple(a.service.name for a in assignments),
             scaled=tuple(r.service for r in records if r.outcome is Outcome.SCALED),
