@@ -36,7 +36,6 @@ import inspect
 import json
 import os
 import pstats
-import resource
 import shutil
 import statistics
 import subprocess
@@ -76,15 +75,21 @@ spec:
 """
 
 
-def vm_rss_mib() -> float:
+def _status_mib(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def vm_rss_mib() -> float:
+    return _status_mib("VmRSS")
+
+
 def max_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS of this process (VmHWM). Not ``ru_maxrss``: Linux carries that over fork and
+    exec from the parent, so every child looked at least as big as the bench driver."""
+    return _status_mib("VmHWM")
 
 
 # -- child: one variant, measured in a process that does nothing else ------------------------

@@ -9,12 +9,12 @@ policy file per service and runs ``bench_full_pass.py``'s child (one fresh proce
 measurement, so its RSS is a controller's alone) for the dry-run and the live variant (see
 that script's docstring for what they do). With ``--baseline TREE`` (a checkout of the
 code to compare against, e.g. ``git worktree add --detach /tmp/base main``) every
-measurement is taken on both trees, alternating which goes first, each tree with its own
-``bench/bench_full_pass.py`` and its own ``autoscaler`` package (PYTHONPATH): the ratio
-of the two is then not skewed by load that changed during the run.
+measurement is taken on both trees, alternating which goes first, each tree's own ``autoscaler``
+package (PYTHONPATH) under this checkout's bench code (``compare_trees.run_child``): the
+ratio of the two is then not skewed by load that changed during the run.
 
-After each live child the services it scaled (0 -> 1) are set back to 0, so every tree
-and every size starts from the same swarm.
+Before each live child the services the previous one scaled (0 -> 1) are set back to 0,
+so every tree and every size starts from the same swarm.
 
 Usage: python bench/bench_pass_scaling.py --docker-url unix:///path/docker.sock \\
            [--sizes 100,1000,3000,10000] [--baseline /tmp/base]
@@ -26,14 +26,13 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiodocker
 
@@ -44,10 +43,7 @@ sys.path.insert(0, str(THIS_TREE / "tests" / "integration"))
 
 from bench_full_pass import TARGET_PER_REPLICA, set_loads, wait_for_loads, write_policies  # noqa: E402
 from bench_reconcile_pass import PREFIX, create_services, remove_bench_services  # noqa: E402
-
-# What the parent reads of a child's output (bench_full_pass.PassFigures.row and child()).
-_PASS_LINE = re.compile(r"^\s+run_once (\d+)\s+([\d.]+) ms \(CPU\s+([\d.]+)\)")
-_PEAK_LINE = re.compile(r"^\s+peak RSS ([\d.]+) MiB")
+from compare_trees import run_child, set_replicas  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -65,78 +61,40 @@ class ChildFigures:
         return self.steady_ms / self.size
 
 
-def parse_child(output: str, tree: str, size: int, variant: str) -> ChildFigures:
-    passes: list[tuple[float, float]] = []
-    peak = None
-    for line in output.splitlines():
-        if m := _PASS_LINE.match(line):
-            passes.append((float(m[2]), float(m[3])))
-        elif m := _PEAK_LINE.match(line):
-            peak = float(m[1])
-    if len(passes) < 2 or peak is None:
-        raise SystemExit(f"cannot read the {tree} child's figures (need >= 2 passes); its output:\n{output}")
+def child_figures(figures: Any, tree: str, size: int, variant: str) -> ChildFigures:
+    """The figures ``bench_full_pass.py --child --figures-json`` wrote, reduced to one row."""
+    passes = figures["passes"]
+    if len(passes) < 2:
+        raise SystemExit("need --passes >= 2: pass 1 is the first pass, the others the steady state")
     steady = passes[1:]
     return ChildFigures(
         tree,
         size,
         variant,
-        first_ms=passes[0][0],
-        steady_ms=statistics.median(w for w, _ in steady),
-        steady_cpu_ms=statistics.median(c for _, c in steady),
-        peak_mib=peak,
+        first_ms=passes[0]["wall_ms"],
+        steady_ms=statistics.median(p["wall_ms"] for p in steady),
+        steady_cpu_ms=statistics.median(p["cpu_ms"] for p in steady),
+        peak_mib=figures["max_rss"],
     )
-
-
-def run_child(args: argparse.Namespace, tree: Path, variant: str, policies: Path, prometheus_url: str) -> str:
-    command = [
-        sys.executable, str(tree / "bench" / "bench_full_pass.py"), "--child", variant,
-        "--docker-url", args.docker_url, "--prometheus-url", prometheus_url, "--policies", str(policies),
-        "--passes", str(args.passes), "--log-level", args.log_level, "--profile", "0",
-    ]  # fmt: skip
-    # The tree's own package first on the path, whatever is installed in this venv.
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"child on {tree} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return done.stdout
 
 
 async def grow_to(docker: aiodocker.Docker, existing: int, size: int, every: int, image: str) -> None:
     """Services ``existing .. size-1`` created, and every replica task of the first ``size`` running."""
     await create_services(docker, size, every, image, start=existing)
-    expected = len(range(0, size, every))
+    await wait_for_running(docker, len(range(0, size, every)))
+
+
+async def wait_for_running(docker: aiodocker.Docker, expected: int) -> None:
     deadline = time.monotonic() + 900
-    while await count_running(docker) < expected:
+    while (running := await count_running(docker)) != expected:
         if time.monotonic() > deadline:
-            raise SystemExit(f"fewer than {expected} tasks running 900 s after creating {size} services")
+            raise SystemExit(f"{running} tasks running, not {expected}, after 900 s")
         await asyncio.sleep(1)  # polling interval of a deadline-bounded wait
 
 
 async def count_running(docker: aiodocker.Docker) -> int:
     tasks = await docker._query_json("tasks", params={"filters": json.dumps({"desired-state": ["running"]})})
     return sum(1 for t in tasks if t["Status"]["State"] == "running")
-
-
-async def scale_back(docker: aiodocker.Docker, names: list[str], every: int, size: int) -> None:
-    """Undo the live variant's scale-ups, then wait until only the usual tasks run."""
-    for name in names:
-        service = await docker._query_json(f"services/{name}")
-        spec = service["Spec"]
-        if spec["Mode"]["Replicated"].get("Replicas", 1) == 0:
-            continue
-        spec["Mode"]["Replicated"]["Replicas"] = 0
-        await docker._query_json(
-            f"services/{service['ID']}/update",
-            method="POST",
-            params={"version": service["Version"]["Index"]},
-            data=json.dumps(spec),
-        )
-    expected = len(range(0, size, every))
-    deadline = time.monotonic() + 300
-    while await count_running(docker) != expected:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"tasks of {names} still running 300 s after scaling them back to 0")
-        await asyncio.sleep(1)  # polling interval of a deadline-bounded wait
 
 
 def row(f: ChildFigures) -> str:
@@ -215,11 +173,12 @@ async def measure(args: argparse.Namespace, sizes: list[int], trees: dict[str, P
                 if (step + turn) % 2:
                     order.reverse()
                 for tree_name, tree in order:
-                    output = run_child(args, tree, variant, policies, prometheus.url)
-                    figures.append(parse_child(output, tree_name, size, variant))
+                    if variant == "live":  # undo the previous live child's scale-ups
+                        await set_replicas(args.docker_url, set(few), 0)
+                        await wait_for_running(docker, len(range(0, size, args.replica_every)))
+                    got = run_child(args, tree, variant, policies, prometheus.url)
+                    figures.append(child_figures(got, tree_name, size, variant))
                     print(row(figures[-1]), flush=True)
-                    if variant == "live":
-                        await scale_back(docker, few, args.replica_every, size)
         return figures
     finally:
         prometheus.destroy()
