@@ -13,8 +13,8 @@ measurement is taken on both trees, alternating which goes first, each tree's ow
 package (PYTHONPATH) under this checkout's bench code (``compare_trees.run_child``): the
 ratio of the two is then not skewed by load that changed during the run.
 
-Before each live child the services the previous one scaled (0 -> 1) are set back to 0,
-so every tree and every size starts from the same swarm.
+After each live child the services it scaled (0 -> 1) are set back to 0, so every tree
+and every size starts from the same swarm.
 
 Usage: python bench/bench_pass_scaling.py --docker-url unix:///path/docker.sock \\
            [--sizes 100,1000,3000,10000] [--baseline /tmp/base]
@@ -56,10 +56,6 @@ class ChildFigures:
     steady_cpu_ms: float
     peak_mib: float
 
-    @property
-    def per_service_ms(self) -> float:
-        return self.steady_ms / self.size
-
 
 def child_figures(figures: Any, tree: str, size: int, variant: str) -> ChildFigures:
     """The figures ``bench_full_pass.py --child --figures-json`` wrote, reduced to one row."""
@@ -100,7 +96,8 @@ async def count_running(docker: aiodocker.Docker) -> int:
 def row(f: ChildFigures) -> str:
     return (
         f"| {f.size:,} | {f.tree} | {f.variant} | {f.steady_ms:,.0f} ms | {f.steady_cpu_ms:,.0f} ms | "
-        f"{f.first_ms / 1000:.2f} s | {f.peak_mib:.0f} MiB | {f.per_service_ms:.3f} ms |"
+        f"{f.first_ms / 1000:.2f} s | {f.peak_mib:.0f} MiB | {f.steady_ms / f.size:.3f} ms | "
+        f"{f.steady_cpu_ms / f.size:.3f} ms |"
     )
 
 
@@ -128,10 +125,10 @@ def main() -> None:
     trees = {"this": THIS_TREE} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
     figures = asyncio.run(measure(args, sizes, trees))
     print(
-        "\n| services | tree | variant | steady pass (wall) | steady CPU | first pass | peak RSS "
-        "| per service |"
+        "\n| services | tree | variant | steady pass (wall) | steady CPU | first pass (wall) | peak RSS "
+        "| per service (wall) | per service (CPU) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for f in sorted(figures, key=lambda f: (f.size, f.variant, f.tree)):
         print(row(f))
 
@@ -173,12 +170,12 @@ async def measure(args: argparse.Namespace, sizes: list[int], trees: dict[str, P
                 if (step + turn) % 2:
                     order.reverse()
                 for tree_name, tree in order:
-                    if variant == "live":  # undo the previous live child's scale-ups
-                        await set_replicas(args.docker_url, set(few), 0)
-                        await wait_for_running(docker, len(range(0, size, args.replica_every)))
                     got = run_child(args, tree, variant, policies, prometheus.url)
                     figures.append(child_figures(got, tree_name, size, variant))
                     print(row(figures[-1]), flush=True)
+                    if variant == "live":  # undo its scale-ups
+                        await set_replicas(args.docker_url, set(few), 0)
+                        await wait_for_running(docker, len(range(0, size, args.replica_every)))
         return figures
     finally:
         prometheus.destroy()
