@@ -9,10 +9,11 @@ drive time by hand and never sleep.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,8 +163,32 @@ class Reconciler:
     # -- one pass ----------------------------------------------------------------------------
 
     async def run_once(self) -> PassResult:
-        self.policies.reload()
-        return await self.reconcile()
+        with self._first_pass_heap():
+            self.policies.reload()
+            return await self.reconcile()
+
+    @contextlib.contextmanager
+    def _first_pass_heap(self) -> Iterator[None]:
+        """Around the first policy load and pass, if asked: no collections, then freeze what stays.
+
+        That load and pass make what lives as long as the controller: the policies, an engine
+        per service, the clients. Collecting while they pile up walks the growing heap again
+        and again to free next to nothing; afterwards every full collection would walk it
+        again every pass or two (at 10,000 services a third of each pass; issue 15). So: one
+        collection at the end, then ``gc.freeze()`` leaves what survived out of later ones.
+        """
+        if not self._freeze_pending:
+            yield
+            return
+        gc.disable()
+        try:
+            yield
+        finally:
+            gc.enable()
+            if self.status.records:  # it governed services (not a pass that found Docker down)
+                gc.collect()
+                gc.freeze()
+                self._freeze_pending = False
 
     async def reconcile(self, only: frozenset[str] | None = None) -> PassResult:
         """One pass over every governed service (or only those named in ``only``)."""
@@ -232,13 +257,6 @@ class Reconciler:
         records += [r for r in scaled if r is not None]
         for record in records:
             self.status.records[record.service] = record
-        if records and self._freeze_pending:
-            # The first pass that governs services makes what lives as long as the controller:
-            # the policies, an engine per service, the clients. Frozen, they are left out of
-            # the collector's full collections, which otherwise walk them again every pass or
-            # two (at 10,000 services a third of each pass; docs/benchmarks.md, issue 15).
-            gc.freeze()
-            self._freeze_pending = False
         return PassResult(
             services=tuple(a.service.name for a in assignments),
             scaled=tuple(r.service for r in records if r.outcome is Outcome.SCALED),
@@ -299,9 +317,10 @@ class Reconciler:
             while not self._stopping.is_set():
                 self._pending = set()
                 self._wake.clear()
-                self.policies.reload()
-                self._reload_requested = False
-                await self.reconcile()
+                with self._first_pass_heap():
+                    self.policies.reload()
+                    self._reload_requested = False
+                    await self.reconcile()
                 await self._until_next_tick(self.clock() + self.interval)
         finally:
             watcher.cancel()
