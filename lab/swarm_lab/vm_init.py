@@ -30,11 +30,17 @@ for arg in $(cat /proc/cmdline); do
   case "$arg" in swl.*=*) name=${arg%%=*}; export "swl_${name#swl.}=${arg#*=}" ;; esac
 done
 addr=${swl_ip%/*}
-# The routing mesh and overlay networking: IPVS, VXLAN, bridges, iptables (nft backend,
-# the rest autoloads); 9p for the checkout; virtio-serial for the guest agent.
+# The routing mesh and overlay networking: IPVS, VXLAN, bridges, iptables (the rest
+# autoloads); 9p for the checkout; virtio-serial for the guest agent.
 modprobe -a virtio_pci virtio_net virtio_console virtio-rng 9pnet_virtio 9p overlay \
-  br_netfilter veth vxlan ip_vs ip_vs_rr nf_conntrack xt_mark xt_ipvs nf_tables nft_compat \
-  || say "some modules failed to load"
+  br_netfilter veth vxlan ip_vs ip_vs_rr nf_conntrack ip_tables iptable_filter iptable_nat \
+  iptable_mangle xt_mark xt_ipvs || say "some modules failed to load"
+# iptables-legacy, not Debian's default nft backend: every iptables-nft call reads the whole
+# ruleset back, and dockerd makes dozens per task; under TCG that held tasks in Preparing
+# for minutes ("xtables contention detected" in dockerd's log).
+for tool in iptables ip6tables; do
+  update-alternatives --quiet --set "$tool" "/usr/sbin/$tool-legacy"
+done
 hostname "$swl_hostname"
 ip link set lo up
 ip addr add "$swl_ip" dev eth0
@@ -62,12 +68,13 @@ printf '%s\n' '#!/bin/sh' 'pidof dockerd >/dev/null && exit 0' \
 chmod 755 /usr/local/sbin/swl-start-dockerd
 swl-start-dockerd
 say "dockerd started"
-# The project's IPVS agent, from the shared checkout; restarted if it exits.
+# The project's IPVS agent, from the shared checkout; restarted if it exits. A read costs
+# ~0.5 s of a TCG vCPU (Docker inspects, iptables-save forks): reads are shared for 2 s.
 (
   cd /
   while :; do
     PYTHONPATH="$swl_pythonpath" python3 -m autoscaler ipvs-agent --listen "$addr:9105" \
-      --node-name "$swl_hostname" >>/var/log/ipvs-agent.log 2>&1
+      --node-name "$swl_hostname" --min-interval 2 >>/var/log/ipvs-agent.log 2>&1
     sleep 2
   done
 ) &

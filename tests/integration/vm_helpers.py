@@ -28,7 +28,7 @@ HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 3000 -h
 TCG_DEADLINE = 240.0  # container starts take seconds each under TCG on a shared host
 
 
-def poll(condition: Callable[[], Any], *, deadline_s: float, what: str, every: float = 0.5) -> Any:
+def poll(condition: Callable[[], Any], *, deadline_s: float, what: str, every: float = 1.0) -> Any:
     deadline = time.monotonic() + deadline_s
     last: Any = None
     while time.monotonic() < deadline:
