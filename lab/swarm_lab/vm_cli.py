@@ -87,7 +87,7 @@ def env(args: argparse.Namespace) -> int:
         print(f"lab env --backend vm: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"export DOCKER_HOST={info.manager_url}")
-    print(f"export AUTOSCALER_PROMETHEUS_URL={info.prometheus_url}")
+    print(f"export AUTOSCALER_PROMETHEUS__URL={info.prometheus_url}")
     print(f"export LAB_NODE_ADDRS='{' '.join(info.node_ips)}'")
     return EXIT_OK
 

@@ -17,8 +17,8 @@ import docker
 import pytest
 from vm_helpers import TCG_DEADLINE, agent_samples, manager, poll, unique, wait_running
 
-from autoscaler.lab.vm_lab import VmLabInfo
-from autoscaler.lab.vm_layout import VmNode
+from swarm_lab.vm_lab import VmLabInfo
+from swarm_lab.vm_layout import VmNode
 
 NODE = VmNode(1)
 CLIENTS = 2
