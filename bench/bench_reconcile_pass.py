@@ -61,7 +61,10 @@ async def timed(label: str, action: Callable[[], Awaitable[T]], repeat: int) -> 
     return result, best
 
 
-async def create_services(docker: aiodocker.Docker, count: int, every: int, image: str) -> list[str]:
+async def create_services(
+    docker: aiodocker.Docker, count: int, every: int, image: str, *, start: int = 0
+) -> list[str]:
+    """Services ``start .. count-1`` (``bench_pass_scaling.py`` grows the swarm in steps)."""
     limit = asyncio.Semaphore(16)
 
     async def create(index: int) -> str:
@@ -74,7 +77,7 @@ async def create_services(docker: aiodocker.Docker, count: int, every: int, imag
             answer = await docker._query_json("services/create", method="POST", data=spec)
         return str(answer["ID"])
 
-    return list(await asyncio.gather(*(create(i) for i in range(count))))
+    return list(await asyncio.gather(*(create(i) for i in range(start, count))))
 
 
 async def remove_bench_services(docker: aiodocker.Docker) -> None:

@@ -9,9 +9,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# Debian packages: the engine (dockerd, containerd, runc), the lab's tools, Prometheus.
+# Debian packages: the engine (dockerd, containerd, runc), the lab's tools, Prometheus, and
+# for the VM lab (real kernel, IPVS) QEMU and cpio (its initramfs).
 DEB_PACKAGES=(docker.io iptables iproute2 busybox-static mmdebstrap prometheus jq curl ca-certificates
-              python3 python3-venv python3-pip)
+              python3 python3-venv python3-pip qemu-system-x86 cpio)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

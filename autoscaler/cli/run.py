@@ -296,6 +296,7 @@ async def serve(
         leadership=lease,
         labels=settings.policies.labels,
         label_selector=settings.policies.label_selector,
+        freeze_after_first_pass=True,
         **timing,
     )
     try:

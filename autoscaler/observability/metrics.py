@@ -3,15 +3,25 @@
 Never the global registry: tests create one registry each and read it back, and two
 controllers in one process (tests, benchmarks) do not collide. Label values are bounded:
 service names, directions, HPA limit names and fixed outcome words, never free text.
+
+The gauges of each service's last pass (desired, current, running, min, max, panic, the
+metric values and forecasts) are not kept as gauge objects set on every pass: they are
+read at scrape time from what the reconciler already records for each service
+(``ServiceSample``). Six gauge children per service were, at 10,000 services, 60,000
+objects with a lock each (~45 MB) and 60,000 ``set`` calls per pass, for values that
+already exist in the records.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from autoscaler.core.decision import Decision
 
@@ -28,17 +38,95 @@ def reason_kind(decision: Decision) -> str:
     return "TargetTracking"
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceSample:
+    """One governed service's gauges as of its last pass.
+
+    ``desired`` and ``panic`` are None when that pass made no decision (the service was
+    held for a rolling update, or failed before deciding): those two series are then absent
+    for the service rather than showing an older decision as if it were current.
+    """
+
+    service: str
+    current: int
+    running: int
+    min_replicas: int
+    max_replicas: int
+    desired: int | None = None
+    panic: bool | None = None
+    fallback: bool | None = None  # spec.fallback decided the count
+    values: tuple[tuple[str, float | None], ...] = ()  # (metric, reading the decision used)
+    forecasts: tuple[tuple[str, float | None], ...] = ()  # (metric, forecast), spec.predictive
+
+
+_SERVICE_GAUGES = {
+    "desired_replicas": "Replicas the last decision asked for.",
+    "current_replicas": "Replicas the service spec set when last observed.",
+    "running_replicas": "Tasks running when last observed.",
+    "min_replicas": "The governing policy's minReplicas, as raised by any open schedule window.",
+    "max_replicas": "The governing policy's maxReplicas, as set by any open schedule window.",
+    "panic": "1 while the service is in panic mode.",
+    "fallback_active": "1 while a metric has failed more than fallback.failureThreshold times in a row "
+    "and the policy's fallback decides the count.",
+}
+_METRIC_GAUGES = {
+    "metric_value": "The metric reading the last decision used (NaN when it had none).",
+    "metric_forecast": "spec.predictive: the metric's forecast over the horizon at the last decision "
+    "(NaN when not used: too little or too noisy history).",
+}
+
+
+class _ServiceGauges(Collector):
+    """The per-service gauge families, built from the samples at each scrape."""
+
+    def __init__(self, samples: Callable[[], Iterable[ServiceSample]]) -> None:
+        self._samples = samples
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The family names alone, so the registry can refuse a clash when this is registered."""
+        return iter(self._families().values())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        families = self._families()
+        for sample in self._samples():
+            labels = [sample.service]
+            families["current_replicas"].add_metric(labels, sample.current)
+            families["running_replicas"].add_metric(labels, sample.running)
+            families["min_replicas"].add_metric(labels, sample.min_replicas)
+            families["max_replicas"].add_metric(labels, sample.max_replicas)
+            if sample.desired is not None:
+                families["desired_replicas"].add_metric(labels, sample.desired)
+            if sample.panic is not None:
+                families["panic"].add_metric(labels, int(sample.panic))
+            if sample.fallback is not None:
+                families["fallback_active"].add_metric(labels, int(sample.fallback))
+            for metric, value in sample.values:
+                families["metric_value"].add_metric([sample.service, metric], _or_nan(value))
+            for metric, value in sample.forecasts:
+                families["metric_forecast"].add_metric([sample.service, metric], _or_nan(value))
+        return iter(families.values())
+
+    @staticmethod
+    def _families() -> dict[str, GaugeMetricFamily]:
+        families = {
+            name: GaugeMetricFamily(f"{NAMESPACE}_{name}", doc, labels=["service"])
+            for name, doc in _SERVICE_GAUGES.items()
+        }
+        for name, doc in _METRIC_GAUGES.items():
+            families[name] = GaugeMetricFamily(f"{NAMESPACE}_{name}", doc, labels=["service", "metric"])
+        return families
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 class ControllerMetrics:
     """Every series the controller exports, created on ``registry``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self._per_service: dict[str, _ServiceSeries] = {}
         self._decision_counters: dict[tuple[str, str, str], Counter] = {}
-        # (service, metric) -> its gauge; labels() is slow at 1,000 services. A forecast
-        # series exists only for policies with spec.predictive on.
-        self._value_series: dict[tuple[str, str], Gauge] = {}
-        self._forecast_series: dict[tuple[str, str], Gauge] = {}
 
         def per_service(name: str, doc: str) -> Gauge:
             return Gauge(name, doc, ["service"], namespace=NAMESPACE, registry=registry)
@@ -49,36 +137,6 @@ class ControllerMetrics:
         def gauge(name: str, doc: str) -> Gauge:
             return Gauge(name, doc, namespace=NAMESPACE, registry=registry)
 
-        self.desired = per_service("desired_replicas", "Replicas the last decision asked for.")
-        self.current = per_service("current_replicas", "Replicas the service spec set when last observed.")
-        self.running = per_service("running_replicas", "Tasks running when last observed.")
-        self.min_replicas = per_service(
-            "min_replicas", "The governing policy's minReplicas, as raised by any open schedule window."
-        )
-        self.max_replicas = per_service(
-            "max_replicas", "The governing policy's maxReplicas, as set by any open schedule window."
-        )
-        self.panic = per_service("panic", "1 while the service is in panic mode.")
-        self.fallback = per_service(
-            "fallback_active",
-            "1 while a metric has failed more than fallback.failureThreshold times in a row "
-            "and the policy's fallback decides the count.",
-        )
-        self.metric_value = Gauge(
-            "metric_value",
-            "The metric reading the last decision used (NaN when it had none).",
-            ["service", "metric"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.metric_forecast = Gauge(
-            "metric_forecast",
-            "spec.predictive: the metric's forecast over the horizon at the last decision "
-            "(NaN when not used: too little or too noisy history).",
-            ["service", "metric"],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
         self.decisions = counter(
             "decisions",
             "Decisions by direction and reason kind (first HPA limit applied, else TargetTracking).",
@@ -118,57 +176,16 @@ class ControllerMetrics:
             "last_reconcile_timestamp_seconds", "When the last reconcile pass finished (Unix time)."
         )
 
-    def _series(self, service: str) -> _ServiceSeries:
-        # labels() hashes and locks on every call; with 1000 services it was most of a pass.
-        series = self._per_service.get(service)
-        if series is None:
-            series = _ServiceSeries(
-                desired=self.desired.labels(service),
-                current=self.current.labels(service),
-                running=self.running.labels(service),
-                min_replicas=self.min_replicas.labels(service),
-                max_replicas=self.max_replicas.labels(service),
-                panic=self.panic.labels(service),
-                fallback=self.fallback.labels(service),
-            )
-            self._per_service[service] = series
-        return series
+    def watch_services(self, samples: Callable[[], Iterable[ServiceSample]]) -> None:
+        """Export the per-service gauges from ``samples``, called at every scrape (once per registry)."""
+        self.registry.register(_ServiceGauges(samples))
 
-    def observe_decision(
-        self, service: str, decision: Decision, *, min_replicas: int, max_replicas: int
-    ) -> None:
-        series = self._series(service)
-        series.desired.set(decision.desired)
-        series.current.set(decision.current)
-        series.running.set(decision.running)
-        series.min_replicas.set(min_replicas)
-        series.max_replicas.set(max_replicas)
-        series.panic.set(1 if decision.panic else 0)
-        series.fallback.set(1 if "Fallback" in decision.limits else 0)
-        for rec in decision.metrics:
-            value = math.nan if rec.value is None else rec.value
-            self._child(self.metric_value, self._value_series, service, rec.name).set(value)
-        for forecast in decision.forecasts:
-            value = math.nan if forecast.value is None else forecast.value
-            self._child(self.metric_forecast, self._forecast_series, service, forecast.metric).set(value)
+    def count_decision(self, service: str, decision: Decision) -> None:
         key = (service, decision.direction.value, reason_kind(decision))
         counter = self._decision_counters.get(key)
         if counter is None:
             counter = self._decision_counters[key] = self.decisions.labels(*key)
         counter.inc()
-
-    @staticmethod
-    def _child(gauge: Gauge, cache: dict[tuple[str, str], Gauge], service: str, metric: str) -> Gauge:
-        child = cache.get((service, metric))
-        if child is None:
-            child = cache[(service, metric)] = gauge.labels(service, metric)
-        return child
-
-    def observe_state(self, service: str, *, current: int, running: int) -> None:
-        """For services observed but not decided on (held, failed before deciding)."""
-        series = self._series(service)
-        series.current.set(current)
-        series.running.set(running)
 
     def observe_pause(self, service: str, *, paused: bool, since: float | None) -> None:
         self.paused.labels(service).set(1 if paused else 0)
@@ -183,37 +200,9 @@ class ControllerMetrics:
             self.label_problems.remove(service)
 
     def forget_service(self, service: str) -> None:
-        """Drop a removed service's gauges so dashboards do not show a ghost."""
-        self._per_service.pop(service, None)
-        gauges = (
-            self.desired,
-            self.current,
-            self.running,
-            self.min_replicas,
-            self.max_replicas,
-            self.panic,
-            self.fallback,
-            self.paused,
-            self.paused_since,
-        )
-        for gauge in gauges:
+        """Drop a removed service's pause gauges so dashboards do not show a ghost.
+
+        (The gauges of its last pass go with its record.)"""
+        for gauge in (self.paused, self.paused_since):
             with contextlib.suppress(KeyError):  # never observed for this service
                 gauge.remove(service)
-        for gauge, cache in (
-            (self.metric_value, self._value_series),
-            (self.metric_forecast, self._forecast_series),
-        ):
-            for key in [k for k in cache if k[0] == service]:
-                del cache[key]
-                gauge.remove(*key)
-
-
-@dataclass(frozen=True, slots=True)
-class _ServiceSeries:
-    desired: Gauge
-    current: Gauge
-    running: Gauge
-    min_replicas: Gauge
-    max_replicas: Gauge
-    panic: Gauge
-    fallback: Gauge

@@ -9,15 +9,17 @@ drive time by hand and never sleep.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from autoscaler.core.decision import MetricReading
 from autoscaler.core.observation import MetricRequest
-from autoscaler.observability.metrics import ControllerMetrics
+from autoscaler.observability.metrics import ControllerMetrics, ServiceSample
 from autoscaler.policy_sources.label_controls import read_pause
 from autoscaler.policy_sources.labels import LabelProblem
 from autoscaler.reconciler.events import touched_services
@@ -32,7 +34,7 @@ from autoscaler.reconciler.ports import (
     Target,
 )
 from autoscaler.reconciler.records import Outcome, ServiceRecord, bounded
-from autoscaler.reconciler.service_pass import EngineSlot, ServiceReconciler
+from autoscaler.reconciler.service_pass import EngineSlot, ScaleOrder, ServiceReconciler
 
 log = logging.getLogger("autoscaler.reconciler")
 
@@ -95,6 +97,7 @@ class Reconciler:
         service_timeout: float = 30.0,
         labels: bool = True,
         label_selector: Mapping[str, str] | None = None,
+        freeze_after_first_pass: bool = False,
     ) -> None:
         self.target = target
         self.sources = dict(sources)
@@ -121,10 +124,13 @@ class Reconciler:
             leadership=leadership,
             service_timeout=service_timeout,
         )
+        metrics.watch_services(self._service_samples)
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._pending: set[str] | None = set()  # None: every service is pending
         self._reload_requested = False
+        # Process-wide, so asked for by the program (``run``), never by tests or a library user.
+        self._freeze_pending = freeze_after_first_pass
 
     # -- control from outside (signals, events, HTTP) --------------------------------------
 
@@ -149,11 +155,40 @@ class Reconciler:
             self._pending |= services
         self._wake.set()
 
+    def _service_samples(self) -> list[ServiceSample]:
+        """The per-service gauges, read at each scrape: each record with a replica count."""
+        samples = (record.sample() for record in self.status.records.values())
+        return [sample for sample in samples if sample is not None]
+
     # -- one pass ----------------------------------------------------------------------------
 
     async def run_once(self) -> PassResult:
-        self.policies.reload()
-        return await self.reconcile()
+        with self._first_pass_heap():
+            self.policies.reload()
+            return await self.reconcile()
+
+    @contextlib.contextmanager
+    def _first_pass_heap(self) -> Iterator[None]:
+        """Around the first policy load and pass, if asked: no collections, then freeze what stays.
+
+        That load and pass make what lives as long as the controller: the policies, an engine
+        per service, the clients. Collecting while they pile up walks the growing heap again
+        and again to free next to nothing; afterwards every full collection would walk it
+        again every pass or two (at 10,000 services a third of each pass; issue 15). So: one
+        collection at the end, then ``gc.freeze()`` leaves what survived out of later ones.
+        """
+        if not self._freeze_pending:
+            yield
+            return
+        gc.disable()
+        try:
+            yield
+        finally:
+            gc.enable()
+            if self.status.records:  # it governed services (not a pass that found Docker down)
+                gc.collect()
+                gc.freeze()
+                self._freeze_pending = False
 
     async def reconcile(self, only: frozenset[str] | None = None) -> PassResult:
         """One pass over every governed service (or only those named in ``only``)."""
@@ -208,16 +243,24 @@ class Reconciler:
             )
 
         readings = await self._fetch(assignments)
-        outcomes = await asyncio.gather(
-            *(self._services.reconcile(a, readings, stopping=self._stopping) for a in assignments)
+        # Every service is decided first, in one go (no I/O); only those that need a scale
+        # call become tasks, so a pass over 10,000 steady services starts none.
+        planned = [self._services.plan(a, readings) for a in assignments]
+        records = [p for p in planned if isinstance(p, ServiceRecord)]
+        scaled = await asyncio.gather(
+            *(
+                self._services.scale(order, readings, stopping=self._stopping)
+                for order in planned
+                if isinstance(order, ScaleOrder)
+            )
         )
-        for record in outcomes:
-            if record is not None:
-                self.status.records[record.service] = record
+        records += [r for r in scaled if r is not None]
+        for record in records:
+            self.status.records[record.service] = record
         return PassResult(
             services=tuple(a.service.name for a in assignments),
-            scaled=tuple(r.service for r in outcomes if r is not None and r.outcome is Outcome.SCALED),
-            failed=tuple(r.service for r in outcomes if r is not None and r.outcome is Outcome.FAILED),
+            scaled=tuple(r.service for r in records if r.outcome is Outcome.SCALED),
+            failed=tuple(r.service for r in records if r.outcome is Outcome.FAILED),
         )
 
     def _forget_gone(self, assignments: Sequence[Assignment]) -> None:
@@ -228,7 +271,7 @@ class Reconciler:
         self._services.forget_gone({a.service.id for a in assignments})
         governed = {a.service.name for a in assignments}
         for name in [n for n in self.status.records if n not in governed]:
-            del self.status.records[name]
+            del self.status.records[name]  # and with it the gauges of its last pass
             self.metrics.forget_service(name)
 
     async def _fetch(self, assignments: Sequence[Assignment]) -> dict[MetricRequest, MetricReading]:
@@ -274,9 +317,10 @@ class Reconciler:
             while not self._stopping.is_set():
                 self._pending = set()
                 self._wake.clear()
-                self.policies.reload()
-                self._reload_requested = False
-                await self.reconcile()
+                with self._first_pass_heap():
+                    self.policies.reload()
+                    self._reload_requested = False
+                    await self.reconcile()
                 await self._until_next_tick(self.clock() + self.interval)
         finally:
             watcher.cancel()

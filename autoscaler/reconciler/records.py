@@ -14,6 +14,7 @@ from typing import Any
 from autoscaler.core.decision import Decision
 from autoscaler.core.policy import MetricSpec, ScalingPolicy
 from autoscaler.core.schedules import Bounds
+from autoscaler.observability.metrics import ServiceSample
 from autoscaler.policy_sources.label_controls import Pause
 
 # Reasons and errors carry text from outside (Docker's and Prometheus' answers, exception
@@ -55,6 +56,28 @@ class ServiceRecord:
     pause: Pause | None = None  # set while the service is paused
     paused_since: float | None = None  # pausedAt, else when this controller first saw it paused
     bounds: Bounds | None = None  # min/max in force at the decision (schedules); None: the policy's
+
+    def sample(self) -> ServiceSample | None:
+        """This record as the service's gauges; None for a service with no replica count (global)."""
+        if self.current is None:
+            return None
+        spec, decision = self.policy.spec, self.decision
+        bounds = self.bounds or Bounds(spec.min_replicas, spec.max_replicas)
+        limits = bounds.min_replicas, bounds.max_replicas
+        if decision is None:
+            return ServiceSample(self.service, self.current, self.running, *limits)
+        return ServiceSample(
+            service=self.service,
+            current=self.current,
+            running=self.running,
+            min_replicas=limits[0],
+            max_replicas=limits[1],
+            desired=decision.desired,
+            panic=decision.panic,
+            fallback="Fallback" in decision.limits,
+            values=tuple((m.name, m.value) for m in decision.metrics),
+            forecasts=tuple((f.metric, f.value) for f in decision.forecasts),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A plain-JSON view; ``ratio`` is value/target as HPA computes it (per replica for AverageValue)."""

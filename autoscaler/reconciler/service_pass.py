@@ -1,7 +1,11 @@
 """Deciding and scaling one service within a pass, isolated from every other service.
 
-Anything this raises is caught here and becomes a FAILED record: one broken service (a
-bad query, a Docker error, an engine bug) must never stall the rest of the swarm.
+A pass first ``plan``s every service: deciding needs no I/O, so it runs straight through,
+and most services end there with their record (unchanged, held, dry run...). Only a
+service whose decision needs a scale call comes back as a ``ScaleOrder``, which ``scale``
+carries out under the per-service timeout. Anything either step raises is caught here and
+becomes a FAILED record: one broken service (a bad query, a Docker error, an engine bug)
+must never stall the rest of the swarm.
 """
 
 from __future__ import annotations
@@ -41,6 +45,19 @@ class EngineSlot:
     engine: Engine
 
 
+@dataclass(frozen=True, slots=True)
+class ScaleOrder:
+    """A decision that needs a scale call, with what ``scale`` needs to make and record it."""
+
+    policy: ScalingPolicy
+    service: ServiceState
+    engine: Engine
+    decision: Decision
+    replicas: int  # the count to set: the decision's, or a pause's pausedReplicas
+    source: str  # where the policy came from, for the record
+    pause: Pause | None = None  # set when scaling to pausedReplicas (once per pause)
+
+
 class ServiceReconciler:
     def __init__(
         self,
@@ -72,38 +89,55 @@ class ServiceReconciler:
         # The clamps of each service's last decision, to log a hold when it starts and ends.
         self._last_limits: dict[str, tuple[str, ...]] = {}
 
-    async def reconcile(
+    def plan(
+        self, assignment: Assignment, readings: Mapping[MetricRequest, MetricReading]
+    ) -> ServiceRecord | ScaleOrder:
+        """Decide one service, without I/O: its record for this pass, or the scale call it needs."""
+        policy, service = assignment.policy, assignment.service
+        try:
+            planned = self._plan(policy, service, readings, assignment.source)
+        except Exception as exc:
+            planned = self._failed(policy, service, exc)
+        if isinstance(planned, ScaleOrder):
+            return planned
+        self.metrics.outcomes.labels(service.name, planned.outcome.value).inc()
+        return dataclasses.replace(planned, source=assignment.source)
+
+    async def scale(
         self,
-        assignment: Assignment,
+        order: ScaleOrder,
         readings: Mapping[MetricRequest, MetricReading],
         *,
         stopping: asyncio.Event,
     ) -> ServiceRecord | None:
-        """Decide and maybe scale one service; None when shutdown began before it started."""
+        """Make one planned scale call; None when shutdown began before it started."""
         if stopping.is_set():
             return None
-        policy, service = assignment.policy, assignment.service
+        policy, service = order.policy, order.service
         try:
             async with asyncio.timeout(self.service_timeout):
-                record = await self._reconcile(policy, service, readings)
+                record = await self._scale(order, readings)
         except TimeoutError:
             error = f"no answer from Docker within {self.service_timeout:g} s; retried next pass"
             record = self._record(policy, service, Outcome.FAILED, f"failed: {error}", error=error)
             self.metrics.target_errors.labels("timeout").inc()
             log.error("%s: %s", service.name, error, extra={"event": "failure", "service": service.name})
         except Exception as exc:
-            error = bounded(f"{type(exc).__name__}: {exc}")
-            record = self._record(policy, service, Outcome.FAILED, f"failed: {error}", error=error)
-            if isinstance(exc, TargetError):
-                self.metrics.target_errors.labels("scale").inc()
-            log.exception(
-                "%s: reconcile failed: %s",
-                service.name,
-                exc,
-                extra={"event": "failure", "service": service.name},
-            )
+            record = self._failed(policy, service, exc)
         self.metrics.outcomes.labels(service.name, record.outcome.value).inc()
-        return dataclasses.replace(record, source=assignment.source)
+        return dataclasses.replace(record, source=order.source)
+
+    def _failed(self, policy: ScalingPolicy, service: ServiceState, exc: Exception) -> ServiceRecord:
+        error = bounded(f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, TargetError):
+            self.metrics.target_errors.labels("scale").inc()
+        log.exception(
+            "%s: reconcile failed: %s",
+            service.name,
+            exc,
+            extra={"event": "failure", "service": service.name},
+        )
+        return self._record(policy, service, Outcome.FAILED, f"failed: {error}", error=error)
 
     def _record(
         self,
@@ -133,22 +167,25 @@ class ServiceReconciler:
             bounds=slot.engine.bounds if slot is not None else None,
         )
 
-    async def _reconcile(
-        self, policy: ScalingPolicy, service: ServiceState, readings: Mapping[MetricRequest, MetricReading]
-    ) -> ServiceRecord:
+    def _plan(
+        self,
+        policy: ScalingPolicy,
+        service: ServiceState,
+        readings: Mapping[MetricRequest, MetricReading],
+        source: str,
+    ) -> ServiceRecord | ScaleOrder:
         if service.replicas is None:
             return self._record(policy, service, Outcome.SKIPPED, GLOBAL_REASON)
-        self.metrics.observe_state(service.name, current=service.replicas, running=service.running)
         if service.updating:
             reason = UPDATING_REASON.format(state=service.update_state)
             log.info("%s: %s", service.name, reason, extra={"event": "held", "service": service.name})
             return self._record(policy, service, Outcome.HELD, reason)
 
-        metric_readings = self._readings_for(policy, service.name, readings)
         engine = self._engine_for(policy, service)
+        metric_readings = self._readings_for(policy, service.name, readings)
         pause = read_pause(service.labels)
         if pause.paused:
-            return await self._paused(engine, policy, service, metric_readings, pause)
+            return self._plan_paused(engine, policy, service, metric_readings, pause, source)
         self._resumed(service)
         decision = self._decide(engine, policy, service, metric_readings)
         if decision.desired == service.replicas:
@@ -160,7 +197,13 @@ class ServiceReconciler:
             # Standbys keep deciding so their engines hold a warm history when they take over.
             reason = f"{decision.reason}; standby: another controller holds the lease"
             return self._record(policy, service, Outcome.STANDBY, reason, decision)
+        return ScaleOrder(policy, service, engine, decision, decision.desired, source)
 
+    async def _scale(
+        self, order: ScaleOrder, readings: Mapping[MetricRequest, MetricReading]
+    ) -> ServiceRecord:
+        if order.pause is not None:
+            return await self._scale_paused(order, order.pause)
         # On a version conflict someone changed the service since we listed it: re-read it and
         # decide again, once.
         async for attempt in AsyncRetrying(
@@ -168,52 +211,51 @@ class ServiceReconciler:
         ):
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
-                    redecided = await self._redecide(engine, policy, service, metric_readings, readings)
-                    if isinstance(redecided, ServiceRecord):
-                        return redecided
-                    service, decision = redecided
+                    replanned = await self._replan(order, readings)
+                    if isinstance(replanned, ServiceRecord):
+                        return replanned
+                    order = replanned
                 async with self._calls:
                     await self.target.scale(
-                        service,
-                        decision.desired,
-                        labels=scale_record.labels_for(engine, service, decision.desired, self.clock()),
+                        order.service,
+                        order.replicas,
+                        labels=scale_record.labels_for(
+                            order.engine, order.service, order.replicas, self.clock()
+                        ),
                     )
-        assert service.replicas is not None  # checked above, on this exact state
-        engine.record_scale(at=self.clock(), from_replicas=service.replicas, to_replicas=decision.desired)
+        service, decision = order.service, order.decision
+        assert service.replicas is not None  # checked by _plan, on this exact state
+        order.engine.record_scale(
+            at=self.clock(), from_replicas=service.replicas, to_replicas=decision.desired
+        )
         self._log_action(service, decision, "scaled")
-        return self._record(policy, service, Outcome.SCALED, decision.reason, decision)
+        return self._record(order.policy, service, Outcome.SCALED, decision.reason, decision)
 
-    async def _redecide(
-        self,
-        engine: Engine,
-        policy: ScalingPolicy,
-        service: ServiceState,
-        metric_readings: Mapping[str, MetricReading],
-        readings: Mapping[MetricRequest, MetricReading],
-    ) -> tuple[ServiceState, Decision] | ServiceRecord:
-        """The fresh state and a new decision after a version conflict, or the pass's record."""
-        log.info("%s: version conflict, re-reading", service.name, extra={"event": "conflict"})
+    async def _replan(
+        self, order: ScaleOrder, readings: Mapping[MetricRequest, MetricReading]
+    ) -> ServiceRecord | ScaleOrder:
+        """The plan for the service as it is now, after a version conflict."""
+        name = order.service.name
+        log.info("%s: version conflict, re-reading", name, extra={"event": "conflict"})
         async with self._calls:
-            fresh = await self.target.get_service(service.name)
+            fresh = await self.target.get_service(name)
         if fresh is None:
-            return self._record(policy, service, Outcome.SKIPPED, "service removed while scaling it")
-        if fresh.replicas is None or fresh.updating or read_pause(fresh.labels).paused:
-            # e.g. `swarm-autoscaler pause` won the compare-and-swap: honour it now.
-            return await self._reconcile(policy, fresh, readings)
-        decision = self._decide(engine, policy, fresh, metric_readings)
-        if decision.desired == fresh.replicas:
-            return self._record(policy, fresh, Outcome.UNCHANGED, decision.reason, decision)
-        return fresh, decision
+            gone = "service removed while scaling it"
+            return self._record(order.policy, order.service, Outcome.SKIPPED, gone)
+        # Paused meanwhile (e.g. `swarm-autoscaler pause` won the compare-and-swap): the plan
+        # for the fresh state honours it.
+        return self._plan(order.policy, fresh, readings, order.source)
 
-    async def _paused(
+    def _plan_paused(
         self,
         engine: Engine,
         policy: ScalingPolicy,
         service: ServiceState,
         readings: Mapping[str, MetricReading],
         pause: Pause,
-    ) -> ServiceRecord:
-        """Leave the count alone (after scaling to pausedReplicas once).
+        source: str,
+    ) -> ServiceRecord | ScaleOrder:
+        """Leave the count alone (after scaling to pausedReplicas once: a ScaleOrder).
 
         The engine still decides, so its history (stabilization, scale events) stays current
         and resuming continues from it, within the policy's rate limits, with no catch-up.
@@ -233,19 +275,26 @@ class ServiceReconciler:
             hold_scale_down=hold,
         )
         current = service.replicas
-        would = f"; unpaused, the policy would want {decision.desired}" if decision.desired != current else ""
         wanted = pause.replicas
         if wanted is None or self._pause_applied.get(service.id) == pause.key or wanted == current:
             if wanted is not None:
                 self._pause_applied[service.id] = pause.key
-            reason = f"{pause.describe()}: replica count left at {current}{would}"
+            reason = f"{pause.describe()}: replica count left at {current}{_would(decision, current)}"
             return self._record(policy, service, Outcome.PAUSED, reason, decision)
-        once = f"{pause.describe()}: scale {current} -> {wanted} once, then leave it there until resumed"
+        once = _once(pause, current, wanted)
         if self.dry_run:
             return self._record(policy, service, Outcome.DRY_RUN, f"{once} (dry run, not scaling)", decision)
         if self.leadership is not None and not self.leadership.is_leader():
             reason = f"{once}; standby: another controller holds the lease"
             return self._record(policy, service, Outcome.STANDBY, reason, decision)
+        return ScaleOrder(policy, service, engine, decision, wanted, source, pause)
+
+    async def _scale_paused(self, order: ScaleOrder, pause: Pause) -> ServiceRecord:
+        """Scale a paused service to its pausedReplicas, once per pause."""
+        policy, service, decision, wanted = order.policy, order.service, order.decision, order.replicas
+        assert service.replicas is not None  # checked by _plan_paused, on this exact state
+        current = service.replicas
+        once = _once(pause, current, wanted)
         try:
             async with self._calls:
                 await self.target.scale(service, wanted)
@@ -253,7 +302,7 @@ class ServiceReconciler:
             reason = f"{once}: the service changed while scaling it; done on the next pass"
             return self._record(policy, service, Outcome.HELD, reason, decision)
         self._pause_applied[service.id] = pause.key
-        engine.record_scale(at=self.clock(), from_replicas=current, to_replicas=wanted)
+        order.engine.record_scale(at=self.clock(), from_replicas=current, to_replicas=wanted)
         log.warning(
             "%s: paused at %d replicas (was %d)",
             service.name,
@@ -267,7 +316,8 @@ class ServiceReconciler:
                 "to": wanted,
             },
         )
-        return self._record(policy, service, Outcome.SCALED, f"{once}: done{would}", decision)
+        done = f"{once}: done{_would(decision, current)}"
+        return self._record(policy, service, Outcome.SCALED, done, decision)
 
     def forget_gone(self, live_ids: set[str]) -> None:
         """Drop the pause memory of services no longer governed (removed, or their policy gone)."""
@@ -302,13 +352,7 @@ class ServiceReconciler:
         )
         if self.failover is not None:
             decision = self.failover.during_failover(service.name, decision)
-        bounds = engine.bounds  # what schedules made of min/max for this decision
-        self.metrics.observe_decision(
-            service.name,
-            decision,
-            min_replicas=bounds.min_replicas,
-            max_replicas=bounds.max_replicas,
-        )
+        self.metrics.count_decision(service.name, decision)
         log.log(
             self._decision_level(service.name, decision),
             "%s: current=%d running=%d desired=%d (%s): %s",
@@ -391,3 +435,11 @@ class ServiceReconciler:
             slot.engine.update_spec(policy.spec)
             slot.spec = policy.spec
         return slot.engine
+
+
+def _once(pause: Pause, current: int, wanted: int) -> str:
+    return f"{pause.describe()}: scale {current} -> {wanted} once, then leave it there until resumed"
+
+
+def _would(decision: Decision, current: int) -> str:
+    return f"; unpaused, the policy would want {decision.desired}" if decision.desired != current else ""

@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions = parser.add_subparsers(dest="lab_action", metavar="ACTION", required=True)
 
     up = actions.add_parser("up", help="create the lab (a healthy lab is left as is)")
-    up.add_argument("--nodes", type=int, default=3, help="node count, 1 manager + N-1 workers (default 3)")
+    up.add_argument(
+        "--nodes", type=int, default=None, help="node count, 1 manager + N-1 workers (default 3; vm: 1)"
+    )
     up.add_argument("--sample", action="store_true", help="also deploy the sample web app and loadgen")
     up.set_defaults(handler=_up)
 
@@ -37,16 +39,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = actions.add_parser("status", help="nodes, services, Prometheus URL")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_status)
-    actions.add_parser("env", help="print export lines for DOCKER_HOST and the Prometheus URL").set_defaults(
-        handler=_env
-    )
+    env_parser = actions.add_parser("env", help="print export lines for DOCKER_HOST and the Prometheus URL")
+    env_parser.set_defaults(handler=_env)
     sample = actions.add_parser("deploy-sample", help="deploy the web service and an idle loadgen")
     sample.add_argument("--replicas", type=int, default=2)
     sample.add_argument("--work-ms", type=float, default=2.0, help="CPU milliseconds per request")
     sample.set_defaults(handler=_deploy_sample)
 
     load = actions.add_parser("load", help="set the offered load (requests/s) on a service")
-    load.add_argument("--rps", type=float, required=True, help="requests per second; 0 stops the load")
+    load.add_argument("--rps", type=float, default=None, help="requests per second; 0 stops the load")
+    load.add_argument(
+        "--connections",
+        type=int,
+        default=0,
+        help="vm backend: connections held open through the published port",
+    )
     load.add_argument("--service", default="web", help="target service on the lab overlay (default web)")
     load.add_argument("--duration", type=float, default=3600.0, help="seconds before the load stops")
     load.set_defaults(handler=_load)
@@ -58,6 +65,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     node_up = actions.add_parser("node-up", help="repair a failed node")
     node_up.add_argument("node", type=int)
     node_up.set_defaults(handler=_node_up)
+    from swarm_lab import vm_cli
+
+    vm_cli.register_exec(actions)
+    vm_handlers = {
+        up: vm_cli.up,
+        down_parser: vm_cli.down,
+        status: vm_cli.status,
+        env_parser: vm_cli.env,
+        load: vm_cli.load,
+        down: vm_cli.node_down,
+        node_up: vm_cli.node_up,
+    }
+    for verb, vm_handler in vm_handlers.items():
+        _add_backend_option(verb, vm_handler)
     demo = actions.add_parser(
         "demo",
         help="README's main job: a traffic spike absorbed by the autoscaler on the lab",
@@ -71,6 +92,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--interval", type=float, default=2.0, help="controller interval, s (default 2)")
     demo.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
     demo.set_defaults(handler=_demo)
+
+
+def _add_backend_option(
+    parser: argparse.ArgumentParser, vm_handler: Callable[[argparse.Namespace], int]
+) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=("netns", "vm"),
+        default="netns",
+        help="netns: dockerd per network namespace (fast, no IPVS); vm: QEMU nodes with a real "
+        "kernel, so the routing mesh runs (default netns)",
+    )
+    netns_handler = parser.get_default("handler")
+    parser.set_defaults(handler=lambda args: (vm_handler if args.backend == "vm" else netns_handler)(args))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -113,7 +148,7 @@ def _guard(action: str, fn: Callable[[], object]) -> int:
 def _up(args: argparse.Namespace) -> int:
     # The lock makes a concurrent pytest session wait instead of racing this up.
     with sessions.lab_lock():
-        result = _guard("up", lambda: lab.up(args.nodes, sample=args.sample))
+        result = _guard("up", lambda: lab.up(args.nodes or 3, sample=args.sample))
         if result == EXIT_OK:
             sessions.keep_up_after_holders()
         return result
@@ -178,6 +213,9 @@ def _deploy_sample(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
+    if args.rps is None:
+        print("lab load: --rps is required", file=sys.stderr)
+        return EXIT_FAILED
     return _guard("load", lambda: lab.set_load(args.rps, args.service, args.duration))
 
 

@@ -215,40 +215,44 @@ def lab_netns() -> list[str]:
     return [n for n in names if n.startswith(f"{layout.PREFIX}node")]
 
 
-def ensure_bridge() -> None:
-    if not link_exists(layout.BRIDGE):
-        routes = run(["ip", "-4", "route", "show", layout.SUBNET], step="checking the lab subnet")
+def ensure_bridge(
+    bridge: str = layout.BRIDGE,
+    address: str = layout.BRIDGE_IP,
+    subnet: str = layout.SUBNET,
+    comment: str = layout.IPTABLES_COMMENT,
+) -> None:
+    """The lab bridge with ``address``/24, forwarding on and accepted through it (the VM lab
+    passes its own bridge and subnet)."""
+    if not link_exists(bridge):
+        routes = run(["ip", "-4", "route", "show", subnet], step="checking the lab subnet")
         if routes.strip():
             raise LabError(
-                f"the lab subnet {layout.SUBNET} is already routed on this host ({routes.strip()}): "
+                f"the lab subnet {subnet} is already routed on this host ({routes.strip()}): "
                 "remove that interface or change SUBNET in lab/swarm_lab/layout.py"
             )
-        run(["ip", "link", "add", layout.BRIDGE, "type", "bridge"], step="creating the lab bridge")
-        run(
-            ["ip", "addr", "add", f"{layout.BRIDGE_IP}/24", "dev", layout.BRIDGE],
-            step="addressing the lab bridge",
-        )
-    run(["ip", "link", "set", layout.BRIDGE, "up"], step="bringing the lab bridge up")
+        run(["ip", "link", "add", bridge, "type", "bridge"], step="creating the lab bridge")
+        run(["ip", "addr", "add", f"{address}/24", "dev", bridge], step="addressing the lab bridge")
+    run(["ip", "link", "set", bridge, "up"], step="bringing the lab bridge up")
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
-    for rule in _forward_rules():
+    for rule in _forward_rules(bridge, comment):
         if not succeeds(["iptables", "-C", *rule]):
             run(["iptables", "-I", *rule], step="allowing forwarding on the lab bridge")
 
 
-def _forward_rules() -> list[list[str]]:
-    tag = ["-m", "comment", "--comment", layout.IPTABLES_COMMENT, "-j", "ACCEPT"]
+def _forward_rules(bridge: str, comment: str) -> list[list[str]]:
+    tag = ["-m", "comment", "--comment", comment, "-j", "ACCEPT"]
     return [
-        ["FORWARD", "-i", layout.BRIDGE, *tag],
-        ["FORWARD", "-o", layout.BRIDGE, *tag],
+        ["FORWARD", "-i", bridge, *tag],
+        ["FORWARD", "-o", bridge, *tag],
     ]
 
 
-def remove_bridge() -> None:
-    for rule in _forward_rules():
+def remove_bridge(bridge: str = layout.BRIDGE, comment: str = layout.IPTABLES_COMMENT) -> None:
+    for rule in _forward_rules(bridge, comment):
         while succeeds(["iptables", "-C", *rule]):
             run(["iptables", "-D", *rule], step="removing the lab's iptables rule")
-    if link_exists(layout.BRIDGE):
-        run(["ip", "link", "del", layout.BRIDGE], step="deleting the lab bridge")
+    if link_exists(bridge):
+        run(["ip", "link", "del", bridge], step="deleting the lab bridge")
 
 
 def ensure_node_network(node: layout.Node) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from swarm_lab import host, layout, swarm
 from swarm_lab import lab as lab_api
@@ -25,9 +26,9 @@ STARTED_BY_HOLDER = SESSIONS_DIR / "started-by-a-holder"
 
 
 @contextlib.contextmanager
-def lab_lock() -> Iterator[None]:
-    layout.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with LOCK_FILE.open("a") as lock:
+def lab_lock(lock_file: Path = LOCK_FILE) -> Iterator[None]:
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -35,10 +36,10 @@ def lab_lock() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def other_live_holders() -> list[int]:
+def other_live_holders(sessions_dir: Path = SESSIONS_DIR) -> list[int]:
     """Pids of other live processes holding the lab (pruning dead ones' registrations)."""
     holders = []
-    for entry in SESSIONS_DIR.glob("*"):
+    for entry in sessions_dir.glob("*"):
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)

@@ -7,13 +7,15 @@ hand). Every test in this directory is marked ``integration``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from swarm_lab import LabError, sessions
+from swarm_lab import LabError, sessions, vm_sessions
 from swarm_lab.sessions import LabHandle
+from swarm_lab.vm_lab import VmLabInfo
 
 HERE = Path(__file__).parent
 
@@ -34,3 +36,18 @@ def lab() -> Iterator[LabHandle]:
         yield LabHandle(info)
     finally:
         sessions.release()
+
+
+@pytest.fixture(scope="session")
+def vm_lab() -> Iterator[VmLabInfo]:
+    """The VM lab (QEMU nodes with a real kernel: IPVS), booted once per session if not up."""
+    if os.geteuid() != 0:
+        pytest.skip("the VM lab needs root (taps, a bridge, QEMU): run the tests as root")
+    try:
+        info, _ = vm_sessions.acquire(node_count=1)
+    except LabError as exc:
+        pytest.fail(f"the VM lab could not be brought up: {exc}", pytrace=False)
+    try:
+        yield info
+    finally:
+        vm_sessions.release()

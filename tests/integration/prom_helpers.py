@@ -51,12 +51,14 @@ class Exporter:
 
 
 class RealPrometheus:
-    def __init__(self, scrape_targets: list[str]) -> None:
+    def __init__(self, scrape_targets: list[str], *, scrape_interval: str = "1s") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="prom-test-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            # The scrape timeout defaults to the interval: an exporter of 10,000 series on a busy
+            # machine can take longer than 1 s to answer, and a failed scrape empties every series.
+            "global": {"scrape_interval": scrape_interval, "evaluation_interval": "1s"},
             "scrape_configs": [{"job_name": "app", "static_configs": [{"targets": scrape_targets}]}],
         }
         (self.dir / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML

@@ -197,6 +197,10 @@ def test_pause_paused_replicas_and_resume_through_the_swarm(
     wait_replicas(services, name, 3)
     assert not any(k.startswith("autoscaler.paused") for k in spec_labels(services, name))
     assert set(policy_labels()) <= set(spec_labels(services, name)), "other labels kept"
+    # The controller logs its scale after Swarm has the new count: wait for the line, then let a
+    # few passes go by so a catch-up burst, if there were one, would be in the log too.
+    controller.wait_action(name, since=resumed_at, deadline=30, to=lambda _f, _t: True, what="after resume")
+    passes_go_by(controller, 3)
     ups = [e for e in controller.events("action", name, since=resumed_at) if e.get("action") == "scaled"]
     # No catch-up burst: HPA's default limits (+100 % or +4 per 15 s) allow 1 -> 3 at once.
     assert [(e["from"], e["to"]) for e in ups] == [(1, 3)]

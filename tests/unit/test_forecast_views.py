@@ -14,6 +14,19 @@ from autoscaler.core.policy import ScalingPolicy
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.reconciler.records import Outcome, ServiceRecord
 
+POLICY = ScalingPolicy.model_validate(
+    {
+        "apiVersion": "autoscaler.swarm/v1",
+        "kind": "ScalingPolicy",
+        "metadata": {"name": "web"},
+        "spec": {
+            "service": "web",
+            "maxReplicas": 10,
+            "metrics": [{"name": "rps", "prometheus": {"query": "q"}, "target": {"averageValue": 50}}],
+        },
+    }
+)
+
 
 def decision(forecast: float | None) -> Decision:
     return Decision(
@@ -28,26 +41,31 @@ def decision(forecast: float | None) -> Decision:
     )
 
 
+def record(d: Decision) -> ServiceRecord:
+    return ServiceRecord("web", "id-web", POLICY, 0.0, Outcome.SCALED, "r", d.current, d.running, d)
+
+
 def test_value_and_forecast_are_exported_and_forgotten() -> None:
     registry = CollectorRegistry()
-    metrics = ControllerMetrics(registry)
-    metrics.observe_decision("web", decision(150.0), min_replicas=1, max_replicas=10)
+    records: dict[str, ServiceRecord] = {"web": record(decision(150.0))}
+    ControllerMetrics(registry).watch_services(lambda: [s for r in records.values() if (s := r.sample())])
     labels = {"service": "web", "metric": "rps"}
     assert registry.get_sample_value("autoscaler_metric_value", labels) == 120.0
     assert registry.get_sample_value("autoscaler_metric_forecast", labels) == 150.0
-    metrics.observe_decision("web", decision(None), min_replicas=1, max_replicas=10)
+    records["web"] = record(decision(None))
     unused = registry.get_sample_value("autoscaler_metric_forecast", labels)
     assert unused is not None and math.isnan(unused)
-    metrics.forget_service("web")
+    del records["web"]  # a removed service's record goes, and its series with it
     assert registry.get_sample_value("autoscaler_metric_value", labels) is None
     assert registry.get_sample_value("autoscaler_metric_forecast", labels) is None
 
 
 def test_no_forecast_series_without_predictive() -> None:
     registry = CollectorRegistry()
-    metrics = ControllerMetrics(registry)
     plain = Decision(0.0, 2, 2, 2, 2, "r", metrics=(MetricRecommendation("rps", 90.0, 2, "r"),))
-    metrics.observe_decision("web", plain, min_replicas=1, max_replicas=10)
+    sample = record(plain).sample()
+    assert sample is not None
+    ControllerMetrics(registry).watch_services(lambda: [sample])
     assert registry.get_sample_value("autoscaler_metric_value", {"service": "web", "metric": "rps"}) == 90.0
     assert (
         registry.get_sample_value("autoscaler_metric_forecast", {"service": "web", "metric": "rps"}) is None

@@ -1,0 +1,142 @@
+"""Helpers for the tests on the VM lab: services, held connections, in-guest probes, ipvsadm text."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from swarm_lab import vm_exec, vm_lab
+from swarm_lab.vm_lab import VmLabInfo
+from swarm_lab.vm_layout import VmNode
+from swarm_lab.vm_qemu import guest_pythonpath
+
+PROBE = Path(__file__).with_name("vm_probe.py")
+# A web server that answers with its container's hostname, so a response names its task.
+HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 3000 -h /www"
+TCG_DEADLINE = 240.0  # container starts take seconds each under TCG on a shared host
+
+
+def poll(condition: Callable[[], Any], *, deadline_s: float, what: str, every: float = 1.0) -> Any:
+    deadline = time.monotonic() + deadline_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(every)  # pacing the poll; the condition decides
+    pytest.fail(f"timed out after {deadline_s:.0f}s waiting for {what} (last: {last!r})")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@contextlib.contextmanager
+def manager(info: VmLabInfo) -> Iterator[docker.DockerClient]:
+    with vm_lab.client(VmNode(1), timeout=120) as client:
+        yield client
+
+
+def running_tasks(client: docker.DockerClient, name: str) -> list[dict[str, Any]]:
+    service = client.services.get(name)
+    tasks = service.tasks(filters={"desired-state": "running"})
+    return [t for t in tasks if t["Status"]["State"] == "running"]
+
+
+def wait_running(client: docker.DockerClient, name: str, count: int) -> list[dict[str, Any]]:
+    return list(
+        poll(
+            lambda: (tasks := running_tasks(client, name)) and len(tasks) == count and tasks,
+            deadline_s=TCG_DEADLINE,
+            what=f"{count} running tasks of {name}",
+        )
+    )
+
+
+def task_address(task: dict[str, Any], network: str) -> str:
+    for attachment in task.get("NetworksAttachments") or []:
+        if attachment["Network"]["Spec"]["Name"] == network:
+            return str(attachment["Addresses"][0]).split("/", 1)[0]
+    raise AssertionError(f"task {task['ID']} has no address on {network}: {task.get('NetworksAttachments')}")
+
+
+def task_hostname(task: dict[str, Any]) -> str:
+    return str(task["Status"]["ContainerStatus"]["ContainerID"][:12])
+
+
+def http_get(host: str, port: int, timeout: float = 30.0) -> str:
+    with urllib.request.urlopen(f"http://{host}:{port}/", timeout=timeout) as response:
+        return str(response.read().decode().strip())
+
+
+@contextlib.contextmanager
+def held_connections(host: str, port: int, count: int) -> Iterator[list[socket.socket]]:
+    """``count`` TCP connections open (no request sent: busybox httpd waits 60 s for one)."""
+    socks = [socket.create_connection((host, port), timeout=30) for _ in range(count)]
+    try:
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def probe(node: VmNode, namespace: str) -> dict[str, Any]:
+    """The namespace read four ways at one moment, inside the guest (see vm_probe.py)."""
+    pythonpath = guest_pythonpath()
+    out = vm_exec.check_output(node, ["env", f"PYTHONPATH={pythonpath}", "python3", str(PROBE), namespace])
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def guest(node: VmNode, *argv: str) -> str:
+    return vm_exec.check_output(node, list(argv))
+
+
+def agent_samples(node: VmNode) -> list[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every sample the node's IPVS agent serves now."""
+    with urllib.request.urlopen(node.agent_url, timeout=60) as response:
+        text = response.read().decode()
+    families = text_string_to_metric_families(text)
+    return [(s.name, dict(s.labels), s.value) for f in families for s in f.samples]
+
+
+# --- ipvsadm's own text, parsed here independently of the code under test ----------------
+
+_SERVICE = re.compile(r"^(FWM|TCP|UDP|SCTP)\s+(\S+)\s+(.*)$")
+_SERVER = re.compile(r"^\s+->\s+(\S+):(\d+)\s+(.*)$")
+
+
+def parse_ipvsadm(text: str) -> dict[str, list[list[Any]]]:
+    """``ipvsadm -Ln --exact``: service key -> [[address, port, forward, weight, active, inactive]]."""
+    table: dict[str, list[list[Any]]] = {}
+    current = None
+    for line in text.splitlines():
+        if (m := _SERVICE.match(line)) is not None:
+            current = f"{m.group(1)} {m.group(2)}"
+            table[current] = []
+        elif current is not None and (s := _SERVER.match(line)) is not None:
+            forward, weight, active, inactive = s.group(3).split()
+            address, port = s.group(1), int(s.group(2))
+            table[current].append([address, port, forward, int(weight), int(active), int(inactive)])
+    return {key: sorted(servers) for key, servers in table.items()}
+
+
+def parse_ipvsadm_stats(text: str) -> dict[str, int]:
+    """``ipvsadm -Ln --stats --exact``: service key -> Conns (cumulative)."""
+    conns = {}
+    for line in text.splitlines():
+        if (m := _SERVICE.match(line)) is not None:
+            conns[f"{m.group(1)} {m.group(2)}"] = int(m.group(3).split()[0])
+    return conns
