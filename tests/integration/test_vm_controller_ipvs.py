@@ -17,7 +17,8 @@ import docker
 import pytest
 from controller_helpers import ControllerProcess
 from docker.types import EndpointSpec
-from vm_helpers import HTTPD, TCG_DEADLINE, manager, poll, unique, wait_running
+from timing import wait_until
+from vm_helpers import HTTPD, TCG_DEADLINE, manager, unique, wait_running
 
 from swarm_lab import vm_lab as vm_lab_api
 from swarm_lab.vm_lab import VmLabInfo
@@ -88,14 +89,24 @@ def test_controller_scales_on_active_connections_up_and_back_down(
     )
     try:
         vm_lab_api.set_load(name, connections=HELD, duration_s=600)
-        poll(lambda: _spec_replicas(client, name) == 3, deadline_s=TCG_DEADLINE, what=f"{name} scaled to 3")
+        wait_until(
+            lambda: _spec_replicas(client, name) == 3,
+            deadline=TCG_DEADLINE,
+            every=1.0,
+            what=f"{name} scaled to 3",
+        )
         wait_running(client, name, 3)
         scaled = [e for e in controller.events("action", name) if e.get("action") == "scaled"]
         assert scaled and all(int(e["to"]) > int(e["from"]) for e in scaled)
         reasons = [str(e) for e in controller.events("decision", name)]
         assert any("open_connections" in r and "-> 3" in r for r in reasons)  # scaled on the IPVS count
         vm_lab_api.set_load(name, connections=0)
-        poll(lambda: _spec_replicas(client, name) == 1, deadline_s=TCG_DEADLINE, what=f"{name} back to 1")
+        wait_until(
+            lambda: _spec_replicas(client, name) == 1,
+            deadline=TCG_DEADLINE,
+            every=1.0,
+            what=f"{name} back to 1",
+        )
         # The spec can show 1 a moment before the controller's log line does: wait for the line.
         controller.wait_action(name, since=0.0, deadline=60, to=lambda old, new: new == 1 < old, what="to 1")
     finally:

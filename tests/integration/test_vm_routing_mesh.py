@@ -19,6 +19,7 @@ from typing import Any
 import docker
 import pytest
 from docker.types import EndpointSpec
+from timing import wait_until
 from vm_helpers import (
     HTTPD,
     TCG_DEADLINE,
@@ -28,7 +29,6 @@ from vm_helpers import (
     manager,
     parse_ipvsadm,
     parse_ipvsadm_stats,
-    poll,
     probe,
     task_address,
     task_hostname,
@@ -68,7 +68,9 @@ def web(vm_lab: VmLabInfo) -> Iterator[Published]:
         )
         try:
             wait_running(client, name, 2)
-            poll(lambda: _answers(port), deadline_s=TCG_DEADLINE, what=f"{name} answering on :{port}")
+            wait_until(
+                lambda: _answers(port), deadline=TCG_DEADLINE, every=1.0, what=f"{name} answering on :{port}"
+            )
             yield Published(name, port, client)
         finally:
             with contextlib.suppress(docker.errors.NotFound):  # the last test removes it
@@ -159,36 +161,50 @@ def _mapped(web: Published, replicas: int) -> dict[str, Any] | None:
 
 
 def test_fwmark_maps_to_the_service_and_its_tasks_as_docker_records(web: Published) -> None:
-    poll(
-        lambda: _mapped(web, 2), deadline_s=TCG_DEADLINE, what="the agent naming the service and its 2 tasks"
+    wait_until(
+        lambda: _mapped(web, 2),
+        deadline=TCG_DEADLINE,
+        every=1.0,
+        what="the agent naming the service and its 2 tasks",
     )
 
 
 def test_mapping_after_a_new_published_port(web: Published) -> None:
     new_port = web.port + 1
     web.client.services.get(web.name).update(endpoint_spec=EndpointSpec(ports={new_port: 3000}))
-    poll(lambda: _answers(new_port), deadline_s=TCG_DEADLINE, what=f"{web.name} answering on :{new_port}")
+    wait_until(
+        lambda: _answers(new_port),
+        deadline=TCG_DEADLINE,
+        every=1.0,
+        what=f"{web.name} answering on :{new_port}",
+    )
     web.port = new_port
     wait_running(web.client, web.name, 2)
-    poll(
+    wait_until(
         lambda: _marks(probe(NODE, "ingress_sbox")["mangle"]).get(new_port) == _fwmark(web),
-        deadline_s=TCG_DEADLINE,
+        deadline=TCG_DEADLINE,
+        every=1.0,
         what=f"ingress_sbox marking :{new_port} with the service's LocalLBIndex",
     )
-    poll(lambda: _mapped(web, 2), deadline_s=TCG_DEADLINE, what="the mapping after the port change")
+    wait_until(
+        lambda: _mapped(web, 2), deadline=TCG_DEADLINE, every=1.0, what="the mapping after the port change"
+    )
 
 
 def test_mapping_after_a_scale(web: Published) -> None:
     web.client.services.get(web.name).scale(3)
     wait_running(web.client, web.name, 3)
-    poll(lambda: _mapped(web, 3), deadline_s=TCG_DEADLINE, what="the agent listing the third task")
+    wait_until(
+        lambda: _mapped(web, 3), deadline=TCG_DEADLINE, every=1.0, what="the agent listing the third task"
+    )
 
 
 def test_mapping_after_the_removal(web: Published) -> None:
     fwmark = _fwmark(web)
     web.client.services.get(web.name).remove()
-    poll(
+    wait_until(
         lambda: not (seen := _agent_services(fwmark))["service"] and seen["count"] == 0,
-        deadline_s=TCG_DEADLINE,
+        deadline=TCG_DEADLINE,
+        every=1.0,
         what=f"fwmark {fwmark} gone from the agent after the removal",
     )

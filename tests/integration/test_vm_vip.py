@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import docker
 import pytest
-from vm_helpers import TCG_DEADLINE, agent_samples, manager, poll, unique, wait_running
+from timing import wait_until
+from vm_helpers import TCG_DEADLINE, agent_samples, manager, unique, wait_running
 
 from swarm_lab.vm_lab import VmLabInfo
 from swarm_lab.vm_layout import VmNode
@@ -42,7 +43,9 @@ def network(vm_lab: VmLabInfo) -> Iterator[tuple[docker.DockerClient, str, str]]
             yield client, name, str(net.id)
         finally:
             with contextlib.suppress(docker.errors.APIError):
-                poll(lambda: _removed(net), deadline_s=TCG_DEADLINE, what=f"network {name} removed")
+                wait_until(
+                    lambda: _removed(net), deadline=TCG_DEADLINE, every=1.0, what=f"network {name} removed"
+                )
 
 
 def _removed(net: docker.models.networks.Network) -> bool:
@@ -101,7 +104,9 @@ def test_vip_connections_are_read_in_the_lb_namespace_and_named(
             ]
             return mine[0] if mine and mine[0] == CLIENTS else None
 
-        assert poll(active, deadline_s=TCG_DEADLINE, what=f"{CLIENTS} active VIP connections in {namespace}")
+        assert wait_until(
+            active, deadline=TCG_DEADLINE, every=1.0, what=f"{CLIENTS} active VIP connections in {namespace}"
+        )
     finally:
         for service in services:
             with contextlib.suppress(docker.errors.NotFound):

@@ -6,16 +6,15 @@ import contextlib
 import json
 import re
 import socket
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from timing import wait_until
 
 from swarm_lab import vm_exec, vm_lab
 from swarm_lab.vm_lab import VmLabInfo
@@ -26,17 +25,6 @@ PROBE = Path(__file__).with_name("vm_probe.py")
 # A web server that answers with its container's hostname, so a response names its task.
 HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 3000 -h /www"
 TCG_DEADLINE = 240.0  # container starts take seconds each under TCG on a shared host
-
-
-def poll(condition: Callable[[], Any], *, deadline_s: float, what: str, every: float = 1.0) -> Any:
-    deadline = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(every)  # pacing the poll; the condition decides
-    pytest.fail(f"timed out after {deadline_s:.0f}s waiting for {what} (last: {last!r})")
 
 
 def unique(prefix: str) -> str:
@@ -57,9 +45,10 @@ def running_tasks(client: docker.DockerClient, name: str) -> list[dict[str, Any]
 
 def wait_running(client: docker.DockerClient, name: str, count: int) -> list[dict[str, Any]]:
     return list(
-        poll(
+        wait_until(
             lambda: (tasks := running_tasks(client, name)) and len(tasks) == count and tasks,
-            deadline_s=TCG_DEADLINE,
+            deadline=TCG_DEADLINE,
+            every=1.0,
             what=f"{count} running tasks of {name}",
         )
     )
