@@ -13,75 +13,107 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from swarm_lab import host, layout, swarm
 from swarm_lab import lab as lab_api
 from swarm_lab.lab import LabInfo, NodeDownMode
 
-SESSIONS_DIR = layout.CACHE_DIR / "sessions"
-LOCK_FILE = layout.CACHE_DIR / "lab.lock"
-# Present while the running lab was started by acquire(); `lab up` by hand removes it.
-STARTED_BY_HOLDER = SESSIONS_DIR / "started-by-a-holder"
+InfoT = TypeVar("InfoT")
+InfoT_co = TypeVar("InfoT_co", covariant=True)
 
 
-@contextlib.contextmanager
-def lab_lock(lock_file: Path = LOCK_FILE) -> Iterator[None]:
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with lock_file.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+class LabBackend(Protocol[InfoT_co]):
+    """What sharing needs of a lab (``lab`` and ``vm_lab`` are the two)."""
+
+    def up(self, node_count: int) -> InfoT_co: ...
+    def down(self) -> None: ...
+    def is_up(self) -> bool: ...
+    def info(self) -> InfoT_co: ...
+    def recorded_node_count(self) -> int | None: ...
 
 
-def other_live_holders(sessions_dir: Path = SESSIONS_DIR) -> list[int]:
-    """Pids of other live processes holding the lab (pruning dead ones' registrations)."""
-    holders = []
-    for entry in sessions_dir.glob("*"):
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        if pid != os.getpid() and host.is_alive(pid):
-            holders.append(pid)
-        elif pid != os.getpid():
-            entry.unlink(missing_ok=True)  # a crashed holder
-    return holders
+@dataclass(frozen=True)
+class SharedLab(Generic[InfoT]):
+    """One lab's registrations (pid files in ``sessions_dir``) and its flock."""
+
+    sessions_dir: Path
+    lock_file: Path
+    lab: LabBackend[InfoT]
+
+    @property
+    def started_by_holder(self) -> Path:
+        # Present while the running lab was started by acquire(); `lab up` by hand removes it.
+        return self.sessions_dir / "started-by-a-holder"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        self.lock_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock_file.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def other_live_holders(self) -> list[int]:
+        """Pids of other live processes holding the lab (pruning dead ones' registrations)."""
+        holders = []
+        for entry in self.sessions_dir.glob("*"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            if pid != os.getpid() and host.is_alive(pid):
+                holders.append(pid)
+            elif pid != os.getpid():
+                entry.unlink(missing_ok=True)  # a crashed holder
+        return holders
+
+    def acquire(self, node_count: int) -> tuple[InfoT, bool]:
+        """The running lab (started if needed) and whether this call started it."""
+        with self.lock():
+            self.sessions_dir.mkdir(parents=True, exist_ok=True)
+            (self.sessions_dir / str(os.getpid())).touch()
+            if self.lab.recorded_node_count() is None:
+                info = self.lab.up(node_count)
+                self.started_by_holder.touch()
+                return info, True
+            if not self.lab.is_up():
+                self.lab.up(self.lab.recorded_node_count() or node_count)  # repair a crashed test's lab
+            return self.lab.info(), False
+
+    def release(self) -> None:
+        """Drop this process's hold; the last holder out takes down a lab a holder started."""
+        with self.lock():
+            (self.sessions_dir / str(os.getpid())).unlink(missing_ok=True)
+            if self.started_by_holder.exists() and not self.other_live_holders():
+                self.lab.down()
+                self.started_by_holder.unlink(missing_ok=True)
+
+    def take_down_after_holders(self) -> None:
+        """The lab is no longer wanted by hand: the last test session out takes it down."""
+        self.sessions_dir.mkdir(parents=True, exist_ok=True)
+        self.started_by_holder.touch()
+
+    def keep_up_after_holders(self) -> None:
+        """A person asked for the lab: the last test session must not take it down."""
+        self.started_by_holder.unlink(missing_ok=True)
+
+
+NETNS_LAB: SharedLab[LabInfo] = SharedLab(
+    layout.CACHE_DIR / "sessions", layout.CACHE_DIR / "lab.lock", lab_api
+)
+lab_lock = NETNS_LAB.lock
+other_live_holders = NETNS_LAB.other_live_holders
+release = NETNS_LAB.release
+take_down_after_holders = NETNS_LAB.take_down_after_holders
+keep_up_after_holders = NETNS_LAB.keep_up_after_holders
 
 
 def acquire(node_count: int = 3) -> tuple[LabInfo, bool]:
-    """The running lab (started if needed) and whether this call started it."""
-    with lab_lock():
-        SESSIONS_DIR.mkdir(parents=True, exist_ok=True)
-        (SESSIONS_DIR / str(os.getpid())).touch()
-        if lab_api.recorded_node_count() is None:
-            info = lab_api.up(node_count)
-            STARTED_BY_HOLDER.touch()
-            return info, True
-        if not lab_api.is_up():
-            lab_api.up(lab_api.info().nodes)  # repair what a crashed test left broken
-        return lab_api.info(), False
-
-
-def release() -> None:
-    """Drop this process's hold; the last holder out takes down a lab a holder started."""
-    with lab_lock():
-        (SESSIONS_DIR / str(os.getpid())).unlink(missing_ok=True)
-        if STARTED_BY_HOLDER.exists() and not other_live_holders():
-            lab_api.down()
-            STARTED_BY_HOLDER.unlink(missing_ok=True)
-
-
-def take_down_after_holders() -> None:
-    """The lab is no longer wanted by hand: the last test session out takes it down."""
-    SESSIONS_DIR.mkdir(parents=True, exist_ok=True)
-    STARTED_BY_HOLDER.touch()
-
-
-def keep_up_after_holders() -> None:
-    """A person asked for the lab: the last test session must not take it down."""
-    STARTED_BY_HOLDER.unlink(missing_ok=True)
+    return NETNS_LAB.acquire(node_count)
 
 
 class LabHandle:
