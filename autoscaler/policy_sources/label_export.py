@@ -13,8 +13,9 @@ import yaml
 from pydantic import BaseModel
 
 from autoscaler.core.policy import ScalingPolicy
+from autoscaler.policy_sources.field_types import as_model
 from autoscaler.policy_sources.label_controls import ENABLE, PREFIX
-from autoscaler.policy_sources.label_paths import aliases, as_model, keyed_element
+from autoscaler.policy_sources.label_paths import aliases, keyed_element
 
 
 def policy_to_labels(policy: ScalingPolicy) -> dict[str, str]:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
+from autoscaler.policy_sources.field_types import as_model
 from autoscaler.policy_sources.messages import suggest
 
 # A label path: field aliases, and metric names where a keyed list was entered.
@@ -110,19 +111,6 @@ def is_text(annotation: Any) -> bool:
     if get_origin(core) is Literal:
         return all(isinstance(arg, str) for arg in get_args(core))
     return False
-
-
-def as_model(annotation: Any) -> type[BaseModel] | None:
-    """The BaseModel inside ``X | None``, ``tuple[X, ...]``, ``Annotated[X, ...]``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = get_origin(annotation)
-    if origin in (Union, types.UnionType, tuple, list, Annotated):
-        for arg in get_args(annotation):
-            model = as_model(arg)
-            if model is not None:
-                return model
-    return None
 
 
 def _strip(annotation: Any) -> Any:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import types
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from autoscaler.core.policy import LABEL_NAME_PATTERN, SWARM_NAME_PATTERN
+from autoscaler.policy_sources.field_types import as_model
 from autoscaler.policy_sources.problems import MAX_QUOTED_CHARS, clip
 from autoscaler.policy_sources.yaml_documents import YamlPath, format_path
 
@@ -128,7 +128,7 @@ def _model_at(root: type[BaseModel], loc: YamlPath) -> type[BaseModel] | None:
     for part in loc:
         if isinstance(part, int):
             continue  # list items: the element model was already unwrapped from the field type
-        model = _as_model(current)
+        model = as_model(current)
         if model is None:
             return None
         field = next(
@@ -138,20 +138,7 @@ def _model_at(root: type[BaseModel], loc: YamlPath) -> type[BaseModel] | None:
         if field is None:
             return None
         current = field.annotation
-    return _as_model(current)
-
-
-def _as_model(annotation: Any) -> type[BaseModel] | None:
-    """The BaseModel inside ``X | None``, ``tuple[X, ...]``, ``Annotated[X, ...]``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = get_origin(annotation)
-    if origin in (Union, types.UnionType, tuple, list, Annotated):
-        for arg in get_args(annotation):
-            model = _as_model(arg)
-            if model is not None:
-                return model
-    return None
+    return as_model(current)
 
 
 def _quoting_hint(kind: str, given: object) -> str:

@@ -11,9 +11,10 @@ import pytest
 from pydantic import BaseModel
 
 from autoscaler.core.policy import PolicySpec, ScalingPolicy
+from autoscaler.policy_sources.field_types import as_model
 from autoscaler.policy_sources.label_controls import NOT_PAUSED, paused_labels, read_pause, resumed_labels
 from autoscaler.policy_sources.label_export import policy_to_labels
-from autoscaler.policy_sources.label_paths import aliases, as_model, is_list, keyed_element, resolve
+from autoscaler.policy_sources.label_paths import aliases, is_list, keyed_element, resolve
 from autoscaler.policy_sources.labels import policy_from_labels
 from autoscaler.policy_sources.loader import LoadedPolicy, load_paths
 
