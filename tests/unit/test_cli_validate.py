@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from golden import run_validate
 
-from autoscaler.cli import validate
 from autoscaler.policy_sources.loader import load_paths
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
-
-
-def run_validate(argv: Sequence[str]) -> int:
-    # Only the validate subcommand: these tests must not depend on the others importing.
-    parser = argparse.ArgumentParser(prog="swarm-autoscaler")
-    validate.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["validate", *argv])
-    code: int = args.handler(args)
-    return code
 
 
 def test_valid_paths_print_one_line_per_policy_and_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
