@@ -12,28 +12,15 @@ import os
 from pathlib import Path
 
 import pytest
+from test_loader import policy_yaml, problems_of, write
 
 from autoscaler.cli import EXIT_CRASH, EXIT_INPUT, main
 from autoscaler.policy_sources import loader, yaml_documents
-from autoscaler.policy_sources.loader import MAX_FILE_BYTES, PolicyLoadError, PolicyStore, Problem, load_paths
+from autoscaler.policy_sources.loader import MAX_FILE_BYTES, PolicyStore, load_paths
 from autoscaler.policy_sources.problems import MAX_QUOTED_CHARS
 from autoscaler.policy_sources.yaml_limits import MAX_ALIAS_NODES
 
-GOOD = """\
-apiVersion: autoscaler.swarm/v1
-kind: ScalingPolicy
-metadata:
-  name: good
-spec:
-  service: good
-  maxReplicas: 5
-  metrics:
-    - name: rps
-      prometheus:
-        query: sum(rate(http_requests_total{service="{{ service }}"}[1m]))
-      target:
-        averageValue: 50
-"""
+GOOD = policy_yaml("good", "good")
 
 # Longest message a problem may have: the fixed wording plus a few quoted, clipped values.
 MESSAGE_BOUND = 600
@@ -44,17 +31,6 @@ def alias_bomb(levels: int, used_as: str = "apiVersion") -> str:
     for level in range(1, levels + 1):
         text += f"x{level}: &b{level} [" + ", ".join([f"*b{level - 1}"] * 9) + "]\n"
     return text + f"{used_as}: *b{levels}\n" + GOOD.split("\n", 1)[1]
-
-
-def problems_of(paths: list[Path]) -> list[Problem]:
-    with pytest.raises(PolicyLoadError) as caught:
-        load_paths(paths)
-    return caught.value.problems
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture(params=["libyaml", "pure-python"])

@@ -6,27 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from test_loader import policy_yaml
 
 from autoscaler.policy_sources import loader
 from autoscaler.policy_sources.loader import PolicyStore
-
-
-def policy_yaml(name: str, service: str, max_replicas: int = 5) -> str:
-    return f"""\
-apiVersion: autoscaler.swarm/v1
-kind: ScalingPolicy
-metadata:
-  name: {name}
-spec:
-  service: {service}
-  maxReplicas: {max_replicas}
-  metrics:
-    - name: rps
-      ipvs:
-        counter: activeConnections
-      target:
-        averageValue: 50
-"""
 
 
 def max_replicas(store: PolicyStore) -> dict[str, int]:
