@@ -334,14 +334,7 @@ async def test_events_report_service_create_update_remove(
         async def probe_seen() -> bool:
             if any(e.id == probe for e in seen):
                 return True
-            raw = await docker._query_json(f"services/{probe}")
-            raw["Spec"]["Labels"] = {"probe": uuid.uuid4().hex}
-            await docker._query_json(
-                f"services/{probe}/update",
-                method="POST",
-                params={"version": raw["Version"]["Index"]},
-                data=raw["Spec"],
-            )
+            await _touch(docker, probe)
             return False
 
         await eventually(probe_seen, deadline=30, what="the event stream to deliver a probe event", every=0.2)
