@@ -1,4 +1,5 @@
-"""The ``lab`` fixture: the real multi-node Swarm + Prometheus every integration test runs against.
+"""The ``lab`` fixture: the real multi-node Swarm + Prometheus every integration test runs against,
+and ``services``: what a test creates on it, removed after the test.
 
 If the lab is not up, the session brings it up (tens of seconds; see docs/lab.md); the last
 test session to finish takes down a lab that a test session started (not one started by
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from controller_helpers import LabServices
 
 from swarm_lab import LabError, sessions, vm_sessions
 from swarm_lab.sessions import LabHandle
@@ -36,6 +38,16 @@ def lab() -> Iterator[LabHandle]:
         yield LabHandle(info)
     finally:
         sessions.release()
+
+
+@pytest.fixture
+def services(lab: LabHandle) -> Iterator[LabServices]:
+    """Creates the test's services on the lab (``services.web(...)``) and removes them after."""
+    created = LabServices(lab.manager_url, lab.images)
+    try:
+        yield created
+    finally:
+        created.remove_all()
 
 
 @pytest.fixture(scope="session")

@@ -64,14 +64,13 @@ def controller(
 
 
 @pytest.fixture
-def services(lab: LabHandle, policy_dir: Path) -> Iterator[LabServices]:
-    created = LabServices(lab.manager_url, lab.images)
+def services(services: LabServices, policy_dir: Path) -> Iterator[LabServices]:
+    """conftest's ``services``; the policy files of what it created are deleted before the services."""
     try:
-        yield created
+        yield services
     finally:
-        for name in created.created:
+        for name in services.created:
             (policy_dir / f"{name}.yaml").unlink(missing_ok=True)
-        created.remove_all()
 
 
 def decisions_between(

@@ -17,27 +17,16 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 from controller_helpers import RATE_QUERY, ControllerProcess, LabServices, log_time, unique
 from tcp_proxy import TcpProxy
 from timing import wait_until
 
 from swarm_lab.sessions import LabHandle
-
-
-@pytest.fixture
-def services(lab: LabHandle) -> Iterator[LabServices]:
-    created = LabServices(lab.manager_url, lab.images)
-    try:
-        yield created
-    finally:
-        created.remove_all()
 
 
 def policy_yaml(service: str, *, min_replicas: int, max_replicas: int, metric: str, extra: str = "") -> str:

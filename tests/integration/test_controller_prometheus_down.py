@@ -17,11 +17,9 @@ import random
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from controller_helpers import (
     ControllerProcess,
     LabServices,
@@ -88,15 +86,6 @@ class TwinPrometheus:
 
     def start(self) -> None:
         self.services.scale_by_hand(self.name, 1)
-
-
-@pytest.fixture
-def services(lab: LabHandle) -> Iterator[LabServices]:
-    created = LabServices(lab.manager_url, lab.images)
-    try:
-        yield created
-    finally:
-        created.remove_all()
 
 
 def test_prometheus_outage_holds_scale_down_and_recovers(

@@ -7,24 +7,13 @@ the service (the 1 s controller of ``test_labels_lab`` is gone once that module 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from controller_helpers import ControllerProcess, LabServices, log_time, unique
 from label_helpers import SELECT, docker, labelled, policy_labels, wait_replicas
 from timing import wait_until
 
 from swarm_lab.sessions import LabHandle
-
-
-@pytest.fixture
-def services(lab: LabHandle) -> Iterator[LabServices]:
-    created = LabServices(lab.manager_url, lab.images)
-    try:
-        yield created
-    finally:
-        created.remove_all()
 
 
 def test_a_label_edit_is_picked_up_from_the_swarm_event_not_the_tick(

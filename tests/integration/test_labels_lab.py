@@ -53,15 +53,6 @@ def controller(lab: LabHandle, tmp_path_factory: pytest.TempPathFactory) -> Iter
         process.stop()
 
 
-@pytest.fixture
-def services(lab: LabHandle) -> Iterator[LabServices]:
-    created = LabServices(lab.manager_url, lab.images)
-    try:
-        yield created
-    finally:
-        created.remove_all()
-
-
 def test_a_stack_deployed_with_labels_is_scaled(
     lab: LabHandle, controller: ControllerProcess, tmp_path: Path, services: LabServices
 ) -> None:
