@@ -29,6 +29,14 @@ EXIT_CRASH = 70
 
 PLUGIN_GROUP = "swarm_autoscaler.commands"
 
+
+def add_docker_host(parser: argparse.ArgumentParser) -> None:
+    """``--docker-host`` of the commands that talk to a manager's Docker API (run, pause, resume)."""
+    parser.add_argument(
+        "--docker-host", help="Docker API of a manager (default: $DOCKER_HOST or the local socket)"
+    )
+
+
 # Plugins people are told to run (README, docs, scripts) that may be absent, and how to get
 # them: without this, argparse would answer "invalid choice", which reads like a typo.
 KNOWN_PLUGINS = {

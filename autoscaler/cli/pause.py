@@ -17,7 +17,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from autoscaler.cli import EXIT_INPUT, EXIT_OK
+from autoscaler.cli import EXIT_INPUT, EXIT_OK, add_docker_host
 from autoscaler.errors import TargetError
 
 EXAMPLES_PAUSE = """\
@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
         "--replicas", type=_count, metavar="N", help="scale to N once, then hold (autoscaler.pausedReplicas)"
     )
     pause.add_argument("--by", help="who pauses it, shown in /decisions and explain (default: user@host)")
-    _docker_host(pause)
+    add_docker_host(pause)
     pause.set_defaults(handler=handle_pause)
     resume = subparsers.add_parser(
         "resume",
@@ -63,14 +63,8 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     resume.add_argument("service", metavar="SERVICE", help="the Swarm service name or id")
-    _docker_host(resume)
+    add_docker_host(resume)
     resume.set_defaults(handler=handle_resume)
-
-
-def _docker_host(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--docker-host", help="Docker API of a manager (default: $DOCKER_HOST or the local socket)"
-    )
 
 
 def _count(text: str) -> int:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
-from autoscaler.cli import EXIT_INPUT, EXIT_OK
+from autoscaler.cli import EXIT_INPUT, EXIT_OK, add_docker_host
 from autoscaler.cli.shutdown import Shutdown
 from autoscaler.observability.http import ObservabilityServer
 from autoscaler.observability.logs import configure_logging
@@ -82,9 +82,7 @@ def register(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="only services that also carry this label get a policy from their labels (repeatable)",
     )
-    parser.add_argument(
-        "--docker-host", help="Docker API of a manager (default: $DOCKER_HOST or the local socket)"
-    )
+    add_docker_host(parser)
     parser.add_argument("--prometheus-url", help="Prometheus base URL, e.g. http://127.0.0.1:9090")
     parser.add_argument(
         "--ipvs-agent", action="append", metavar="URL", help="an IPVS agent metrics URL (repeatable)"
