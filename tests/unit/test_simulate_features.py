@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_simulate import spec as simulate_spec
 
 from autoscaler.cli import main
 from autoscaler.core.policy import PolicySpec
@@ -15,15 +16,7 @@ from autoscaler.core.trace import parse_trace
 
 
 def spec(**overrides: Any) -> PolicySpec:
-    doc: dict[str, Any] = {
-        "service": "web",
-        "minReplicas": 1,
-        "maxReplicas": 20,
-        "metrics": [{"name": "rps", "prometheus": {"query": "q"}, "target": {"averageValue": 10}}],
-        "panic": {"enabled": False},
-    }
-    doc.update(overrides)
-    return PolicySpec.model_validate(doc)
+    return simulate_spec(**{"maxReplicas": 20, **overrides})
 
 
 def flat(value: str, seconds: int, step: int = 5) -> str:
