@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
-from test_engine import make_spec, read
+from test_engine import UNLIMITED, make_spec, read
 
 from autoscaler.core.engine import Engine
 from autoscaler.core.tolerance import Tolerances
@@ -15,16 +17,7 @@ def desired(spec_fields: dict[str, object], value: float, running: int) -> int:
 
 
 def directions(up: float | None = None, down: float | None = None) -> dict[str, object]:
-    behavior: dict[str, dict[str, object]] = {
-        "scaleUp": {
-            "stabilizationWindowSeconds": 0,
-            "policies": [{"type": "Percent", "value": 1000, "periodSeconds": 1}],
-        },
-        "scaleDown": {
-            "stabilizationWindowSeconds": 0,
-            "policies": [{"type": "Percent", "value": 100, "periodSeconds": 1}],
-        },
-    }
+    behavior: dict[str, dict[str, object]] = copy.deepcopy(UNLIMITED)
     if up is not None:
         behavior["scaleUp"]["tolerance"] = up
     if down is not None:
