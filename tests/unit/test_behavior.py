@@ -11,6 +11,8 @@ import random
 from typing import Any
 
 import pytest
+from test_engine import make_spec as engine_spec
+from test_engine import metric
 
 from autoscaler.core.behavior import (
     RatePolicy,
@@ -26,17 +28,8 @@ from autoscaler.core.engine import Engine
 from autoscaler.core.policy import PolicySpec
 
 
-def make_spec(behavior: dict[str, Any], **fields: Any) -> PolicySpec:
-    doc: dict[str, Any] = {
-        "service": "web",
-        "minReplicas": 1,
-        "maxReplicas": 1000,
-        "metrics": [{"name": "rps", "prometheus": {"query": "q"}, "target": {"averageValue": 1}}],
-        "panic": {"enabled": False},
-        "behavior": behavior,
-    }
-    doc.update(fields)
-    return PolicySpec.model_validate(doc)
+def make_spec(behavior: dict[str, Any]) -> PolicySpec:
+    return engine_spec([metric("rps", averageValue=1)], maxReplicas=1000, behavior=behavior)
 
 
 def run(engine: Engine, start: int, load: float, times: list[float]) -> list[int]:

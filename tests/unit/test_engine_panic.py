@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from test_engine import make_spec as engine_spec
+
 from autoscaler.core.decision import MetricReading
 from autoscaler.core.engine import Engine
 from autoscaler.core.policy import PolicySpec
@@ -13,16 +15,10 @@ FREE_DOWN = {"stabilizationWindowSeconds": 0}
 
 
 def make_spec(panic: dict[str, Any] | None = None, **fields: Any) -> PolicySpec:
-    doc: dict[str, Any] = {
-        "service": "web",
-        "minReplicas": 1,
-        "maxReplicas": 100,
-        "metrics": [{"name": "rps", "prometheus": {"query": "q"}, "target": {"averageValue": 100}}],
-        "panic": panic or {"threshold": 2.0, "stableWindowSeconds": 60},
-        "behavior": {"scaleUp": SLOW_UP, "scaleDown": FREE_DOWN},
-    }
-    doc.update(fields)
-    return PolicySpec.model_validate(doc)
+    return engine_spec(
+        panic=panic or {"threshold": 2.0, "stableWindowSeconds": 60},
+        **{"behavior": {"scaleUp": SLOW_UP, "scaleDown": FREE_DOWN}, **fields},
+    )
 
 
 def rps(v: float) -> dict[str, MetricReading]:
