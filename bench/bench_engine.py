@@ -81,6 +81,17 @@ def contract_floor(now: float, current: int, readings: dict[str, MetricReading])
     return Decision(now, current, current, best, best, recs[0].reason, False, tuple(recs), ())
 
 
+def decide_all(
+    engines: list[Engine], current: list[int], now: float, row: list[dict[str, MetricReading]]
+) -> None:
+    """One tick of every engine, scaling as decided (``current`` is updated in place)."""
+    for i, engine in enumerate(engines):
+        d = engine.decide(now=now, current=current[i], running=current[i], readings=row[i])
+        if d.desired != current[i]:
+            engine.record_scale(at=now, from_replicas=current[i], to_replicas=d.desired)
+            current[i] = d.desired
+
+
 def run(
     spec: PolicySpec,
     loads: list[list[dict[str, MetricReading]]],
@@ -117,20 +128,12 @@ def run(
         out["floor"].append((time.perf_counter() - w, time.thread_time() - c))
 
         w, c = time.perf_counter(), time.thread_time()
-        for i, engine in enumerate(engines):
-            d = engine.decide(now=now, current=current[i], running=current[i], readings=row[i])
-            if d.desired != current[i]:
-                engine.record_scale(at=now, from_replicas=current[i], to_replicas=d.desired)
-                current[i] = d.desired
+        decide_all(engines, current, now, row)
         out["engine"].append((time.perf_counter() - w, time.thread_time() - c))
 
         if forecasting:
             w, c = time.perf_counter(), time.thread_time()
-            for i, engine in enumerate(forecasting):
-                d = engine.decide(now=now, current=current_p[i], running=current_p[i], readings=row[i])
-                if d.desired != current_p[i]:
-                    engine.record_scale(at=now, from_replicas=current_p[i], to_replicas=d.desired)
-                    current_p[i] = d.desired
+            decide_all(forecasting, current_p, now, row)
             out["predictive"].append((time.perf_counter() - w, time.thread_time() - c))
     out["scales"] = [(float(sum(current)), float(sink))]  # keeps the work observable
     return out
