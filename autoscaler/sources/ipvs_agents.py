@@ -66,25 +66,22 @@ def parse_agent_metrics(url: str, text: str, at: float) -> AgentScrape:
                 node = sample.labels.get("node", url)
                 (scrape.nodes_available if sample.value else scrape.nodes_unavailable).append(node)
             if sample.name == "swarm_ipvs_backend_weight":
-                lab = sample.labels
-                key = (
-                    lab.get("node", url),
-                    lab.get("namespace", ""),
-                    lab.get("fwmark", ""),
-                    lab.get("service", ""),
-                )
-                scrape.backends.setdefault(key, {})[lab.get("backend", "")] = float(sample.value)
+                backends = scrape.backends.setdefault(_series_key(sample.labels, url), {})
+                backends[sample.labels.get("backend", "")] = float(sample.value)
             target = wanted.get(sample.name)
             if target is not None:
-                lab = sample.labels
-                key = (
-                    lab.get("node", url),
-                    lab.get("namespace", ""),
-                    lab.get("fwmark", ""),
-                    lab.get("service", ""),
-                )
-                target[key] = float(sample.value)
+                target[_series_key(sample.labels, url)] = float(sample.value)
     return scrape
+
+
+def _series_key(labels: dict[str, str], url: str) -> _SeriesKey:
+    """(node, namespace, fwmark, service) of one series; an agent that names no node is its URL."""
+    return (
+        labels.get("node", url),
+        labels.get("namespace", ""),
+        labels.get("fwmark", ""),
+        labels.get("service", ""),
+    )
 
 
 def load_balancer_view(scrapes: Sequence[AgentScrape], failures: Sequence[str]) -> LoadBalancerView:
