@@ -62,33 +62,27 @@ class FamilyNotFoundError(NetlinkError):
     """The generic netlink family is not registered: here, the kernel has no IPVS."""
 
 
-def attribute_spans(buf: bytes, start: int, end: int, where: str) -> dict[int, tuple[int, int]]:
-    """type -> (payload start, payload end) of the attributes in buf[start:end] (last one wins)."""
-    spans = {}
+def attributes(buf: bytes, start: int, end: int, where: str) -> Iterator[tuple[int, int, int]]:
+    """(type, payload start, payload end) of each attribute in buf[start:end], in order;
+    raises on one whose length runs outside them."""
     unpack = NLATTR.unpack_from
     pos = start
     while pos + 4 <= end:
         length, atype = unpack(buf, pos)
         if length < 4 or pos + length > end:
             raise IpvsFormatError(f"netlink {where}: attribute at byte {pos} claims length {length}")
-        spans[atype & NLA_TYPE_MASK] = (pos + 4, pos + length)
+        yield atype & NLA_TYPE_MASK, pos + 4, pos + length
         pos += (length + 3) & ~3
-    return spans
+
+
+def attribute_spans(buf: bytes, start: int, end: int, where: str) -> dict[int, tuple[int, int]]:
+    """type -> (payload start, payload end) of the attributes in buf[start:end] (last one wins)."""
+    return {atype: (a, b) for atype, a, b in attributes(buf, start, end, where)}
 
 
 def nested_spans(buf: bytes, start: int, end: int, wanted: int, where: str) -> list[tuple[int, int]]:
     """Payload spans of every attribute of type ``wanted`` in buf[start:end], in order."""
-    found = []
-    unpack = NLATTR.unpack_from
-    pos = start
-    while pos + 4 <= end:
-        length, atype = unpack(buf, pos)
-        if length < 4 or pos + length > end:
-            raise IpvsFormatError(f"netlink {where}: attribute at byte {pos} claims length {length}")
-        if atype & NLA_TYPE_MASK == wanted:
-            found.append((pos + 4, pos + length))
-        pos += (length + 3) & ~3
-    return found
+    return [(a, b) for atype, a, b in attributes(buf, start, end, where) if atype == wanted]
 
 
 def fixed_int(buf: bytes, a: int, b: int, codec: struct.Struct, name: str) -> int:
