@@ -23,7 +23,7 @@ from autoscaler.core.behavior import (
     scale_up_limit,
 )
 from autoscaler.core.behavior_policy import ScalingRatePolicy, SelectPolicy
-from autoscaler.core.decision import MetricReading
+from autoscaler.core.decision import Decision, MetricReading
 from autoscaler.core.engine import Engine
 from autoscaler.core.policy import PolicySpec
 
@@ -44,6 +44,19 @@ def run(engine: Engine, start: int, load: float, times: list[float]) -> list[int
             current = d.desired
         seen.append(current)
     return seen
+
+
+def run_loads(engine: Engine, start: int, loads: dict[int, float]) -> list[Decision]:
+    """Tick at each time of ``loads`` with its load, every decision recorded as a scale."""
+    current, decisions = start, []
+    for t, load in loads.items():
+        d = engine.decide(
+            now=t, current=current, running=current, readings={"rps": MetricReading("rps", load)}
+        )
+        engine.record_scale(at=t, from_replicas=current, to_replicas=d.desired)
+        current = d.desired
+        decisions.append(d)
+    return decisions
 
 
 # --- the HPA documentation's behavior examples ----------------------------------------
@@ -122,14 +135,7 @@ def test_stabilization_window_uses_the_highest_recommendation() -> None:
     behavior = {"scaleDown": {"stabilizationWindowSeconds": 60}}
     engine = Engine(make_spec(behavior), now=-1000, current=10)
     loads = {0: 10, 15: 6, 30: 8, 45: 3, 60: 3, 75: 3, 90: 3, 105: 3}
-    current, seen = 10, []
-    for t, load in loads.items():
-        d = engine.decide(
-            now=t, current=current, running=current, readings={"rps": MetricReading("rps", load)}
-        )
-        engine.record_scale(at=t, from_replicas=current, to_replicas=d.desired)
-        current = d.desired
-        seen.append(current)
+    seen = [d.desired for d in run_loads(engine, 10, loads)]
     # highest recommendation within (t - 60, t]
     expected = [max(v for u, v in loads.items() if t - 60 < u <= t) for t in loads]
     assert seen == expected
@@ -235,16 +241,9 @@ def test_scale_up_stabilization_uses_the_lowest_recommendation() -> None:
     behavior = {"scaleUp": {"stabilizationWindowSeconds": 60}, "scaleDown": {"stabilizationWindowSeconds": 0}}
     engine = Engine(make_spec(behavior), now=-1000, current=4)
     loads = {0: 4, 15: 9, 30: 7, 45: 12, 60: 12, 75: 12}
-    current, seen = 4, []
-    for t, load in loads.items():
-        d = engine.decide(
-            now=t, current=current, running=current, readings={"rps": MetricReading("rps", load)}
-        )
-        engine.record_scale(at=t, from_replicas=current, to_replicas=d.desired)
-        current = d.desired
-        seen.append(current)
-        if d.desired < d.recommendation:
-            assert "ScaleUpStabilized" in d.limits
+    decisions = run_loads(engine, 4, loads)
+    seen = [d.desired for d in decisions]
+    assert all("ScaleUpStabilized" in d.limits for d in decisions if d.desired < d.recommendation)
     # lowest recommendation within (t - 60, t]; the default scale-up policies allow each step
     expected = [min(v for u, v in loads.items() if t - 60 < u <= t) for t in loads]
     assert seen == expected
