@@ -119,26 +119,30 @@ async def test_selector_policies_govern_labelled_services_and_conflicts_are_repo
     assert "'both'" in reconciler.status.conflicts[0] and "team-a, tier-web" in reconciler.status.conflicts[0]
 
 
+def explained(reconciler: Reconciler, *names: str) -> dict[str, str]:
+    """What ``swarm-autoscaler explain NAME`` prints for each of ``names`` (from /decisions)."""
+    from autoscaler.cli.explain import render
+
+    document = ReconcilerStatus(reconciler).decisions()
+    shown = {}
+    for name in names:
+        out = io.StringIO()
+        render(document["services"][name], document, out)
+        shown[name] = out.getvalue()
+    return shown
+
+
 async def test_explain_renders_services_without_a_decision(
     policy_dir: Path, make_reconciler: MakeReconciler
 ) -> None:
-    from autoscaler.cli.explain import render
-    from autoscaler.reconciler.status import ReconcilerStatus
-
     write_policy(policy_dir, "agent")
     write_policy(policy_dir, "web")
     target = FakeTarget(service("agent", None, running=3), service("web", 2))
     target.fail_scale["web"] = RuntimeError("daemon exploded")
     reconciler = make_reconciler(target, FakeSource({("web", "rps"): 90.0}))
     await reconciler.run_once()
-    document = ReconcilerStatus(reconciler).decisions()
 
-    shown = {}
-    for name in ("agent", "web"):
-        out = io.StringIO()
-        render(document["services"][name], document, out)
-        shown[name] = out.getvalue()
-
+    shown = explained(reconciler, "agent", "web")
     assert "outcome   skipped" in shown["agent"] and "global-mode" in shown["agent"]
     assert "current -, running 3" in shown["agent"]
     assert "outcome   failed" in shown["web"] and "error     RuntimeError: daemon exploded" in shown["web"]

@@ -271,9 +271,7 @@ async def test_unreadable_pause_labels_hold_the_service_and_are_reported(
 async def test_explain_shows_the_label_source_the_pause_and_the_label_problems(
     policy_dir: Path, make_reconciler: MakeReconciler
 ) -> None:
-    import io
-
-    from autoscaler.cli.explain import render
+    from .test_explain_and_logs import explained
 
     pause = {
         "autoscaler.paused": "true",
@@ -290,13 +288,8 @@ async def test_explain_shows_the_label_source_the_pause_and_the_label_problems(
     broken = dict(good, **{"autoscaler.maxReplicas": "0"})
     target.change("web", labels=broken)
     await reconciler.reconcile()
-    document = ReconcilerStatus(reconciler).decisions()
 
-    shown = {}
-    for name in ("web", "api"):
-        out = io.StringIO()
-        render(document["services"][name], document, out)
-        shown[name] = out.getvalue()
+    shown = explained(reconciler, "web", "api")
 
     assert "(policy web from its labels, id " in shown["web"]
     assert "outcome   paused" in shown["web"]
