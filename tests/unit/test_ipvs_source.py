@@ -135,15 +135,21 @@ async def test_one_silent_agent_makes_readings_missing(
     assert dead in (got[RATE].error or "")
 
 
-async def test_no_agent_at_all_is_a_temporary_error() -> None:
+@pytest.fixture
+async def no_agent_source() -> AsyncIterator[IpvsSource]:
+    """An IpvsSource whose one agent is a port bound but not listening: nothing answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         source = IpvsSource(agents=[f"127.0.0.1:{s.getsockname()[1]}"])
         try:
-            with pytest.raises(TemporarySourceError, match="no agent answered"):
-                await source.fetch([ACTIVE])
+            yield source
         finally:
             await source.close()
+
+
+async def test_no_agent_at_all_is_a_temporary_error(no_agent_source: IpvsSource) -> None:
+    with pytest.raises(TemporarySourceError, match="no agent answered"):
+        await no_agent_source.fetch([ACTIVE])
 
 
 async def test_agents_found_by_dns_name(cluster: Cluster) -> None:
@@ -235,12 +241,6 @@ async def test_load_balancer_view_lists_routed_backends_per_node_service_and_ent
     assert view.error is None
 
 
-async def test_load_balancer_view_without_any_agent_is_a_temporary_error() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        source = IpvsSource(agents=[f"127.0.0.1:{s.getsockname()[1]}"])
-        try:
-            with pytest.raises(TemporarySourceError, match="no agent answered"):
-                await source.load_balancer_view()
-        finally:
-            await source.close()
+async def test_load_balancer_view_without_any_agent_is_a_temporary_error(no_agent_source: IpvsSource) -> None:
+    with pytest.raises(TemporarySourceError, match="no agent answered"):
+        await no_agent_source.load_balancer_view()
