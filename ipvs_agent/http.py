@@ -19,15 +19,15 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from autoscaler.observability.http import server_logger
-from autoscaler.observability.web_config import WebConfig, secure, site_ssl
+from autoscaler.observability.http import AppServer
+from autoscaler.observability.web_config import WebConfig, secure
 from ipvs_agent.agent import IpvsCollector
 
 # Docker's HEALTHCHECK calls this without credentials; it says only that the agent runs.
 OPEN_PATHS = ("/healthz",)
 
 
-class AgentServer:
+class AgentServer(AppServer):
     """/metrics (the collector, rendered once per burst of scrapes) and /healthz."""
 
     def __init__(
@@ -40,17 +40,14 @@ class AgentServer:
         min_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(host=host, port=port, web_config=web_config)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
-        self.host = host
-        self.requested_port = port
-        self.web_config = web_config
         self._min_interval = min_interval
         self._clock = clock
         self._body: bytes | None = None
         self._rendered_at = float("-inf")
         self._rendering: asyncio.Task[bytes] | None = None
-        self._runner: web.AppRunner | None = None
         self.renders = 0  # how many times the tables were formatted; read by tests
 
     def app(self) -> web.Application:
@@ -59,25 +56,6 @@ class AgentServer:
         app.router.add_get("/healthz", self._healthz)
         secure(app, self.web_config, OPEN_PATHS)
         return app
-
-    async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None, logger=server_logger())
-        await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, self.host, self.requested_port, ssl_context=site_ssl(self.web_config)
-        )
-        await site.start()
-
-    @property
-    def port(self) -> int:
-        if self._runner is None or not self._runner.addresses:
-            raise RuntimeError("server not started")
-        return int(self._runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=await self._render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

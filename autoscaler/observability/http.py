@@ -68,40 +68,26 @@ def _json(body: dict[str, Any], status: int = 200) -> web.Response:
     )
 
 
-class ObservabilityServer:
-    def __init__(
-        self,
-        registry: CollectorRegistry,
-        status: StatusProvider,
-        *,
-        host: str,
-        port: int,
-        web_config: WebConfig | None = None,
-    ) -> None:
-        self.registry = registry
-        self.status = status
+class AppServer:
+    """Serves ``app()`` on host:port with the web config's TLS and basic auth: start, the bound
+    port, stop. The controller's server below and the IPVS agent's are this with their routes."""
+
+    def __init__(self, *, host: str, port: int, web_config: WebConfig | None) -> None:
         self.host = host
         self.requested_port = port
         self.web_config = web_config
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
 
     def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/decisions", self._decisions)
-        secure(app, self.web_config, OPEN_PATHS)
-        return app
+        raise NotImplementedError
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None, logger=server_logger())
         await self._runner.setup()
-        self._site = web.TCPSite(
+        site = web.TCPSite(
             self._runner, self.host, self.requested_port, ssl_context=site_ssl(self.web_config)
         )
-        await self._site.start()
+        await site.start()
 
     @property
     def port(self) -> int:
@@ -115,6 +101,30 @@ class ObservabilityServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+class ObservabilityServer(AppServer):
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        status: StatusProvider,
+        *,
+        host: str,
+        port: int,
+        web_config: WebConfig | None = None,
+    ) -> None:
+        super().__init__(host=host, port=port, web_config=web_config)
+        self.registry = registry
+        self.status = status
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/decisions", self._decisions)
+        secure(app, self.web_config, OPEN_PATHS)
+        return app
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
