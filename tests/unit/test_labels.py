@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from scaling_policies import scaling_policy
 
-from autoscaler.core.policy import PolicySpec, ScalingPolicy
+from autoscaler.core.policy import PolicySpec
 from autoscaler.policy_sources.field_types import as_model
 from autoscaler.policy_sources.label_controls import NOT_PAUSED, paused_labels, read_pause, resumed_labels
 from autoscaler.policy_sources.label_export import policy_to_labels
@@ -286,17 +287,13 @@ def test_pause_and_resume_labels_keep_every_other_label() -> None:
 
 
 def test_policy_to_labels_writes_only_what_the_policy_sets() -> None:
-    policy = ScalingPolicy.model_validate(
+    policy = scaling_policy(
+        "w",
         {
-            "apiVersion": "autoscaler.swarm/v1",
-            "kind": "ScalingPolicy",
-            "metadata": {"name": "w"},
-            "spec": {
-                "service": "w",
-                "maxReplicas": 3,
-                "metrics": [{"name": "c", "ipvs": {"counter": "connectionRate"}, "target": {"value": 5}}],
-            },
-        }
+            "service": "w",
+            "maxReplicas": 3,
+            "metrics": [{"name": "c", "ipvs": {"counter": "connectionRate"}, "target": {"value": 5}}],
+        },
     )
     expected: dict[str, Any] = {
         "autoscaler.enable": "true",
