@@ -9,8 +9,9 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
 from typing import Any
+
+from autoscaler.observability.web_config import add_web_config_option
 
 EXIT_OK = 0
 EXIT_INPUT = 1
@@ -73,15 +74,7 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="reuse a read for this long when scrapes come faster (default: %(default)s)",
     )
-    parser.add_argument(
-        "--web.config.file",
-        "--web-config-file",
-        dest="web_config_file",
-        type=Path,
-        metavar="FILE",
-        help="TLS and basic auth for /metrics, in Prometheus exporter-toolkit's format "
-        "(tls_server_config, basic_auth_users); /healthz stays open",
-    )
+    add_web_config_option(parser, protects="/metrics", left_open="/healthz stays open")
     parser.set_defaults(handler=run)
 
 

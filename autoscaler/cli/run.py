@@ -25,7 +25,7 @@ from autoscaler.cli.shutdown import Shutdown
 from autoscaler.observability.http import ObservabilityServer
 from autoscaler.observability.logs import configure_logging
 from autoscaler.observability.metrics import ControllerMetrics
-from autoscaler.observability.web_config import WebConfigError, load_web_config
+from autoscaler.observability.web_config import WebConfigError, add_web_config_option, load_web_config
 from autoscaler.reconciler.loop import Clock, Reconciler, Sleep
 from autoscaler.reconciler.ports import (
     LoadBalancerReader,
@@ -93,15 +93,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--listen", metavar="HOST:PORT", help="HTTP address (default 0.0.0.0:8080; '' disables)"
     )
-    parser.add_argument(
-        "--web.config.file",
-        "--web-config-file",
-        dest="web_config_file",
-        type=Path,
-        metavar="FILE",
-        help="TLS and basic auth for the listener, in Prometheus exporter-toolkit's format "
-        "(tls_server_config, basic_auth_users); /healthz and /readyz stay open",
-    )
+    add_web_config_option(parser, protects="the listener", left_open="/healthz and /readyz stay open")
     parser.add_argument("--dry-run", action="store_true", default=None, help="decide and log, never scale")
     parser.add_argument(
         "--once", action="store_true", default=None, help="one pass then exit; exit 1 if any service failed"

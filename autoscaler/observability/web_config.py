@@ -20,6 +20,7 @@ whether the loop is alive). The file is read once at start: restart to apply a c
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import binascii
@@ -180,3 +181,17 @@ def site_ssl(config: WebConfig | None) -> ssl.SSLContext | None:
     if config is None or config.tls_server_config is None:
         return None
     return server_ssl_context(config.tls_server_config)
+
+
+def add_web_config_option(parser: argparse.ArgumentParser, *, protects: str, left_open: str) -> None:
+    """``--web.config.file`` (exporter-toolkit's spelling) of a program that serves HTTP; the
+    handler passes ``args.web_config_file`` to ``load_web_config``."""
+    parser.add_argument(
+        "--web.config.file",
+        "--web-config-file",
+        dest="web_config_file",
+        type=Path,
+        metavar="FILE",
+        help=f"TLS and basic auth for {protects}, in Prometheus exporter-toolkit's format "
+        f"(tls_server_config, basic_auth_users); {left_open}",
+    )
