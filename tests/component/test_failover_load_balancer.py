@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from timing import FakeClock
@@ -41,6 +42,17 @@ def web_task(tid: str, n: int, slot: int, created: float, address: int, state: s
     return TaskView(
         tid, WEB_ID, f"n{n}", slot, state, "running", created, created + 1, addresses=(f"10.0.1.{address}",)
     )
+
+
+def replacement(clock: FakeClock) -> TaskView:
+    """The lost task's (w2's) replacement: w2b, running on node 3 as 10.0.1.7 from now."""
+    return web_task("w2b", 3, 2, clock.now, 7)
+
+
+def lost_task(reconciler: Reconciler) -> dict[str, Any]:
+    """The lost task of the open failover, as /decisions shows it."""
+    task: dict[str, Any] = ReconcilerStatus(reconciler).decisions()["failovers"][0]["tasks"][0]
+    return task
 
 
 def routes(*addresses: int) -> LoadBalancerView:
@@ -89,7 +101,7 @@ async def test_scale_down_is_held_until_ipvs_routes_to_the_replacement(
     policy(policy_dir, "    loadBalancer: auto\n")
     agents = FakeLoadBalancer(routes(1, 2, 3))
     reconciler, monitor, swarm, target = await setup(clock, registry, make_reconciler, agents)
-    swarm.tasks.append(web_task("w2b", 3, 2, clock.now, 7))  # running on node 3 as 10.0.1.7
+    swarm.tasks.append(replacement(clock))
 
     for view in (routes(1, 2, 3), routes(1, 2, 3, 7)):  # not routed yet; routed, lost still there
         agents.view = view
@@ -99,7 +111,7 @@ async def test_scale_down_is_held_until_ipvs_routes_to_the_replacement(
         record = reconciler.status.records["web"]
         assert record.outcome is Outcome.UNCHANGED and not target.scale_calls
         assert "1 running, waiting for the load balancer" in record.reason
-        task = ReconcilerStatus(reconciler).decisions()["failovers"][0]["tasks"][0]
+        task = lost_task(reconciler)
         assert task["status"] == "waiting"
         assert task["pending_reason"].startswith(
             "waiting for the load balancer: task w2b is running and healthy"
@@ -108,7 +120,7 @@ async def test_scale_down_is_held_until_ipvs_routes_to_the_replacement(
     agents.view = routes(1, 3, 7)
     clock.advance(1)
     await monitor.resync()
-    task = ReconcilerStatus(reconciler).decisions()["failovers"][0]["tasks"][0]
+    task = lost_task(reconciler)
     assert task["status"] == "confirmed"
     assert task["confirm_reason"] == "confirmed: running, healthy, and an IPVS backend on 2/2 nodes"
     await reconciler.run_once()
@@ -126,10 +138,10 @@ async def test_agents_unreachable_wait_then_on_timeout_scales_up(
     agents = FakeLoadBalancer()
     agents.fail = TemporarySourceError("ipvs: no agent answered: http://10.0.0.2:9105/metrics: refused")
     reconciler, monitor, swarm, target = await setup(clock, registry, make_reconciler, agents)
-    swarm.tasks.append(web_task("w2b", 3, 2, clock.now, 7))
+    swarm.tasks.append(replacement(clock))
     clock.advance(1)
     await monitor.resync()
-    task = ReconcilerStatus(reconciler).decisions()["failovers"][0]["tasks"][0]
+    task = lost_task(reconciler)
     assert task["pending_reason"] == (
         "waiting for the load balancer: task w2b is running and healthy, the IPVS agents could not be read: "
         "TemporarySourceError: ipvs: no agent answered: http://10.0.0.2:9105/metrics: refused"
@@ -152,10 +164,10 @@ async def test_auto_without_reachable_agents_keeps_confirming_on_running_and_hea
     agents = FakeLoadBalancer()
     agents.fail = TemporarySourceError("ipvs: no agent answered")
     reconciler, monitor, swarm, _ = await setup(clock, registry, make_reconciler, agents)
-    swarm.tasks.append(web_task("w2b", 3, 2, clock.now, 7))
+    swarm.tasks.append(replacement(clock))
     clock.advance(1)
     await monitor.resync()
-    task = ReconcilerStatus(reconciler).decisions()["failovers"][0]["tasks"][0]
+    task = lost_task(reconciler)
     assert task["status"] == "confirmed"
     assert task["confirm_reason"] == (
         "confirmed: running and healthy (IPVS not checked: the IPVS agents could not be read: "
@@ -170,11 +182,11 @@ async def test_a_hanging_agent_read_is_cut_short_and_the_task_waits_saying_so(
     agents = FakeLoadBalancer(routes(1, 2, 3, 7))
     agents.hang = True
     reconciler, monitor, swarm, _ = await setup(clock, registry, make_reconciler, agents)
-    swarm.tasks.append(web_task("w2b", 3, 2, clock.now, 7))
+    swarm.tasks.append(replacement(clock))
     clock.advance(1)
     events = await monitor.resync()  # returns: the read has its own timeout
     assert not events
-    task = ReconcilerStatus(reconciler).decisions()["failovers"][0]["tasks"][0]
+    task = lost_task(reconciler)
     assert task["pending_reason"].endswith("the IPVS agents could not be read: no answer within 0.05s")
 
 
