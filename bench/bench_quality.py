@@ -7,7 +7,8 @@ capacity per replica, same start-up delay, same initial replicas):
 - ``ours+predictive``: that plus ``predictive: {enabled: true}`` and nothing else.
 Printed per trace and contender: overload-seconds (load above ready replicas x capacity)
 and replica-seconds, and both as ratios to the HPA run on the same trace. Example traces
-are the ones in examples/traces; held-back traces come from bench/heldback_traces.py.
+are the ones in examples/traces; held-back traces come from bench/heldback_traces.py
+(synthetic) and bench/traces/ (real-world, see its README.md).
 
 Run: ``python bench/bench_quality.py [--startup-delay 10] [--plot docs/quality.png]``.
 """
@@ -32,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ("step-spike", "ramp", "flash-crowd", "diurnal")
 OUR_INTERVAL = 5.0  # the controller's default loop interval (settings: loop.interval)
 CONTENDERS = ("hpa", "ours", "ours+predictive")
+REAL_WORLD = ("nasa-http-1995-07-06", "nasa-http-1995-07-13")
+# The NASA server's 1995 traffic (1-7 req/s) at this many times its volume: 4-28 replicas.
+REAL_WORLD_SCALE = 200.0
 
 
 def base_spec(max_replicas: int, predictive: bool, settings: dict[str, object] | None = None) -> PolicySpec:
@@ -82,7 +86,19 @@ def load_traces(seed: int) -> list[tuple[str, Trace, bool]]:
         out.append((name, parse_trace(path.read_text(encoding="utf-8"), where=str(path)), False))
     for name, text in heldback_csv(seed).items():
         out.append((name, parse_trace(text, where=name), True))
+    for name in REAL_WORLD:
+        path = ROOT / "bench" / "traces" / f"{name}.csv"
+        out.append((name, scaled(parse_trace(path.read_text(encoding="utf-8"), where=str(path))), True))
     return out
+
+
+def scaled(trace: Trace) -> Trace:
+    """``trace`` at REAL_WORLD_SCALE times its volume."""
+    values = {
+        name: tuple(None if v is None else v * REAL_WORLD_SCALE for v in column)
+        for name, column in trace.values.items()
+    }
+    return Trace(trace.metric_names, trace.times, values)
 
 
 def ratio(a: float, b: float) -> str:
