@@ -30,7 +30,8 @@ Pure: every method takes the time as a parameter. ``decide`` runs, in this order
 7. HPA's out-of-range rules, before behavior: 0 replicas with minReplicas > 0 means
    autoscaling is switched off (``ScalingDisabled``, HPA's convention); above maxReplicas
    or below minReplicas the service goes straight to the bound.
-8. Stabilization windows (or panic's skip of them), then the start-up guard: no
+8. Stabilization windows (or panic's skip of them; steps 8-9 and their state live in
+   ``scaling_behavior.py``), then the start-up guard: no
    scale-down until a whole scale-down window has passed since the engine started (HPA
    seeds its history with the start size for the same reason, but a later scale-up would
    let it scale down early). ``hold_scale_down`` (e.g. node failover in progress) forbids
@@ -47,26 +48,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from autoscaler.core.activation import Activation, empty_as_zero, zero_when_empty
-from autoscaler.core.behavior import (
-    DirectionRules,
-    RatePolicy,
-    RecommendationHistory,
-    ScaleEvents,
-    compile_rules,
-    scale_down_limit,
-    scale_up_limit,
-)
 from autoscaler.core.decision import Decision, Forecast, MetricReading, MetricRecommendation
 from autoscaler.core.fallback import FailureCounter
 from autoscaler.core.forecast import Forecaster, raise_by_forecasts
 from autoscaler.core.policy import PolicySpec
 from autoscaler.core.predictive_policy import PredictiveMode
+from autoscaler.core.scaling_behavior import ScaleStep, ScalingBehavior
 from autoscaler.core.schedules import Bounds, ScheduleBook
 from autoscaler.core.tolerance import Tolerances
 from autoscaler.core.tracking import MetricTracker, invalid_why
-
-# One scale event as the rate limits count it: (time, replicas added or removed).
-ScaleStep = tuple[float, int]
 
 # Times this large are Unix timestamps (reconciler); smaller ones are simulation seconds.
 _EPOCH_LIKE = 365 * 86400.0
@@ -83,10 +73,9 @@ class Engine:
 
     __slots__ = (
         "_activation",
-        "_down",
+        "_behavior",
         "_failures",
         "_forecaster",
-        "_history",
         "_known",
         "_max",
         "_metrics",
@@ -95,10 +84,7 @@ class Engine:
         "_panic_last",
         "_panic_threshold",
         "_panic_window",
-        "_scale_events",
         "_schedules",
-        "_started",
-        "_up",
         "_zero_when_empty",
         "bounds",
         "spec",
@@ -106,23 +92,16 @@ class Engine:
 
     def __init__(self, spec: PolicySpec, *, now: float, current: int) -> None:
         """Start deciding for ``spec`` at ``now`` with the service at ``current`` replicas."""
-        self._started = now
         self._known = current
         self._panic_last: float | None = None  # last time the panic condition held
         self._failures = FailureCounter(spec.fallback)
         self._activation = Activation(spec, now=now)
         self._forecaster: Forecaster | None = None
         self._compile(spec)
-        self._history = RecommendationHistory(self._up.window, self._down.window)
-        self._scale_events = ScaleEvents(max(self._up.longest_period, self._down.longest_period))
-        # HPA seeds the history with the size found at start so the first scale-down waits.
-        self._history.add(now, current)
+        self._behavior = ScalingBehavior(spec, now=now, current=current)
 
     def _compile(self, spec: PolicySpec) -> None:
         self.spec = spec
-        b = spec.behavior
-        self._up: DirectionRules = compile_rules(b.up_window, b.scale_up.select_policy, b.up_policies)
-        self._down: DirectionRules = compile_rules(b.down_window, b.scale_down.select_policy, b.down_policies)
         self._min = spec.min_replicas
         self._max = spec.max_replicas
         tolerances = Tolerances.of(spec)
@@ -166,21 +145,19 @@ class Engine:
         self._compile(spec)
         self._failures.update_spec(spec.fallback, (m.name for m in spec.metrics))
         self._activation.update_spec(spec)
-        self._history.set_windows(self._up.window, self._down.window)
-        self._scale_events.set_keep(max(self._up.longest_period, self._down.longest_period))
+        self._behavior.update_spec(spec)
         if not self._panic_enabled:
             self._panic_last = None
 
     def record_scale(self, *, at: float, from_replicas: int, to_replicas: int) -> None:
         """The service was scaled (by us): count it against the rate limits."""
-        self._scale_events.record(at, from_replicas, to_replicas)
+        self._behavior.record_scale(at, from_replicas, to_replicas)
         self._known = to_replicas
 
     def scale_history(self, now: float) -> tuple[list[ScaleStep], list[ScaleStep]]:
         """(added, removed): the scale events the rate limits still count at ``now``, oldest
         first, as ``(at, replicas)``; what a restarted controller needs to go on counting."""
-        self._scale_events.prune(now)
-        return list(self._scale_events.up), list(self._scale_events.down)
+        return self._behavior.scale_history(now)
 
     def restore_scale_history(self, up: list[ScaleStep], down: list[ScaleStep], now: float) -> None:
         """Count scale events made before this engine existed (a previous controller's).
@@ -188,10 +165,7 @@ class Engine:
         Events later than ``now`` are taken as made ``now``: a clock that ran ahead on the
         previous controller's node must not hold the limits for longer than its periods.
         """
-        events = self._scale_events
-        events.up = sorted([*events.up, *((min(at, now), n) for at, n in up)])
-        events.down = sorted([*events.down, *((min(at, now), n) for at, n in down)])
-        events.prune(now)
+        self._behavior.restore_scale_history(up, down, now)
 
     def decide(
         self,
@@ -223,11 +197,10 @@ class Engine:
             parts.extend(empty_notes)
         if current != self._known:
             at = now if changed_at is None or changed_at > now else changed_at
-            self._scale_events.record(at, self._known, current)
-            self._history.add(at, current)
+            self._behavior.record_out_of_band(at, self._known, current)
             parts.append(f"service was scaled out of band from {self._known} to {current} at {_when(at)}")
             self._known = current
-        self._scale_events.prune(now)
+        self._behavior.prune(now)
 
         # Target tracking, largest wins; invalid readings noted.
         best: int | None = None
@@ -384,92 +357,25 @@ class Engine:
         parts: list[str],
         limits: list[str],
     ) -> int:
-        """Stabilization, panic, start-up guard, hold, rate limits and min/max for ``rec``."""
+        """Panic's skip of behavior for a scale-up, else ``ScalingBehavior.apply``."""
         if panic_cond and rec > current:
-            self._history.add(now, rec)
+            self._behavior.remember(now, rec)
+            limits.append("Panic")
             if rec > self._max:
-                limits.append("Panic")
                 limits.append("TooManyReplicas")
                 parts.append(
                     f"panic: skipping stabilization and rate limits, capped by maxReplicas {self._max}"
                 )
                 return self._max
-            limits.append("Panic")
             parts.append(
                 f"panic: {rec} >= {self._panic_threshold:g} x running, skipping stabilization and rate limits"
             )
             return rec
-
-        up_bound, down_bound = self._history.add_and_bounds(now, rec)
-        stabilized = current
-        if stabilized < up_bound:
-            stabilized = up_bound
-        if stabilized > down_bound:
-            stabilized = down_bound
-        if stabilized != rec:
-            if rec > current:
-                limits.append("ScaleUpStabilized")
-                parts.append(
-                    f"ScaleUpStabilized: lowest recommendation in the last {self._up.window:g}s is {up_bound}"
-                )
-            elif rec < current:
-                limits.append("ScaleDownStabilized")
-                parts.append(
-                    "ScaleDownStabilized: highest recommendation in the last "
-                    f"{self._down.window:g}s is {down_bound}"
-                )
-
-        if stabilized < current:
-            age = now - self._started
-            if hold is not None:
-                limits.append("Hold")
-                parts.append(f"no scale-down: {hold}")
-                stabilized = current
-            elif in_panic:
-                assert self._panic_last is not None
-                left = self._panic_last + self._panic_window - now
-                limits.append("Panic")
-                parts.append(f"panic mode: scale-down suspended for {left:g}s more")
-                stabilized = current
-            elif age < self._down.window:
-                if "ScaleDownStabilized" not in limits:
-                    limits.append("ScaleDownStabilized")
-                parts.append(
-                    f"ScaleDownStabilized: controller started {age:g}s ago, "
-                    f"scale-down needs a full {self._down.window:g}s window"
-                )
-                stabilized = current
-
-        if stabilized > current:
-            limit, policy, start = scale_up_limit(current, now, self._scale_events, self._up)
-            if self._max <= limit:
-                if stabilized > self._max:
-                    limits.append("TooManyReplicas")
-                    parts.append(f"TooManyReplicas: capped by maxReplicas {self._max}")
-                    return self._max
-            elif stabilized > limit:
-                limits.append("ScaleUpLimit")
-                parts.append(self._rate_text("scaleUp", policy, start, current))
-                return limit
-        elif stabilized < current:
-            limit, policy, start = scale_down_limit(current, now, self._scale_events, self._down)
-            if self._min >= limit:
-                if stabilized < self._min:
-                    limits.append("TooFewReplicas")
-                    parts.append(f"TooFewReplicas: held at minReplicas {self._min}")
-                    return self._min
-            elif stabilized < limit:
-                limits.append("ScaleDownLimit")
-                parts.append(self._rate_text("scaleDown", policy, start, current))
-                return limit
-        return stabilized
-
-    @staticmethod
-    def _rate_text(direction: str, policy: RatePolicy | None, start: int, current: int) -> str:
-        if policy is None:
-            return f"{direction} selectPolicy Disabled"
-        since = f" (from {start} at period start)" if start != current else ""
-        hint = ""
-        if start == 0 and policy.percent:
-            hint = " (a Percent policy cannot grow from 0 replicas: add a Replicas policy)"
-        return f"capped by {direction} policy {policy.label}{since}{hint}"
+        panic_left = None
+        if in_panic:
+            assert self._panic_last is not None
+            panic_left = self._panic_last + self._panic_window - now
+        bounds = (self._min, self._max)
+        return self._behavior.apply(
+            now, current, rec, bounds, panic_left=panic_left, hold=hold, parts=parts, limits=limits
+        )

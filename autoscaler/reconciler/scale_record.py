@@ -23,8 +23,9 @@ import logging
 import math
 from dataclasses import dataclass
 
-from autoscaler.core.engine import Engine, ScaleStep
+from autoscaler.core.engine import Engine
 from autoscaler.core.observation import ServiceState
+from autoscaler.core.scaling_behavior import ScaleStep
 
 log = logging.getLogger("autoscaler.reconciler")
 
