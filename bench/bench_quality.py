@@ -101,8 +101,8 @@ def scaled(trace: Trace) -> Trace:
     return Trace(trace.metric_names, trace.times, values)
 
 
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b > 0 else ("=" if a == 0 else "inf")
+def ratio(a: float, b: float, digits: int = 2) -> str:
+    return f"{a / b:.{digits}f}x" if b > 0 else ("=" if a == 0 else "inf")
 
 
 def print_table(rows: list[Row]) -> None:
@@ -124,8 +124,13 @@ def print_table(rows: list[Row]) -> None:
             f"| {row.trace} | {'held back' if row.held_back else 'example'} "
             f"| {' | '.join(cells)} | {' | '.join(vs)} |"
         )
-    for label, held in (("examples", False), ("held back", True)):
-        picked = [r for r in rows if r.held_back == held]
+    groups = (
+        ("examples", [r for r in rows if not r.held_back]),
+        ("held back, synthetic", [r for r in rows if r.held_back and r.trace not in REAL_WORLD]),
+        ("held back, real-world", [r for r in rows if r.trace in REAL_WORLD]),
+        ("held back", [r for r in rows if r.held_back]),
+    )
+    for label, picked in groups:
         tot = {
             c: (
                 sum(r.results[c].summary.overload_seconds for r in picked),
@@ -139,7 +144,8 @@ def print_table(rows: list[Row]) -> None:
             + " | ".join(f"{o:.0f} / {r:.0f}" for o, r in (tot[c] for c in CONTENDERS))
             + " | "
             + " | ".join(
-                f"{ratio(tot[c][0], hpa[0])}, {ratio(tot[c][1], hpa[1])}" for c in ("ours", "ours+predictive")
+                f"{ratio(tot[c][0], hpa[0])}, {ratio(tot[c][1], hpa[1], 3)}"
+                for c in ("ours", "ours+predictive")
             )
             + " |"
         )

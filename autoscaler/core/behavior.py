@@ -17,6 +17,7 @@ The spec's pydantic models are compiled once into the small frozen values below.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -80,6 +81,11 @@ class RecommendationHistory:
     Records are kept in time order (an out-of-band change stamped with the service's
     ``UpdatedAt`` may arrive late and is put in its place); records older than both
     windows are dropped after each recommendation.
+
+    With ``spec.predictive`` a record also keeps what the readings themselves asked for
+    then (``floor``) and, when a forecast raised it, the time that forecast was for
+    (``due``): ``take_back`` lowers the records of a forecast that overshot towards their
+    floors, so a wrong forecast is not held for a whole scale-down window.
     """
 
     __slots__ = ("_down_window", "_records", "_up_window")
@@ -87,7 +93,9 @@ class RecommendationHistory:
     def __init__(self, up_window: float, down_window: float) -> None:
         self._up_window = up_window
         self._down_window = down_window
-        self._records: deque[tuple[float, int]] = deque()
+        # (at, replicas, floor, due): floor == replicas for records nothing may take back;
+        # due is -inf for a record no forecast raised.
+        self._records: deque[tuple[float, int, int, float]] = deque()
 
     def __len__(self) -> int:
         return len(self._records)
@@ -96,15 +104,18 @@ class RecommendationHistory:
         self._up_window = up_window
         self._down_window = down_window
 
-    def add(self, at: float, replicas: int) -> None:
+    def add(self, at: float, replicas: int, *, floor: int | None = None, due: float = -math.inf) -> None:
         """Record a recommendation; ``at`` may be older than earlier records."""
-        bisect.insort(self._records, (at, replicas))
+        bisect.insort(self._records, (at, replicas, replicas if floor is None else floor, due))
 
-    def add_and_bounds(self, now: float, desired: int) -> tuple[int, int]:
+    def add_and_bounds(
+        self, now: float, desired: int, *, floor: int | None = None, due: float = -math.inf
+    ) -> tuple[int, int]:
         """Record ``desired`` at ``now`` and return (scale-up bound, scale-down bound).
 
         The bounds are the min over the scale-up window and the max over the scale-down
         window, ``desired`` included (HPA's ``stabilizeRecommendationWithBehaviors``).
+        ``floor`` and ``due``: see the class docstring (default: nothing to take back).
         """
         records = self._records
         if records and records[-1][0] > now:
@@ -114,16 +125,32 @@ class RecommendationHistory:
         up_cutoff = now - self._up_window
         down_cutoff = now - self._down_window
         up = down = desired
-        for at, replicas in records:
+        for at, replicas, _, _ in records:
             if at > up_cutoff and replicas < up:
                 up = replicas
             if at > down_cutoff and replicas > down:
                 down = replicas
-        records.append((now, desired))
+        records.append((now, desired, desired if floor is None else floor, due))
         keep_cutoff = min(up_cutoff, down_cutoff)
         while len(records) > 1 and records[0][0] <= keep_cutoff:  # in time order: oldest first
             records.popleft()
         return up, down
+
+    def take_back(self, since: float, until: float, replicas: int, now: float) -> int:
+        """Lower the records made in [since, until) to ``replicas``, never below their floor.
+
+        Records raised by a forecast that is not due yet (``due > now``) are left to their
+        own forecast. Returns the highest count left among the records lowered (0: none).
+        """
+        left = 0
+        out: deque[tuple[float, int, int, float]] = deque()
+        for at, had, floor, due in self._records:
+            if since <= at < until and due <= now and had > replicas and had > floor:
+                had = max(replicas, floor)
+                left = max(left, had)
+            out.append((at, had, floor, due))
+        self._records = out
+        return left
 
 
 class ScaleEvents:

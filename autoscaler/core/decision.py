@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
+
+# Times this large are Unix timestamps (reconciler); smaller ones are simulation seconds.
+_EPOCH_LIKE = 365 * 86400.0
+
+
+def when(t: float) -> str:
+    """A decision time for reasons: ISO UTC for Unix seconds, ``t=42s`` in a simulation."""
+    if t >= _EPOCH_LIKE:
+        return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"t={t:g}s"
 
 
 def num(x: float) -> str:

@@ -44,11 +44,11 @@ calls ``record_scale`` once the scale call succeeded.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
 
 from autoscaler.core.activation import Activation, empty_as_zero, zero_when_empty
-from autoscaler.core.decision import Decision, Forecast, MetricReading, MetricRecommendation
+from autoscaler.core.decision import Decision, Forecast, MetricReading, MetricRecommendation, when
 from autoscaler.core.fallback import FailureCounter
 from autoscaler.core.forecast import Forecaster, raise_by_forecasts
 from autoscaler.core.policy import PolicySpec
@@ -56,16 +56,7 @@ from autoscaler.core.predictive_policy import PredictiveMode
 from autoscaler.core.scaling_behavior import ScaleStep, ScalingBehavior
 from autoscaler.core.schedules import Bounds, ScheduleBook
 from autoscaler.core.tolerance import Tolerances
-from autoscaler.core.tracking import MetricTracker, invalid_why
-
-# Times this large are Unix timestamps (reconciler); smaller ones are simulation seconds.
-_EPOCH_LIKE = 365 * 86400.0
-
-
-def _when(t: float) -> str:
-    if t >= _EPOCH_LIKE:
-        return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"t={t:g}s"
+from autoscaler.core.tracking import MetricTracker, invalid_why, needed_by_readings
 
 
 class Engine:
@@ -198,7 +189,7 @@ class Engine:
         if current != self._known:
             at = now if changed_at is None or changed_at > now else changed_at
             self._behavior.record_out_of_band(at, self._known, current)
-            parts.append(f"service was scaled out of band from {self._known} to {current} at {_when(at)}")
+            parts.append(f"service was scaled out of band from {self._known} to {current} at {when(at)}")
             self._known = current
         self._behavior.prune(now)
 
@@ -281,9 +272,12 @@ class Engine:
         # activation too: 0 <-> 1 is the activation metrics' call, so a forecast neither wakes
         # a service nor keeps it from going to 0 (its history is still fed, for later).
         forecasts: tuple[Forecast, ...] = ()
+        floor: int | None = None
+        due = -math.inf
         if self._forecaster is not None:
             valid = {r.name: r.value for r in recs if r.value is not None}
             forecasts = tuple(self._forecaster.step(now, valid))
+            parts.extend(self._behavior.check_forecasts(now, valid, self._metrics))
             if wake is not None and wake.desired is not None:
                 if forecasts:
                     parts.append("forecast not used: activation decides 0 <-> 1")
@@ -299,6 +293,11 @@ class Engine:
                 parts.extend(notes)
                 if recommendation > reactive:
                     limits.append("Forecast")
+                    due = now + self._forecaster.horizon()
+                    self._behavior.claim(now, due, recommendation, forecasts, valid)
+                # What the readings alone ask for: a wrong forecast's take-back stops there.
+                needed = needed_by_readings(self._metrics, recs, running) if "Fallback" not in limits else []
+                floor = min(reactive, max(needed, default=reactive))
 
         # HPA's out-of-range rules come before behavior, as in its reconcileAutoscaler.
         desired = current
@@ -326,7 +325,7 @@ class Engine:
                 parts.append(f"{name}: current {current} is {side} {bound}")
         elif usable:
             desired = self._behave(
-                now, current, recommendation, panic_cond, in_panic, hold_scale_down, parts, limits
+                now, current, recommendation, panic_cond, in_panic, hold_scale_down, parts, limits, floor, due
             )
 
         if desired == current:
@@ -356,10 +355,12 @@ class Engine:
         hold: str | None,
         parts: list[str],
         limits: list[str],
+        floor: int | None,
+        due: float,
     ) -> int:
         """Panic's skip of behavior for a scale-up, else ``ScalingBehavior.apply``."""
         if panic_cond and rec > current:
-            self._behavior.remember(now, rec)
+            self._behavior.remember(now, rec, floor=floor, due=due)
             limits.append("Panic")
             if rec > self._max:
                 limits.append("TooManyReplicas")
@@ -376,6 +377,4 @@ class Engine:
             assert self._panic_last is not None
             panic_left = self._panic_last + self._panic_window - now
         bounds = (self._min, self._max)
-        return self._behavior.apply(
-            now, current, rec, bounds, panic_left=panic_left, hold=hold, parts=parts, limits=limits
-        )
+        return self._behavior.apply(now, current, rec, bounds, panic_left, hold, parts, limits, (floor, due))

@@ -2,12 +2,16 @@
 the state they keep for one service. Pure: time is passed in.
 
 ``ScalingBehavior`` owns the recommendation history (stabilization windows), the scale
-events (rate-limit periods) and the engine's start time (the start-up guard);
+events (rate-limit periods), the engine's start time (the start-up guard) and, with
+``spec.predictive``, the forecasts waiting to be checked (``forecast_claims.py``);
 ``Engine.decide`` hands it the recommendation of steps 3-6 and gets the replica count back.
 The windows and policies themselves are plain data from ``behavior.py``.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 from autoscaler.core.behavior import (
     DirectionRules,
@@ -18,7 +22,10 @@ from autoscaler.core.behavior import (
     scale_down_limit,
     scale_up_limit,
 )
+from autoscaler.core.decision import Forecast, when
+from autoscaler.core.forecast_claims import ForecastClaims
 from autoscaler.core.policy import PolicySpec
+from autoscaler.core.tracking import MetricTracker
 
 # One scale event as the rate limits count it: (time, replicas added or removed).
 ScaleStep = tuple[float, int]
@@ -27,7 +34,7 @@ ScaleStep = tuple[float, int]
 class ScalingBehavior:
     """``spec.behavior`` applied to one service's recommendations, with its history."""
 
-    __slots__ = ("_down", "_history", "_scale_events", "_started", "_up")
+    __slots__ = ("_claims", "_down", "_history", "_scale_events", "_started", "_up")
 
     def __init__(self, spec: PolicySpec, *, now: float, current: int) -> None:
         self._started = now
@@ -36,6 +43,7 @@ class ScalingBehavior:
         self._scale_events = ScaleEvents(max(self._up.longest_period, self._down.longest_period))
         # HPA seeds the history with the size found at start so the first scale-down waits.
         self._history.add(now, current)
+        self._claims = ForecastClaims()  # forecast-raised recommendations not yet checked
 
     def _compile(self, spec: PolicySpec) -> None:
         b = spec.behavior
@@ -72,9 +80,30 @@ class ScalingBehavior:
         events.down = sorted([*events.down, *((min(at, now), n) for at, n in down)])
         events.prune(now)
 
-    def remember(self, now: float, rec: int) -> None:
+    def remember(self, now: float, rec: int, *, floor: int | None = None, due: float = -math.inf) -> None:
         """Record a recommendation that skipped stabilization (panic), for later windows."""
-        self._history.add(now, rec)
+        self._history.add(now, rec, floor=floor, due=due)
+
+    def claim(
+        self, now: float, due: float, replicas: int, forecasts: Sequence[Forecast], values: dict[str, float]
+    ) -> None:
+        """A forecast raised the recommendation to ``replicas`` now, for ``due`` (forecast_claims.py)."""
+        foretold = {f.metric: f.value for f in forecasts if f.value is not None}
+        self._claims.add(now, due, replicas, foretold, values)
+
+    def check_forecasts(
+        self, now: float, values: dict[str, float], trackers: Sequence[MetricTracker]
+    ) -> list[str]:
+        """Take back the recommendations of forecasts now due that the readings did not bear out."""
+        notes = []
+        for claim, verdict in self._claims.settle(now, values, trackers):
+            left = self._history.take_back(claim.made, claim.due, verdict, now)
+            if left:
+                notes.append(
+                    f"forecast -> {claim.replicas} for {when(claim.due)} overshot (the load since asks "
+                    f"{verdict} at {claim.replicas} replicas): its recommendations count as {left} at most"
+                )
+        return notes
 
     def apply(
         self,
@@ -82,20 +111,22 @@ class ScalingBehavior:
         current: int,
         rec: int,
         bounds: tuple[int, int],
-        *,
         panic_left: float | None,
         hold: str | None,
         parts: list[str],
         limits: list[str],
+        floor_due: tuple[int | None, float] = (None, -math.inf),
     ) -> int:
         """Stabilization, start-up guard, hold, rate limits and min/max for ``rec``.
 
         ``bounds``: (minReplicas, maxReplicas) in force. ``panic_left``: seconds of panic
         mode left (it suspends scale-down), None outside it. A scale-up in panic skips all
-        this: the engine only calls ``remember``.
+        this: the engine only calls ``remember``. ``floor_due``: what the readings alone asked
+        for and, if a forecast raised ``rec``, the time it was for (see ``check_forecasts``).
         """
         low, high = bounds
-        up_bound, down_bound = self._history.add_and_bounds(now, rec)
+        floor, due = floor_due
+        up_bound, down_bound = self._history.add_and_bounds(now, rec, floor=floor, due=due)
         stabilized = min(max(current, up_bound), down_bound)
         if stabilized != rec:
             if rec > current:

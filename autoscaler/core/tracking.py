@@ -21,10 +21,12 @@ does it (same float64 ratio, no snapping).
 
 from __future__ import annotations
 
-from autoscaler.core.decision import MetricReading, num
+from collections.abc import Sequence
+
+from autoscaler.core.decision import MetricReading, MetricRecommendation, num
 from autoscaler.core.tolerance import Tolerances
 
-__all__ = ["MetricTracker", "ceil_replicas", "invalid_why", "num"]
+__all__ = ["MetricTracker", "ceil_replicas", "invalid_why", "needed_by_readings", "num"]
 
 # Above this a quotient is certainly beyond any maxReplicas (<= 10,000); cap it so huge or
 # overflowing ratios (1e308 / 0.001) stay plain ints.
@@ -62,6 +64,12 @@ class MetricTracker:
         self._target_text = num(target)
         self._tolerance_text = f", within tolerance {tolerance.text} -> "
 
+    def needed(self, value: float, running: int) -> int:
+        """What ``value`` asks for with no tolerance: the count that puts it on target."""
+        if self.per_replica or running == 0:
+            return ceil_replicas(value / self.target)
+        return ceil_replicas(running * value / self.target)
+
     def track(self, value: float, current: int, running: int) -> tuple[int, str]:
         """(desired replicas, reason) for a valid ``value``."""
         target = self.target
@@ -90,3 +98,10 @@ class MetricTracker:
             return desired, f"{head} x {running} running -> {desired}"
         desired = ceil_replicas(ratio)
         return desired, f"{self.name} {num(value)} with 0 running vs target {self._target_text} -> {desired}"
+
+
+def needed_by_readings(
+    trackers: Sequence[MetricTracker], recs: Sequence[MetricRecommendation], running: int
+) -> list[int]:
+    """``needed`` for each metric with a value (``recs`` in the order of ``trackers``)."""
+    return [t.needed(r.value, running) for t, r in zip(trackers, recs, strict=True) if r.value is not None]

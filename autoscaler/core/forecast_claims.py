@@ -1,0 +1,88 @@
+"""Checking forecasts when their time comes, so a wrong one is not held. Pure.
+
+A forecast that raised the recommendation to N said: "in ``horizon`` seconds the load will
+need N". That recommendation then sits in the scale-down stabilization window (300 s by
+default) like any other. Once the time it was made for has come, the engine asks target
+tracking about the load actually read (each metric's highest reading from the forecast's
+evaluation up to its due time), as if N replicas were serving it (so the tolerance judges
+the forecast's count, not today's). If that confirms N or more, the
+forecast came true and nothing changes: its count is held like a reactive one. If it asks
+for fewer, the forecast overshot: the recommendations made from the forecast's time until
+its due time are taken back to that answer, never below what the readings of their own
+time asked for (``RecommendationHistory.take_back``). So a forecast counts for the horizon
+it was made for, and after that only as far as the load bore it out.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from autoscaler.core.tracking import MetricTracker
+
+
+@dataclass(slots=True)
+class Claim:
+    """A recommendation a forecast raised: ``replicas`` made at ``made`` for ``due``.
+
+    ``forecasts``: the value each metric was forecast to reach by ``due``; ``peaks``: each
+    metric's highest reading from ``made`` on (the load foretold may come a little early,
+    and one noisy reading at ``due`` must not decide alone).
+    """
+
+    made: float
+    due: float
+    replicas: int
+    forecasts: dict[str, float]
+    peaks: dict[str, float] = field(default_factory=dict)
+
+    def verdict(self, trackers: Sequence[MetricTracker]) -> int | None:
+        """None if the readings bore the forecast out (a metric's peak came within its
+        scale-down tolerance of its forecast), else the replicas the peaks ask for."""
+        asked = []
+        for t in trackers:
+            forecast, peak = self.forecasts.get(t.name), self.peaks.get(t.name)
+            if forecast is None or peak is None:
+                continue
+            if peak >= forecast * (1.0 - t.tolerance.down):
+                return None
+            asked.append(t.needed(peak, self.replicas))
+        return max(asked, default=None)
+
+
+class ForecastClaims:
+    """The forecast-raised recommendations whose due time has not been checked yet."""
+
+    __slots__ = ("_open",)
+
+    def __init__(self) -> None:
+        self._open: deque[Claim] = deque()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(
+        self, made: float, due: float, replicas: int, forecasts: dict[str, float], values: dict[str, float]
+    ) -> None:
+        """A forecast raised the recommendation to ``replicas`` at ``made``; ``values``: the readings then."""
+        self._open.append(Claim(made, due, replicas, forecasts, dict(values)))
+
+    def settle(
+        self, now: float, values: dict[str, float], trackers: Sequence[MetricTracker]
+    ) -> list[tuple[Claim, int]]:
+        """The claims due by ``now`` that overshot, each with what the load asks for instead.
+
+        ``values``: this evaluation's valid readings, first added to every open claim's peaks.
+        """
+        for claim in self._open:
+            for name, value in values.items():
+                if value > claim.peaks.get(name, -1.0):
+                    claim.peaks[name] = value
+        overshot = []
+        while self._open and self._open[0].due <= now:
+            claim = self._open.popleft()
+            verdict = claim.verdict(trackers)
+            if verdict is not None and verdict < claim.replicas:
+                overshot.append((claim, verdict))
+        return overshot
