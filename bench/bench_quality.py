@@ -34,7 +34,7 @@ EXAMPLES = ("step-spike", "ramp", "flash-crowd", "diurnal")
 OUR_INTERVAL = 5.0  # the controller's default loop interval (settings: loop.interval)
 CONTENDERS = ("hpa", "ours", "ours+predictive")
 REAL_WORLD = ("nasa-http-1995-07-06", "nasa-http-1995-07-13")
-# The NASA server's 1995 traffic (1-7 req/s) at this many times its volume: 4-28 replicas.
+# The NASA server's 1995 traffic (busiest minute 6.8 req/s) at this many times its volume: up to 28 replicas.
 REAL_WORLD_SCALE = 200.0
 
 
