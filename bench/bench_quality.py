@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,17 +89,40 @@ def load_traces(seed: int) -> list[tuple[str, Trace, bool]]:
         out.append((name, parse_trace(text, where=name), True))
     for name in REAL_WORLD:
         path = ROOT / "bench" / "traces" / f"{name}.csv"
-        out.append((name, scaled(parse_trace(path.read_text(encoding="utf-8"), where=str(path))), True))
+        minutes = parse_trace(path.read_text(encoding="utf-8"), where=str(path))
+        out.append((name, per_second(minutes, REAL_WORLD_SCALE), True))
     return out
 
 
-def scaled(trace: Trace) -> Trace:
-    """``trace`` at REAL_WORLD_SCALE times its volume."""
-    values = {
-        name: tuple(None if v is None else v * REAL_WORLD_SCALE for v in column)
-        for name, column in trace.values.items()
-    }
-    return Trace(trace.metric_names, trace.times, values)
+def per_second(minutes: Trace, scale: float) -> Trace:
+    """A per-minute trace at ``scale`` times its volume, as a per-second rate all day.
+
+    Replayed as steps, a row per minute would jump at every minute boundary, which no real
+    service's load does. The standard reconstruction of a rate from per-interval averages:
+    each average stands at its interval's midpoint, linearly interpolated between midpoints,
+    held flat before the first and after the last. Each second's row is the mean of that
+    line over the second (its value at the second's midpoint); the last row closes the day.
+    """
+    (name,) = minutes.metric_names
+    width = minutes.times[1] - minutes.times[0]
+    gaps = {b - a for a, b in zip(minutes.times, minutes.times[1:], strict=False)}
+    rates = [v * scale for v in minutes.values[name] if v is not None]
+    if gaps != {width} or len(rates) != len(minutes):
+        raise ValueError(f"{name}: a real-world trace needs evenly spaced rows, each with a value")
+    mids = [t + width / 2 for t in minutes.times]
+    times = tuple(float(s) for s in range(int(minutes.times[0]), int(minutes.end + width) + 1))
+    return Trace(minutes.metric_names, times, {name: tuple(_on_line(mids, rates, t + 0.5) for t in times)})
+
+
+def _on_line(xs: list[float], ys: list[float], x: float) -> float:
+    """The piecewise-linear curve through (xs, ys) at ``x``, flat beyond its ends."""
+    i = bisect_right(xs, x)
+    if i == 0:
+        return ys[0]
+    if i == len(xs):
+        return ys[-1]
+    frac = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+    return ys[i - 1] + frac * (ys[i] - ys[i - 1])
 
 
 def ratio(a: float, b: float, digits: int = 2) -> str:
