@@ -8,7 +8,8 @@ capacity per replica, same start-up delay, same initial replicas):
 Printed per trace and contender: overload-seconds (load above ready replicas x capacity)
 and replica-seconds, and both as ratios to the HPA run on the same trace. Example traces
 are the ones in examples/traces; held-back traces come from bench/heldback_traces.py
-(synthetic) and bench/traces/ (real-world, see its README.md).
+(synthetic) and bench/traces/ (real-world, see its README.md: per-minute rates, replayed
+at 200x, linearly interpolated between minute midpoints, one row per second).
 
 Run: ``python bench/bench_quality.py [--startup-delay 10] [--plot docs/quality.png]``.
 """

@@ -7,8 +7,9 @@ the second 1995-07-01 00:00:01 (local time, -0400, as the log is written).
 
 Output: one CSV per day asked for, in the simulator's trace format, one row per minute:
 ``t`` is seconds since local midnight, ``requests_per_second`` is that minute's requests / 60
-(unscaled; bench_quality.py scales it). Only July days are accepted: the counts run on
-without a gap from July's file into August's, so August's dates cannot be placed.
+(unscaled; bench_quality.py scales it and interpolates it between minute midpoints, see
+README.md). Only July days are accepted: the counts run on without a gap from July's file
+into August's, so August's dates cannot be placed.
 
 Run: ``python bench/traces/nasa_http.py workload.txt 1995-07-06 1995-07-13``.
 """
