@@ -5,7 +5,6 @@ Errors and retries are ``targets.docker_api``'s (one place for the whole control
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections import Counter
@@ -60,12 +59,15 @@ def _state_of(service: dict[str, Any], running: int) -> ServiceState:
     )
 
 
+def _running_service_id(task: dict[str, Any]) -> str | None:
+    """The task's service ID if the task runs (and is meant to), else None."""
+    if task.get("DesiredState") == "running" and task.get("Status", {}).get("State") == "running":
+        return str(task["ServiceID"])
+    return None
+
+
 def _running_by_service(tasks: list[dict[str, Any]]) -> Counter[str]:
-    return Counter(
-        task["ServiceID"]
-        for task in tasks
-        if task.get("DesiredState") == "running" and task.get("Status", {}).get("State") == "running"
-    )
+    return Counter(service_id for service_id in map(_running_service_id, tasks) if service_id is not None)
 
 
 class SwarmTarget:
@@ -97,17 +99,14 @@ class SwarmTarget:
             await self.api.close()
 
     async def list_services(self) -> list[ServiceState]:
+        # Both lists are read item by item, each item reduced at once to what is kept (a
+        # running task's service ID, a ServiceState): decoded whole, 10,000 services were
+        # ~35 MiB at once for ~4 MiB kept. The tasks first: each service's state needs its count.
         filters = json.dumps({"desired-state": ["running"]})
-        try:
-            # A TaskGroup, unlike gather, cancels the sibling call when one fails.
-            async with asyncio.TaskGroup() as group:
-                services = group.create_task(self.api.get("services"))
-                tasks = group.create_task(self.api.get("tasks", {"filters": filters}))
-        except BaseExceptionGroup as group_error:
-            raise group_error.exceptions[0] from None
         with self._unexpected_shape("services or tasks list"):
-            running = _running_by_service(tasks.result())
-            return [_state_of(service, running[service["ID"]]) for service in services.result()]
+            task_services = await self.api.get_each("tasks", _running_service_id, {"filters": filters})
+            running = Counter(service_id for service_id in task_services if service_id is not None)
+            return await self.api.get_each("services", lambda s: _state_of(s, running[s["ID"]]))
 
     async def get_service(self, name_or_id: str) -> ServiceState | None:
         try:

@@ -145,3 +145,25 @@ async def test_unreachable_daemon_is_temporary_after_the_retries() -> None:
     finally:
         await api.close()
     assert api.http_requests == 2
+
+
+async def test_get_each_converts_every_item_of_the_list_in_order(
+    docker: tuple[ScriptedDocker, DockerApi],
+) -> None:
+    script, api = docker
+    services = [{"ID": f"svc{i}", "Spec": {"Name": f"web-{i}", "Weight": i / 2}} for i in range(2000)]
+    script.answers["GET services"] = [(503, {"message": "busy"}), (200, services)]
+    names = await api.get_each("services", lambda s: (s["Spec"]["Name"], s["Spec"]["Weight"]))
+    assert names == [(f"web-{i}", i / 2) for i in range(2000)]
+    assert script.asked == ["GET services", "GET services"]  # a 5xx is retried as by get()
+
+
+@pytest.mark.parametrize("body", [{"message": "not a list"}, "services", 3])
+async def test_get_each_refuses_an_answer_that_is_not_a_list(
+    docker: tuple[ScriptedDocker, DockerApi], body: Any
+) -> None:
+    script, api = docker
+    script.answers["GET services"] = [(200, body)]
+    with pytest.raises(PermanentTargetError, match="sent a services answer that is not a JSON list"):
+        await api.get_each("services", lambda s: s)
+    assert script.asked == ["GET services"]
