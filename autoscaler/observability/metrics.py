@@ -9,18 +9,20 @@ metric values and forecasts) are not kept as gauge objects set on every pass: th
 read at scrape time from what the reconciler already records for each service
 (``ServiceSample``). Six gauge children per service were, at 10,000 services, 60,000
 objects with a lock each (~45 MB) and 60,000 ``set`` calls per pass, for values that
-already exist in the records.
+already exist in the records. The two per-service counters (decisions, outcomes) are
+plain counts exported at scrape time for the same reason (``ServiceCounter``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from autoscaler.core.decision import Decision
@@ -117,6 +119,38 @@ class _ServiceGauges(Collector):
         return families
 
 
+class ServiceCounter(Collector):
+    """A counter with a service label, kept as one count per label set and exported at scrape time.
+
+    The same series as a prometheus_client ``Counter`` (``_total`` and ``_created``), without a
+    child object per label set: a child is a value with its own lock, ~600 bytes, and two
+    such counters with children for each of 10,000 services were ~12 MiB (issue 15). All
+    increments happen on the event loop's thread; a scrape reads a copy.
+    """
+
+    def __init__(self, name: str, doc: str, labels: list[str], registry: CollectorRegistry) -> None:
+        self._name, self._doc, self._labels = f"{NAMESPACE}_{name}", doc, labels
+        self._counts: dict[tuple[str, ...], float] = {}
+        self._created: dict[tuple[str, ...], float] = {}
+        registry.register(self)
+
+    def inc(self, *labels: str) -> None:
+        count = self._counts.get(labels)
+        if count is None:
+            self._created[labels] = time.time()
+            count = 0.0
+        self._counts[labels] = count + 1.0
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        return iter([CounterMetricFamily(self._name, self._doc, labels=self._labels)])
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._doc, labels=self._labels)
+        for labels, count in list(self._counts.items()):
+            family.add_metric(list(labels), count, created=self._created[labels])
+        return iter([family])
+
+
 def _or_nan(value: float | None) -> float:
     return math.nan if value is None else value
 
@@ -126,7 +160,6 @@ class ControllerMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self._decision_counters: dict[tuple[str, str, str], Counter] = {}
 
         def per_service(name: str, doc: str) -> Gauge:
             return Gauge(name, doc, ["service"], namespace=NAMESPACE, registry=registry)
@@ -137,15 +170,17 @@ class ControllerMetrics:
         def gauge(name: str, doc: str) -> Gauge:
             return Gauge(name, doc, namespace=NAMESPACE, registry=registry)
 
-        self.decisions = counter(
+        self.decisions = ServiceCounter(
             "decisions",
             "Decisions by direction and reason kind (first HPA limit applied, else TargetTracking).",
             ["service", "direction", "reason"],
+            registry,
         )
-        self.outcomes = counter(
+        self.outcomes = ServiceCounter(
             "service_outcomes",
             "Per-service pass outcomes: scaled, dry_run, unchanged, held, skipped, failed.",
             ["service", "outcome"],
+            registry,
         )
         self.reconcile_duration = Histogram(
             "reconcile_duration_seconds",
@@ -181,11 +216,7 @@ class ControllerMetrics:
         self.registry.register(_ServiceGauges(samples))
 
     def count_decision(self, service: str, decision: Decision) -> None:
-        key = (service, decision.direction.value, reason_kind(decision))
-        counter = self._decision_counters.get(key)
-        if counter is None:
-            counter = self._decision_counters[key] = self.decisions.labels(*key)
-        counter.inc()
+        self.decisions.inc(service, decision.direction.value, reason_kind(decision))
 
     def observe_pause(self, service: str, *, paused: bool, since: float | None) -> None:
         self.paused.labels(service).set(1 if paused else 0)

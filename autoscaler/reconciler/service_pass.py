@@ -100,7 +100,7 @@ class ServiceReconciler:
             planned = self._failed(policy, service, exc)
         if isinstance(planned, ScaleOrder):
             return planned
-        self.metrics.outcomes.labels(service.name, planned.outcome.value).inc()
+        self.metrics.outcomes.inc(service.name, planned.outcome.value)
         return dataclasses.replace(planned, source=assignment.source)
 
     async def scale(
@@ -124,7 +124,7 @@ class ServiceReconciler:
             log.error("%s: %s", service.name, error, extra={"event": "failure", "service": service.name})
         except Exception as exc:
             record = self._failed(policy, service, exc)
-        self.metrics.outcomes.labels(service.name, record.outcome.value).inc()
+        self.metrics.outcomes.inc(service.name, record.outcome.value)
         return dataclasses.replace(record, source=order.source)
 
     def _failed(self, policy: ScalingPolicy, service: ServiceState, exc: Exception) -> ServiceRecord:

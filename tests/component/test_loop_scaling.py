@@ -161,7 +161,8 @@ async def test_one_failing_service_does_not_stall_the_others(
     assert [c.service for c in target.scale_calls] == ["good"]
     bad = reconciler.status.records["bad"]
     assert bad.outcome is Outcome.FAILED and bad.error is not None and "daemon exploded" in bad.error
-    assert reconciler.metrics.outcomes.labels("bad", "failed")._value.get() == 1
+    outcomes = {"service": "bad", "outcome": "failed"}
+    assert reconciler.metrics.registry.get_sample_value("autoscaler_service_outcomes_total", outcomes) == 1
 
 
 async def test_dry_run_decides_but_never_scales(policy_dir: Path, make_reconciler: MakeReconciler) -> None:
