@@ -199,7 +199,8 @@ def test_up_limit_never_below_current_after_a_burst() -> None:
     assert scale_up_limit(10, 30, events, rules)[0] == 10
 
 
-def test_history_matches_a_brute_force_window_scan() -> None:
+@pytest.mark.parametrize("highest", [30, 2])  # 2: long runs of equal recommendations
+def test_history_matches_a_brute_force_window_scan(highest: int) -> None:
     rng = random.Random(7)
     hist = RecommendationHistory(up_window=45, down_window=120)
     records: list[tuple[float, int]] = []
@@ -208,10 +209,10 @@ def test_history_matches_a_brute_force_window_scan() -> None:
         t += rng.choice([1, 5, 15, 15, 30])
         if rng.random() < 0.1 and records:  # an out-of-band record stamped in the past
             past = t - rng.uniform(0, 60)
-            r = rng.randint(0, 30)
+            r = rng.randint(0, highest)
             hist.add(past, r)
             records.append((past, r))
-        desired = rng.randint(0, 30)
+        desired = rng.randint(0, highest)
         up, down = hist.add_and_bounds(t, desired)
         records.append((t, desired))
         assert up == min(r for at, r in records if at > t - 45 or at == t)
@@ -225,6 +226,15 @@ def test_history_keeps_records_for_a_longer_window_after_reload() -> None:
     hist.set_windows(0, 300)
     assert hist.add_and_bounds(90, 1) == (1, 9)
     assert len(hist) == 3
+
+
+def test_a_steady_recommendation_is_kept_as_one_record() -> None:
+    hist = RecommendationHistory(up_window=0, down_window=300)
+    hist.add(0, 4)
+    for t in range(5, 3600, 5):
+        assert hist.add_and_bounds(t, 4) == (4, 4)
+    assert len(hist) == 1
+    assert hist.add_and_bounds(3605, 2) == (2, 4)  # the run of 4s is still in the down window
 
 
 def test_clock_going_backwards_drops_records_from_the_future() -> None:
