@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import deque
 from dataclasses import dataclass
 
 from autoscaler.core.behavior_policy import ScalingRatePolicy, SelectPolicy
@@ -102,7 +101,10 @@ class RecommendationHistory:
         self._down_window = down_window
         # (at, replicas, floor, due): floor == replicas for records nothing may take back;
         # due is -inf for a record no forecast raised.
-        self._records: deque[tuple[float, int, int, float]] = deque()
+        # A list, not a deque: a steady service holds one record, and an empty deque
+        # alone is ~760 bytes (7 MiB over 10,000 engines); dropping the oldest of a few
+        # dozen records from a list's front costs nothing.
+        self._records: list[tuple[float, int, int, float]] = []
 
     def __len__(self) -> int:
         return len(self._records)
@@ -128,7 +130,7 @@ class RecommendationHistory:
         if records and records[-1][0] > now:
             # The clock went backwards (NTP step, a restarted simulation): records "from the
             # future" cannot be placed in any window; drop them rather than keep them forever.
-            records = self._records = deque(r for r in records if r[0] <= now)
+            records = self._records = [r for r in records if r[0] <= now]
         up_cutoff = now - self._up_window
         down_cutoff = now - self._down_window
         up = down = desired
@@ -149,7 +151,7 @@ class RecommendationHistory:
             records.append(record)
         keep_cutoff = min(up_cutoff, down_cutoff)
         while len(records) > 1 and records[0][0] <= keep_cutoff:  # in time order: oldest first
-            records.popleft()
+            del records[0]
         return up, down
 
     def take_back(self, since: float, until: float, replicas: int, now: float) -> int:
@@ -159,7 +161,7 @@ class RecommendationHistory:
         own forecast. Returns the highest count left among the records lowered (0: none).
         """
         left = 0
-        out: deque[tuple[float, int, int, float]] = deque()
+        out: list[tuple[float, int, int, float]] = []
         for at, had, floor, due in self._records:
             if since <= at < until and due <= now and had > replicas and had > floor:
                 had = max(replicas, floor)
