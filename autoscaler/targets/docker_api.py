@@ -104,31 +104,22 @@ class DockerApi:
         """``GET /{path}``'s JSON list, each item handed to ``convert`` as soon as it is decoded.
 
         For lists that are long and of which little is kept: 10,000 services are 4 MB of JSON
-        and ~35 MiB decoded all at once, for the few fields ``convert`` keeps; chunk by chunk,
-        only the items of one chunk exist at a time. ``PermanentTargetError`` if the body is
-        not a JSON list.
+        and ~35 MiB decoded all at once, for the few fields ``convert`` keeps; item by item,
+        the body and one decoded item exist at a time. ``PermanentTargetError`` if the body
+        is not a JSON list.
         """
 
-        async def read(docker: aiodocker.Docker) -> list[T]:
+        async def read(docker: aiodocker.Docker) -> bytes:
             async with docker._query(path, params=params) as response:
-                decoded = ijson.sendable_list()
-                parser = ijson.items_coro(decoded, "item", use_float=True)
-                kept: list[T] = []
-                first = b""  # the body's first non-blank byte: "[" for a list
-                try:
-                    async for chunk in response.content.iter_any():
-                        first = first or chunk.lstrip()[:1]
-                        parser.send(chunk)
-                        kept.extend(convert(item) for item in decoded)
-                        decoded.clear()
-                    parser.close()  # raises for a body cut short
-                except ijson.JSONError as exc:
-                    raise self._not_a_list(path, str(exc)) from exc
-                if first != b"[":
-                    raise self._not_a_list(path, f"it starts with {first!r}")
-                return kept
+                return await response.read()
 
-        return await self.call(read)
+        body = await self.call(read)
+        if not body.lstrip().startswith(b"["):
+            raise self._not_a_list(path, f"it starts with {body.lstrip()[:1]!r}")
+        try:
+            return [convert(item) for item in ijson.items(body, "item", use_float=True)]
+        except ijson.JSONError as exc:
+            raise self._not_a_list(path, str(exc)) from exc
 
     def _not_a_list(self, path: str, why: str) -> PermanentTargetError:
         return PermanentTargetError(
