@@ -15,7 +15,6 @@ it was made for, and after that only as far as the load bore it out.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -57,7 +56,9 @@ class ForecastClaims:
     __slots__ = ("_open",)
 
     def __init__(self) -> None:
-        self._open: deque[Claim] = deque()
+        # A list, not a deque: every engine has one, mostly empty, and an empty deque
+        # alone is ~760 bytes (7 MiB over 10,000 engines; issue 15).
+        self._open: list[Claim] = []
 
     def __len__(self) -> int:
         return len(self._open)
@@ -81,7 +82,7 @@ class ForecastClaims:
                     claim.peaks[name] = value
         overshot = []
         while self._open and self._open[0].due <= now:
-            claim = self._open.popleft()
+            claim = self._open.pop(0)
             verdict = claim.verdict(trackers)
             if verdict is not None and verdict < claim.replicas:
                 overshot.append((claim, verdict))
