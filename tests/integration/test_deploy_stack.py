@@ -26,7 +26,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -93,13 +93,17 @@ def image_size_on(url: str, tag: str) -> int | None:
 class ChartLab:
     """Where the chart is deployed: a manager, every node's Docker API (the first is the
     manager), the lab's images (``python``, ``prometheus``), the override values files for
-    ``deploy.sh --values`` and the environment that fits the lab's nodes."""
+    ``deploy.sh --values``, the environment that fits the lab's nodes, extra compose files
+    merged over stack.yml (``docker stack deploy -c``) and ``patience``, what the waits'
+    deadlines are multiplied by (a TCG guest starts containers several times slower)."""
 
     manager_url: str
     node_urls: list[str]
     images: dict[str, str]
     values_files: list[Path]
     env: dict[str, str]
+    compose_files: list[Path] = field(default_factory=list)
+    patience: float = 1.0
 
 
 def chart_values(values_files: list[Path], env: dict[str, str]) -> dict[str, str]:
@@ -125,18 +129,23 @@ def chart_lab(lab: Any, node_dirs: str) -> ChartLab:
     )
 
 
+def build_image(manager_url: str, base: str) -> Image:
+    """The image of this tree on ``manager_url`` (built from ``base`` there unless it has it)."""
+    tag = f"swarm-autoscaler:lab-{source_hash()}"
+    size = image_size_on(manager_url, tag)
+    if size is not None:
+        return Image(tag, size, None)
+    started = time.monotonic()
+    env = {**os.environ, "DOCKER_HOST": manager_url}
+    out = run([str(CHARTS / "build-image.sh"), "--tag", tag, "--base", base, "--offline"], env)
+    return Image(tag, int(out.split()[-1]), time.monotonic() - started)
+
+
 @pytest.fixture(scope="module")
 def image(chart_lab: ChartLab) -> Image:
     lab = chart_lab
-    tag = f"swarm-autoscaler:lab-{source_hash()}"
-    build_seconds = None
-    size = image_size_on(lab.manager_url, tag)
-    started = time.monotonic()
-    if size is None:
-        env = {**os.environ, "DOCKER_HOST": lab.manager_url}
-        base = lab.images["python"]
-        out = run([str(CHARTS / "build-image.sh"), "--tag", tag, "--base", base, "--offline"], env)
-        size, build_seconds = int(out.split()[-1]), time.monotonic() - started
+    built = build_image(lab.manager_url, lab.images["python"])
+    tag = built.tag
     for url in lab.node_urls[1:]:
         for _attempt in range(5):  # a node may be taken down by another test mid-load
             if image_size_on(url, tag) is not None:
@@ -147,7 +156,7 @@ def image(chart_lab: ChartLab) -> Image:
             )
             save.wait()
         assert image_size_on(url, tag) is not None, f"could not load {tag} into {url}"
-    return Image(tag, size, build_seconds)
+    return built
 
 
 def docker_info_name(url: str) -> str | None:
@@ -274,7 +283,9 @@ def stack(chart_lab: ChartLab, image: Image) -> Iterator[Stack]:
     deployed_at = time.time()
     started = time.monotonic()
     try:
-        run([str(CHARTS / "deploy.sh"), *(a for p in lab.values_files for a in ("--values", str(p)))], env)
+        values = [a for p in lab.values_files for a in ("--values", str(p))]
+        extra = [a for p in lab.compose_files for a in ("-c", str(p))]
+        run([str(CHARTS / "deploy.sh"), *values, *extra], env)
         s = Stack(name, client, env, deployed_at, 0.0)
         wait_until(
             lambda: (
@@ -283,7 +294,7 @@ def stack(chart_lab: ChartLab, image: Image) -> Iterator[Stack]:
                 and s.running("example-web") == 2
                 and s.holder()
             ),
-            deadline=300,
+            deadline=300 * lab.patience,
             what="every service of the stack running (controllers healthy) and a lease holder",
             every=0.25,
         )
@@ -327,47 +338,48 @@ def test_stack_runs_with_the_endpoint_and_publish_modes_of_its_values(
     ]
     # Host mode answers on the node running the task; ingress (the routing mesh) on every node.
     wait_until(
-        lambda: prometheus_ready(stack.prometheus_url()), deadline=120, what="Prometheus ready on its node"
+        lambda: prometheus_ready(stack.prometheus_url()),
+        deadline=120 * chart_lab.patience,
+        what="Prometheus ready on its node",
     )
     if publish_mode == "ingress":
         for node in stack.client.nodes.list():
             url = f"http://{node.attrs['Status']['Addr']}:{values['PROMETHEUS_PORT']}"
             wait_until(
                 lambda u=url: prometheus_ready(u),
-                deadline=60,
+                deadline=60 * chart_lab.patience,
                 what=f"Prometheus through the ingress at {url}",
             )
 
 
-def test_deployed_autoscaler_scales_and_survives_losing_its_leader(image: Image, stack: Stack) -> None:
-    size = f"{image.size_bytes / 1e6:.0f} MB"
-    built = "reused" if image.build_seconds is None else f"built in {image.build_seconds:.0f}s"
-    print(f"\nimage {image.tag}: {size} ({built}); stack up with a leader in {stack.startup_seconds:.1f}s")
+def scales_up_under_load(stack: Stack, patience: float = 1.0) -> str:
+    """The deployed stack at work: Prometheus scrapes every part, one leader, and the leader
+    scales the example app up under load. Returns the leader (``patience``: see ChartLab)."""
     first_leader = stack.holder()
     assert first_leader is not None and first_leader != rules.RELEASED
     # The chart's Prometheus finds everything by Swarm DNS and sees exactly one leader.
     wait_until(
         lambda: stack.query('count(up{job="autoscaler"} == 1)') == 2,
-        deadline=120,
+        deadline=120 * patience,
         what="Prometheus scraping both controllers",
         every=0.25,
     )
     wait_until(
         lambda: stack.query('count(up{job="example-web"} == 1)'),
-        deadline=60,
+        deadline=60 * patience,
         what="Prometheus scraping the example app",
         every=0.25,
     )
     wait_until(
         lambda: stack.query('count(up{job="ipvs-agent"} == 1)'),
-        deadline=60,
+        deadline=60 * patience,
         what="Prometheus scraping the IPVS agents",
         every=0.25,
     )
     assert (
         wait_until(
             lambda: stack.query("sum(autoscaler_lease_leader)"),
-            deadline=60,
+            deadline=60 * patience,
             what="the leader gauge",
             every=0.25,
         )
@@ -377,10 +389,18 @@ def test_deployed_autoscaler_scales_and_survives_losing_its_leader(image: Image,
     stack.set_load(120)  # 120 req/s against 20 per replica wants 6
     wait_until(
         lambda: stack.replicas("example-web") > 2,
-        deadline=180,
+        deadline=180 * patience,
         what="the autoscaler to scale the example app up",
         every=0.25,
     )
+    return first_leader
+
+
+def test_deployed_autoscaler_scales_and_survives_losing_its_leader(image: Image, stack: Stack) -> None:
+    size = f"{image.size_bytes / 1e6:.0f} MB"
+    built = "reused" if image.build_seconds is None else f"built in {image.build_seconds:.0f}s"
+    print(f"\nimage {image.tag}: {size} ({built}); stack up with a leader in {stack.startup_seconds:.1f}s")
+    first_leader = scales_up_under_load(stack)
 
     leader_container = first_leader.split("-")[0]  # the holder names its container's hostname (short ID)
     killed = stack.client.containers.get(leader_container)
