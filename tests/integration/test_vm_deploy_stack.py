@@ -1,0 +1,103 @@
+"""The chart on the VM lab, as a real swarm runs it (issue 10, test 6): VIP endpoints and
+ingress-published ports, no values override, on nodes whose kernel has IPVS.
+
+test_deploy_stack.py's fixtures and tests with the VM lab as ``chart_lab``: deploy.sh with
+charts/values.env alone. Checked here: every service in endpoint mode vip with a VIP, the
+published ports in ingress mode, Prometheus and the controller's port answering on every
+node's address through the routing mesh (also on a node that runs no such task), and the
+controller, running as the stack, scaling the example app under load. The leader take-over
+is left to the netns lab's run of the same tests (nothing in it needs IPVS; under TCG it
+would cost minutes more).
+
+Images: built on the host side (the netns lab's manager, native speed; building inside a
+TCG guest costs minutes) and moved into every VM node (vm_images). Figures (moving the
+images, the stack's start) are printed; run with ``-s``.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import vm_images
+from test_deploy_stack import (
+    ChartLab,
+    Image,
+    Stack,
+    build_image,
+    scales_up_under_load,
+    stack,
+    test_stack_runs_with_the_endpoint_and_publish_modes_of_its_values,
+)
+from timing import wait_until
+
+from swarm_lab import images as lab_images
+from swarm_lab import vm_layout
+from swarm_lab.vm_lab import VmLabInfo
+
+__all__ = ["stack", "test_stack_runs_with_the_endpoint_and_publish_modes_of_its_values"]
+
+MESH_OVERRIDE = Path(__file__).with_name("vm_stack_mesh.yml")
+CONTROLLER_PORT = 18080  # published by vm_stack_mesh.yml
+# TCG: container starts take seconds each, the guests answer scrapes in seconds.
+PATIENCE = 4.0
+pytestmark = pytest.mark.timeout(2400)
+
+
+@pytest.fixture(scope="module")
+def chart_lab(vm_lab: VmLabInfo) -> ChartLab:
+    """The VM lab with the chart's defaults: no values file, the nodes' own socket and netns."""
+    return ChartLab(
+        manager_url=vm_lab.manager_url,
+        node_urls=list(vm_lab.node_urls),
+        images={"python": lab_images.PYTHON, "prometheus": lab_images.PROMETHEUS},
+        values_files=[],
+        env={},
+        compose_files=[MESH_OVERRIDE],
+        patience=PATIENCE,
+    )
+
+
+@pytest.fixture(scope="module")
+def image(lab: Any, chart_lab: ChartLab, tmp_path_factory: pytest.TempPathFactory) -> Image:
+    """This tree's image built by the netns lab's manager, moved with the lab's Python and
+    Prometheus images into every VM node that lacks them."""
+    built = build_image(lab.manager_url, lab.images["python"])
+    tags = [built.tag, chart_lab.images["python"], chart_lab.images["prometheus"]]
+    nodes = vm_layout.nodes(len(chart_lab.node_urls))
+    for moved in vm_images.move_images(lab.manager_url, tags, nodes, tmp_path_factory.mktemp("images")):
+        what = ", ".join(moved.images) or "nothing (had them)"
+        print(f"\nVM node {moved.node}: {what}: {moved.archive_bytes / 1e6:.0f} MB in {moved.seconds:.0f}s")
+    return built
+
+
+def controller_healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def test_the_controllers_port_answers_on_every_node_through_the_mesh(stack: Stack) -> None:
+    service = stack.service("autoscaler")
+    ports = service.attrs["Endpoint"]["Ports"]
+    assert [(p["PublishedPort"], p["PublishMode"]) for p in ports] == [(CONTROLLER_PORT, "ingress")]
+    tasks = service.tasks(filters={"desired-state": "running"})
+    with_task = {stack.client.nodes.get(t["NodeID"]).attrs["Status"]["Addr"] for t in tasks}
+    addresses = [n.attrs["Status"]["Addr"] for n in stack.client.nodes.list()]
+    print(f"\ncontroller tasks on {sorted(with_task)}; asked on every node: {sorted(addresses)}")
+    for address in addresses:
+        url = f"http://{address}:{CONTROLLER_PORT}"
+        wait_until(
+            lambda u=url: controller_healthy(u),
+            deadline=60 * PATIENCE,
+            what=f"the controller's /healthz through the ingress at {url}",
+        )
+
+
+def test_the_deployed_autoscaler_scales_the_example_app(image: Image, stack: Stack) -> None:
+    print(f"\nimage {image.tag}: {image.size_bytes / 1e6:.0f} MB; stack up in {stack.startup_seconds:.0f}s")
+    scales_up_under_load(stack, patience=PATIENCE)
