@@ -30,6 +30,7 @@ from test_deploy_stack import (
     scales_up_under_load,
     stack,
     test_stack_runs_with_the_endpoint_and_publish_modes_of_its_values,
+    unless_busy,
 )
 from timing import wait_until
 
@@ -82,12 +83,17 @@ def controller_healthy(url: str) -> bool:
 
 
 def test_the_controllers_port_answers_on_every_node_through_the_mesh(stack: Stack) -> None:
-    service = stack.service("autoscaler")
-    ports = service.attrs["Endpoint"]["Ports"]
-    assert [(p["PublishedPort"], p["PublishMode"]) for p in ports] == [(CONTROLLER_PORT, "ingress")]
-    tasks = service.tasks(filters={"desired-state": "running"})
-    with_task = {stack.client.nodes.get(t["NodeID"]).attrs["Status"]["Addr"] for t in tasks}
-    addresses = [n.attrs["Status"]["Addr"] for n in stack.client.nodes.list()]
+    def placement() -> tuple[list[tuple[int, str]], set[str], list[str]]:
+        service = stack.service("autoscaler")
+        ports = [(p["PublishedPort"], p["PublishMode"]) for p in service.attrs["Endpoint"]["Ports"]]
+        tasks = service.tasks(filters={"desired-state": "running"})
+        with_task = {stack.client.nodes.get(t["NodeID"]).attrs["Status"]["Addr"] for t in tasks}
+        return ports, with_task, [n.attrs["Status"]["Addr"] for n in stack.client.nodes.list()]
+
+    ports, with_task, addresses = wait_until(
+        unless_busy(placement), deadline=60 * PATIENCE, what="the controller's tasks and the nodes"
+    )
+    assert ports == [(CONTROLLER_PORT, "ingress")]
     print(f"\ncontroller tasks on {sorted(with_task)}; asked on every node: {sorted(addresses)}")
     for address in addresses:
         url = f"http://{address}:{CONTROLLER_PORT}"

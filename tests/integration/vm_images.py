@@ -77,14 +77,12 @@ def _load(node: VmNode, archive: Path) -> None:
 
 
 def _lacks(node: VmNode, tags: Sequence[str]) -> list[str]:
-    return list(
-        wait_until(
-            lambda: missing_on(node.docker_url, tags),
-            deadline=300,
-            what=f"the Docker API of VM node {node.index} (rebooting?)",
-            every=1.0,
-        )
-    )
+    def ask() -> tuple[list[str]] | None:  # a tuple: an empty list is an answer, not "not yet"
+        missing = missing_on(node.docker_url, tags)
+        return None if missing is None else (missing,)
+
+    what = f"the Docker API of VM node {node.index} (rebooting?)"
+    return wait_until(ask, deadline=300, what=what, every=1.0)[0]
 
 
 def move_images(source_url: str, tags: Sequence[str], nodes: Sequence[VmNode], workdir: Path) -> list[Moved]:
