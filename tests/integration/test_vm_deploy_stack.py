@@ -40,8 +40,8 @@ from swarm_lab.vm_lab import VmLabInfo
 
 __all__ = ["stack", "test_stack_runs_with_the_endpoint_and_publish_modes_of_its_values"]
 
-MESH_OVERRIDE = Path(__file__).with_name("vm_stack_mesh.yml")
-CONTROLLER_PORT = 18080  # published by vm_stack_mesh.yml
+TCG_OVERRIDE = Path(__file__).with_name("vm_stack_tcg.yml")
+CONTROLLER_PORT = 18080  # published by vm_stack_tcg.yml
 # TCG: container starts take seconds each, the guests answer scrapes in seconds.
 PATIENCE = 4.0
 pytestmark = pytest.mark.timeout(2400)
@@ -56,7 +56,7 @@ def chart_lab(vm_lab: VmLabInfo) -> ChartLab:
         images={"python": lab_images.PYTHON, "prometheus": lab_images.PROMETHEUS},
         values_files=[],
         env={},
-        compose_files=[MESH_OVERRIDE],
+        compose_files=[TCG_OVERRIDE],
         patience=PATIENCE,
     )
 
