@@ -11,11 +11,18 @@ Baselines, measured in the same run on the same bytes and text:
 - ``str.split()`` of every /proc line (the least any text parser must do).
 The data come from tests/fixtures/ipvs/kernel_format.py (the kernel's formats).
 Run: ``python bench/bench_ipvs.py [--services 1000] [--backends 10] [--repeat 15]``.
+
+``--kernel`` adds the whole per-scrape cost on the real kernel this runs on (bench/ipvs_kernel.py:
+the same table built in a scratch namespace, namespace entry, the iptables-save fork, the
+exposition, and Docker's records against real services), with ``ipvsadm``, a bare fork and
+a Docker ``/_ping`` as the baselines. As root in the VM lab's guest:
+``swarm-autoscaler lab exec 1 -- .venv/bin/python bench/bench_ipvs.py --kernel``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
 import statistics
@@ -143,6 +150,12 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--backends", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--kernel", action="store_true", help="also the whole per-scrape cost on this kernel")
+    parser.add_argument(
+        "--docker-services",
+        default="0,10,20,30",
+        help="with --kernel: real services to add, step by step, for Docker's records (default 0,10,20,30)",
+    )
     args = parser.parse_args()
     _specs, proc, dump, dests, mangle, network = build(args.services, args.backends)
     netlink_node = BenchNode("netlink", proc, dump, dests, mangle)
@@ -174,6 +187,30 @@ def main() -> None:
     print(f"  ratio our decode / pyroute2 decode:   {decode_ms / pyroute2_ms:6.3f}")
     print(f"  ratio netlink path / pyroute2 decode: {netlink_ms / pyroute2_ms:6.3f}")
     print(f"  ratio /proc path / str.split floor:   {proc_ms / split_ms:6.1f}")
+    if args.kernel:
+        kernel_bench(args, _specs, mangle, network)
+
+
+def kernel_bench(
+    args: argparse.Namespace, specs: list[kf.Service], mangle: str, network: SwarmNetworkRecord
+) -> None:
+    import ipvs_kernel
+
+    fwmarks = [s.fwmark for s in specs]
+    backends = [[d.address for d in s.dests] for s in specs]
+    rules, restore = ipvs_kernel.ipvsadm_rules(fwmarks, backends), ipvs_kernel.mangle_restore(mangle)
+    # The records as an overlay network's, whose load balancer is the scratch namespace.
+    overlay = dataclasses.replace(network, name="bench", id=f"b{os.getpid():08d}", ingress=False)
+    repeat = max(3, args.repeat // 3)  # a read of the real table costs seconds under TCG
+    with ipvs_kernel.scratch_namespace(overlay.namespace_name, rules, restore) as path:
+        whole = ipvs_kernel.kernel_table(path, args.services, args.backends, overlay, repeat)
+    counts = [int(c) for c in args.docker_services.split(",") if c.strip()]
+    docker_ms = ipvs_kernel.docker_records(counts, repeat, extrapolate_to=args.services)
+    if docker_ms is not None:
+        print(f"\nwhole per-scrape cost, {args.services} x {args.backends}, estimated (wall):")
+        for via, cost in whole.items():
+            parts = f"{cost.wall_ms:8.0f} ms read+map+text + {docker_ms:6.0f} ms Docker"
+            print(f"  {via:8s} {parts} = {cost.wall_ms + docker_ms:6.0f} ms")
 
 
 if __name__ == "__main__":
