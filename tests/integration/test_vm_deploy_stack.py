@@ -11,11 +11,12 @@ would cost minutes more).
 
 Images: built on the host side (the netns lab's manager, native speed; building inside a
 TCG guest costs minutes) and moved into every VM node (vm_images). Figures (moving the
-images, the stack's start) are printed; run with ``-s``.
+images, the stack's start) are printed; run with ``VM_CHART=1 pytest -s``.
 """
 
 from __future__ import annotations
 
+import os
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,16 @@ TCG_OVERRIDE = Path(__file__).with_name("vm_stack_tcg.yml")
 CONTROLLER_PORT = 18080  # published by vm_stack_tcg.yml
 # TCG: container starts take seconds each, the guests answer scrapes in seconds.
 PATIENCE = 4.0
-pytestmark = pytest.mark.timeout(2400)
+pytestmark = [
+    pytest.mark.timeout(2400),
+    # Opt-in until it fits .ci/run's 30 min: on this 2-core host under TCG, moving the images
+    # took 400 s per node and the stack's start alone more than 10 min (measured).
+    pytest.mark.skipif(
+        os.environ.get("VM_CHART") != "1",
+        reason="the chart on the TCG VM lab costs 15-25 min here (images 400 s per node, stack "
+        "start > 10 min), beyond .ci/run's budget: set VM_CHART=1 to run it",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
