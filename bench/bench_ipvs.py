@@ -15,8 +15,9 @@ Run: ``python bench/bench_ipvs.py [--services 1000] [--backends 10] [--repeat 15
 ``--kernel`` adds the whole per-scrape cost on the real kernel this runs on (bench/ipvs_kernel.py:
 the same table built in a scratch namespace, namespace entry, the iptables-save fork, the
 exposition, and Docker's records against real services), with ``ipvsadm``, a bare fork and
-a Docker ``/_ping`` as the baselines. As root in the VM lab's guest:
-``swarm-autoscaler lab exec 1 -- .venv/bin/python bench/bench_ipvs.py --kernel``.
+a Docker ``/_ping`` as the baselines. As root in the VM lab's guest (the guest's python3 with
+the checkout's packages, the ``swl.pythonpath`` of its /proc/cmdline):
+``swarm-autoscaler lab exec --timeout 3000 1 -- env PYTHONPATH=... python3 bench/bench_ipvs.py --kernel``.
 """
 
 from __future__ import annotations
