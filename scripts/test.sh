@@ -24,13 +24,13 @@ step imports     lint-imports
 step policies    swarm-autoscaler validate examples/policies/
 
 # The labs: a real 3-node Swarm in network namespaces, Prometheus, the sample app; and the VM
-# lab, a QEMU node with a real kernel so Swarm's routing mesh (IPVS) runs (the first run
-# builds its image, ~3 min, cached after). Brought up here (not lazily by the first test) so
+# lab, two QEMU nodes with a real kernel so Swarm's routing mesh (IPVS) runs across nodes
+# (the first run builds its image, ~3 min, cached after). Brought up here (not lazily by the first test) so
 # their cost shows in the log, and torn down on every exit path so nothing is left behind.
 trap 'swarm-autoscaler lab down >/dev/null 2>&1 || true
       swarm-autoscaler lab down --backend vm --force >/dev/null 2>&1 || true' EXIT
 step lab         swarm-autoscaler lab up --nodes 3
-step vm-lab      swarm-autoscaler lab up --backend vm
+step vm-lab      swarm-autoscaler lab up --backend vm --nodes 2
 step pytest      pytest -ra -p no:cacheprovider
 
 echo "== total $(( $(date +%s) - started )) s"

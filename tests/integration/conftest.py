@@ -20,6 +20,7 @@ from swarm_lab.sessions import LabHandle
 from swarm_lab.vm_lab import VmLabInfo
 
 HERE = Path(__file__).parent
+VM_NODES = 2
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,11 +53,14 @@ def services(lab: LabHandle) -> Iterator[LabServices]:
 
 @pytest.fixture(scope="session")
 def vm_lab() -> Iterator[VmLabInfo]:
-    """The VM lab (QEMU nodes with a real kernel: IPVS), booted once per session if not up."""
+    """The VM lab (QEMU nodes with a real kernel: IPVS), booted once per session if not up.
+
+    Two nodes, as ``.ci/run`` brings it up: the cross-node walk-through and the failover
+    need a second node; the single-node tests use node 1 (the manager) and run on either."""
     if os.geteuid() != 0:
         pytest.skip("the VM lab needs root (taps, a bridge, QEMU): run the tests as root")
     try:
-        info, _ = vm_sessions.acquire(node_count=1)
+        info, _ = vm_sessions.acquire(node_count=VM_NODES)
     except LabError as exc:
         pytest.fail(f"the VM lab could not be brought up: {exc}", pytrace=False)
     try:

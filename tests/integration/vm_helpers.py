@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from timing import wait_until
 
@@ -25,6 +26,17 @@ PROBE = Path(__file__).with_name("vm_probe.py")
 # A web server that answers with its container's hostname, so a response names its task.
 HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 3000 -h /www"
 TCG_DEADLINE = 240.0  # container starts take seconds each under TCG on a shared host
+
+
+def need_nodes(info: VmLabInfo, count: int) -> None:
+    """Fail (not skip) a test that needs ``count`` nodes on a VM lab that has fewer."""
+    if info.nodes < count:
+        pytest.fail(
+            f"the VM lab is up with {info.nodes} node(s) and this test needs {count}: "
+            "`swarm-autoscaler lab down --backend vm && "
+            f"swarm-autoscaler lab up --backend vm --nodes {count}`",
+            pytrace=False,
+        )
 
 
 def unique(prefix: str) -> str:
