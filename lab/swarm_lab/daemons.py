@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import docker
 
@@ -18,8 +19,15 @@ from swarm_lab.errors import LabError
 READY_TIMEOUT = 60.0
 
 
+class Engine(Protocol):
+    """A node's dockerd as a client reaches it (a netns lab node or a VM lab node)."""
+
+    @property
+    def docker_url(self) -> str: ...
+
+
 @contextmanager
-def client(node: layout.Node, timeout: float = 30.0) -> Iterator[docker.DockerClient]:
+def client(node: Engine, timeout: float = 30.0) -> Iterator[docker.DockerClient]:
     """A Docker SDK client for the node's daemon, closed on exit (API 1.41: dockerd 20.10)."""
     connection = docker.DockerClient(base_url=node.docker_url, timeout=int(timeout), version="1.41")
     try:
@@ -41,7 +49,7 @@ def dockerd_pid(node: layout.Node) -> int | None:
     return pid if pid is not None and host.is_alive(pid) else None
 
 
-def answers(node: layout.Node) -> bool:
+def answers(node: Engine) -> bool:
     try:
         with client(node, timeout=3) as c:
             return bool(c.ping())

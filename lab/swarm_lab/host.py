@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -80,6 +81,22 @@ def kill_and_wait(pids: Iterable[int], sig: int = signal.SIGKILL, timeout: float
         if pending:
             time.sleep(0.05)
     return sorted(pending)
+
+
+def wait_http_ok(url: str, *, timeout: float, request_timeout: float = 2.0) -> str | None:
+    """Poll ``url`` until it answers 200: None then, else the last error once ``timeout`` passed."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=request_timeout) as response:
+                if response.status == 200:
+                    return None
+                last = f"HTTP {response.status}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.25)
+    return last
 
 
 def read_pidfile(path: Path) -> int | None:

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -100,20 +99,12 @@ def up(node_count: int = 3, sample: bool = False) -> LabInfo:
 
 
 def wait_prometheus_ready(url: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError as exc:
-            last = str(exc)
-        time.sleep(0.25)
-    raise LabError(
-        f"Prometheus at {url} not ready after {timeout:.0f}s ({last}); "
-        "see `docker -H unix:///run/swl/n1/docker.sock service ps prometheus --no-trunc`"
-    )
+    error = host.wait_http_ok(f"{url}/-/ready", timeout=timeout)
+    if error is not None:
+        raise LabError(
+            f"Prometheus at {url} not ready after {timeout:.0f}s ({error}); "
+            "see `docker -H unix:///run/swl/n1/docker.sock service ps prometheus --no-trunc`"
+        )
 
 
 def down() -> None:
@@ -143,11 +134,7 @@ def is_up() -> bool:
     count = recorded_node_count()
     if count is None:
         return False
-    try:
-        states = swarm.node_states()
-    except Exception:  # manager not answering: not up
-        return False
-    return sum(s["state"] == "ready" for s in states) >= count
+    return swarm.ready_count() >= count
 
 
 def status() -> dict[str, Any]:

@@ -6,7 +6,8 @@ import hashlib
 import string
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import docker
 from docker.types import ConfigReference, EndpointSpec, Mount, RestartPolicy, ServiceMode
@@ -22,36 +23,77 @@ LOADGEN = "loadgen"
 PROMETHEUS = "prometheus"
 
 
-def ensure_swarm(nodes: Sequence[layout.Node]) -> None:
+class SwarmNode(daemons.Engine, Protocol):
+    """What forming a swarm needs of a node (both labs' nodes have it)."""
+
+    @property
+    def ip(self) -> str: ...
+    @property
+    def hostname(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class SwarmSettings:
+    """How a lab's swarm is made: overlay address pool, heartbeat, its attachable overlay."""
+
+    address_pool: str
+    heartbeat_ns: int
+    network: str
+    ready_timeout: float
+
+
+NETNS_SWARM = SwarmSettings(layout.ADDRESS_POOL, HEARTBEAT_NS, layout.NETWORK, ready_timeout=60.0)
+
+
+def ensure_swarm(nodes: Sequence[SwarmNode], settings: SwarmSettings = NETNS_SWARM) -> None:
+    """Node 1 the manager, the others joined as workers, all ready, and the lab overlay."""
     manager = nodes[0]
     with daemons.client(manager) as client:
         if client.info()["Swarm"]["LocalNodeState"] != "active":
             client.swarm.init(
                 advertise_addr=manager.ip,
                 listen_addr=f"{manager.ip}:2377",
-                default_addr_pool=[layout.ADDRESS_POOL],
+                default_addr_pool=[settings.address_pool],
                 subnet_size=24,
-                dispatcher_heartbeat_period=HEARTBEAT_NS,
+                dispatcher_heartbeat_period=settings.heartbeat_ns,
             )
         client.swarm.reload()
         token = client.swarm.attrs["JoinTokens"]["Worker"]
     for node in nodes[1:]:
-        with daemons.client(node) as worker:
-            if worker.info()["Swarm"]["LocalNodeState"] != "active":
-                worker.swarm.join(
-                    remote_addrs=[f"{manager.ip}:2377"],
-                    join_token=token,
-                    listen_addr=f"{node.ip}:2377",
-                    advertise_addr=node.ip,
-                )
-    wait_nodes_ready(len(nodes))
+        join(node, manager, token)
+    wait_nodes_ready(manager, len(nodes), settings.ready_timeout)
     with daemons.client(manager) as client:
-        if not client.networks.list(names=[layout.NETWORK]):
-            client.networks.create(layout.NETWORK, driver="overlay", attachable=True, scope="swarm")
+        if not client.networks.list(names=[settings.network]):
+            client.networks.create(settings.network, driver="overlay", attachable=True, scope="swarm")
 
 
-def node_states() -> list[dict[str, str]]:
-    with daemons.client(layout.MANAGER, timeout=5) as client:
+def join(node: SwarmNode, manager: SwarmNode, token: str) -> None:
+    """Join ``node`` as a worker unless it is in the swarm. A node that joins anew (an engine
+    whose state was lost, like a rebooted VM's) replaces its earlier entries of the same
+    hostname: their engine is gone, and a stale entry would hold its tasks and show Down for ever."""
+    with daemons.client(node) as worker:
+        if worker.info()["Swarm"]["LocalNodeState"] == "active":
+            return
+        worker.swarm.join(
+            remote_addrs=[f"{manager.ip}:2377"],
+            join_token=token,
+            listen_addr=f"{node.ip}:2377",
+            advertise_addr=node.ip,
+        )
+        new_id = worker.info()["Swarm"]["NodeID"]
+    with daemons.client(manager) as client:
+        for entry in client.nodes.list(filters={"name": node.hostname}):
+            if entry.attrs["Description"]["Hostname"] == node.hostname and entry.id != new_id:
+                entry.remove(force=True)
+
+
+def worker_token(manager: SwarmNode) -> str:
+    with daemons.client(manager) as client:
+        return str(client.swarm.attrs["JoinTokens"]["Worker"])
+
+
+def node_states(manager: SwarmNode = layout.MANAGER) -> list[dict[str, str]]:
+    with daemons.client(manager, timeout=10) as client:
         return [
             {
                 "id": n.attrs["ID"],
@@ -65,11 +107,19 @@ def node_states() -> list[dict[str, str]]:
         ]
 
 
-def wait_nodes_ready(count: int, timeout: float = 60.0) -> None:
+def ready_count(manager: SwarmNode = layout.MANAGER) -> int:
+    """How many nodes the manager sees ready; -1 when it does not answer."""
+    try:
+        return sum(s["state"] == "ready" for s in node_states(manager))
+    except Exception:  # manager not answering
+        return -1
+
+
+def wait_nodes_ready(manager: SwarmNode, count: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     states: list[dict[str, str]] = []
     while time.monotonic() < deadline:
-        states = node_states()
+        states = node_states(manager)
         if sum(s["state"] == "ready" for s in states) >= count:
             return
         time.sleep(0.2)
@@ -194,8 +244,8 @@ def set_load(rps: float, target: str = WEB, duration_s: float = 3600.0) -> None:
         )
 
 
-def services_summary() -> list[dict[str, Any]]:
-    with daemons.client(layout.MANAGER, timeout=5) as client:
+def services_summary(manager: SwarmNode = layout.MANAGER) -> list[dict[str, Any]]:
+    with daemons.client(manager, timeout=10) as client:
         summary = []
         for service in client.services.list():
             tasks = service.tasks(filters={"desired-state": "running"})

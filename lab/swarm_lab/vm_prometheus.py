@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
-import urllib.request
 from collections.abc import Sequence
 
 from swarm_lab import host, vm_layout
@@ -69,20 +67,12 @@ def ensure_running(nodes: Sequence[VmNode]) -> None:
 
 
 def wait_ready(timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{vm_layout.PROMETHEUS_URL}/-/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError as exc:
-            last = str(exc)
-        time.sleep(0.25)
-    raise LabError(
-        f"the VM lab's Prometheus at {vm_layout.PROMETHEUS_URL} not ready after {timeout:.0f}s ({last}); "
-        f"see {vm_layout.PROMETHEUS_DIR / 'prometheus.log'}"
-    )
+    error = host.wait_http_ok(f"{vm_layout.PROMETHEUS_URL}/-/ready", timeout=timeout)
+    if error is not None:
+        raise LabError(
+            f"the VM lab's Prometheus at {vm_layout.PROMETHEUS_URL} not ready after {timeout:.0f}s "
+            f"({error}); see {vm_layout.PROMETHEUS_DIR / 'prometheus.log'}"
+        )
 
 
 def stop() -> None:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from swarm_lab import host, vm_layout
@@ -50,22 +51,47 @@ def qemu_pid(node: VmNode) -> int | None:
     return pid if pid is not None and host.is_alive(pid) else None
 
 
-def guest_pythonpath() -> str:
-    """Where the agent's code and its dependencies are, as paths inside the shared checkout."""
-    inside = [p for p in sys.path if p.startswith(str(REPO) + "/") or p == str(REPO)]
-    for extra in (REPO / "lab", REPO):
-        if extra.is_dir() and str(extra) not in inside:
-            inside.insert(0, str(extra))
-    if not any("site-packages" in p for p in inside):
-        raise LabError(
-            f"the Python environment running the lab ({sys.prefix}) is not inside the checkout "
-            f"{REPO}: the VM reads the agent's dependencies from the checkout's .venv "
-            "(scripts/install.sh makes it); run the lab from that venv"
-        )
-    return ":".join(inside)
+@dataclass(frozen=True)
+class GuestSource:
+    """The checkout a guest reads the project's code from (9p, read-only, at the same path) and
+    where the agent's code and dependencies are inside it. Every node of a lab reads the same
+    one: the checkout that ran ``lab up``, also for a node booted again later from another."""
+
+    checkout: str
+    pythonpath: str
+
+    @staticmethod
+    def here() -> GuestSource:
+        """This process's checkout and venv."""
+        inside = [p for p in sys.path if p.startswith(str(REPO) + "/") or p == str(REPO)]
+        for extra in (REPO / "lab", REPO):
+            if extra.is_dir() and str(extra) not in inside:
+                inside.insert(0, str(extra))
+        if not any("site-packages" in p for p in inside):
+            raise LabError(
+                f"the Python environment running the lab ({sys.prefix}) is not inside the checkout "
+                f"{REPO}: the VM reads the agent's dependencies from the checkout's .venv "
+                "(scripts/install.sh makes it); run the lab from that venv"
+            )
+        return GuestSource(str(REPO), ":".join(inside))
+
+    @staticmethod
+    def of_running(node: VmNode) -> GuestSource | None:
+        """What ``node``'s running QEMU was booted with (None: not running)."""
+        pid = qemu_pid(node)
+        if pid is None:
+            return None
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            return None
+        words = dict(w.split("=", 1) for a in argv for w in a.split() if w.startswith("swl."))
+        if "swl.src" not in words or "swl.pythonpath" not in words:
+            return None
+        return GuestSource(words["swl.src"], words["swl.pythonpath"])
 
 
-def _command(node: VmNode, image: VmImage, accel: str, console: Path) -> list[str]:
+def _command(node: VmNode, image: VmImage, accel: str, source: GuestSource) -> list[str]:
     cmdline = " ".join(
         [
             "console=ttyS0",
@@ -74,8 +100,8 @@ def _command(node: VmNode, image: VmImage, accel: str, console: Path) -> list[st
             f"swl.ip={node.ip}/{vm_layout.PREFIX_LEN}",
             f"swl.gw={vm_layout.BRIDGE_IP}",
             f"swl.hostname={node.hostname}",
-            f"swl.src={REPO}",
-            f"swl.pythonpath={guest_pythonpath()}",
+            f"swl.src={source.checkout}",
+            f"swl.pythonpath={source.pythonpath}",
         ]
     )
     machine = (
@@ -98,7 +124,7 @@ def _command(node: VmNode, image: VmImage, accel: str, console: Path) -> list[st
         "-monitor",
         "none",
         "-serial",
-        f"file:{console}",
+        f"file:{node.console_log}",
         "-kernel",
         str(image.kernel),
         "-initrd",
@@ -110,7 +136,7 @@ def _command(node: VmNode, image: VmImage, accel: str, console: Path) -> list[st
         "-device",
         f"virtio-net-pci,netdev=n0,mac={node.mac}",
         "-virtfs",
-        f"local,path={REPO},mount_tag=src,security_model=none,readonly=on",
+        f"local,path={source.checkout},mount_tag=src,security_model=none,readonly=on",
         "-chardev",
         f"socket,id=qga,path={node.guest_agent_socket},server=on,wait=off",
         "-device",
@@ -124,7 +150,7 @@ def _command(node: VmNode, image: VmImage, accel: str, console: Path) -> list[st
     ]
 
 
-def start(node: VmNode, image: VmImage, accel: str) -> None:
+def start(node: VmNode, image: VmImage, accel: str, source: GuestSource) -> None:
     """Boot the node's VM unless it runs (returns once QEMU has started, not the guest)."""
     if qemu_pid(node) is not None:
         return
@@ -133,7 +159,7 @@ def start(node: VmNode, image: VmImage, accel: str) -> None:
     node.guest_agent_socket.unlink(missing_ok=True)
     with (node.run_dir / "qemu.log").open("ab") as log:
         subprocess.Popen(
-            _command(node, image, accel, node.console_log),
+            _command(node, image, accel, source),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

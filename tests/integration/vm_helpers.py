@@ -20,9 +20,8 @@ from timing import wait_until
 from swarm_lab import vm_exec, vm_lab
 from swarm_lab.vm_lab import VmLabInfo
 from swarm_lab.vm_layout import VmNode
-from swarm_lab.vm_qemu import guest_pythonpath
 
-PROBE = Path(__file__).with_name("vm_probe.py")
+PROBE = Path(__file__).relative_to(Path(__file__).parents[2]).with_name("vm_probe.py")
 # A web server that answers with its container's hostname, so a response names its task.
 HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 3000 -h /www"
 TCG_DEADLINE = 240.0  # container starts take seconds each under TCG on a shared host
@@ -94,9 +93,12 @@ def held_connections(host: str, port: int, count: int) -> Iterator[list[socket.s
 
 
 def probe(node: VmNode, namespace: str) -> dict[str, Any]:
-    """The namespace read four ways at one moment, inside the guest (see vm_probe.py)."""
-    pythonpath = guest_pythonpath()
-    out = vm_exec.check_output(node, ["env", f"PYTHONPATH={pythonpath}", "python3", str(PROBE), namespace])
+    """The namespace read four ways at one moment, inside the guest (see vm_probe.py), with the
+    code of the checkout the guests read (the one that started the lab, as the agent does)."""
+    source = vm_lab.guest_source()
+    script = str(Path(source.checkout) / PROBE)
+    argv = ["env", f"PYTHONPATH={source.pythonpath}", "python3", script, namespace]
+    out = vm_exec.check_output(node, argv)
     result: dict[str, Any] = json.loads(out)
     return result
 
