@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable
 
 import swarm_lab as lab
-from swarm_lab import sessions
-
-EXIT_OK = 0
-EXIT_FAILED = 1
+from swarm_lab import sessions, verbs
+from swarm_lab.verbs import EXIT_FAILED, EXIT_OK
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -84,14 +81,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="README's main job: a traffic spike absorbed by the autoscaler on the lab",
         description="Bring the lab up with the sample web service, run the autoscaler against it "
         "(policy swarm_lab/assets/demo-policy.yaml), offer a steady load, a spike, then the steady "
-        "load again, "
-        "and print what the controller saw and every scale action it took with its reason.",
+        "load again, and print what the controller saw and every scale action it took with its "
+        "reason. With --backend vm: the routing mesh walk-through on the VM lab (round robin over "
+        "a published port on every node, node 1's IPVS table and counters, the agent's view), then "
+        "the autoscaler scaling on connections held through the port "
+        "(policy swarm_lab/assets/demo-vm-policy.yaml), up and back down.",
     )
-    demo.add_argument("--base-rps", type=float, default=30.0, help="steady load, req/s (default 30)")
-    demo.add_argument("--spike-rps", type=float, default=200.0, help="spike load, req/s (default 200)")
+    demo.add_argument("--base-rps", type=float, default=30.0, help="netns: steady load, req/s (default 30)")
+    demo.add_argument("--spike-rps", type=float, default=200.0, help="netns: spike load, req/s (default 200)")
     demo.add_argument("--interval", type=float, default=2.0, help="controller interval, s (default 2)")
     demo.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
+    demo.add_argument(
+        "--nodes", type=int, default=2, help="vm: node count if the demo brings the lab up (default 2)"
+    )
+    demo.add_argument("--port", type=int, default=5080, help="vm: the published port (default 5080)")
     demo.set_defaults(handler=_demo)
+    _add_backend_option(demo, vm_cli.demo)
 
 
 def _add_backend_option(
@@ -114,9 +119,9 @@ def _demo(args: argparse.Namespace) -> int:
     plan = DemoPlan(base_rps=args.base_rps, spike_rps=args.spike_rps, interval=args.interval)
     try:
         print("== lab: a 3-node Swarm in network namespaces, Prometheus, the sample web service")
-        with sessions.lab_lock():
+        with sessions.NETNS_LAB.lock():
             info = lab.up(3, sample=True)
-            sessions.keep_up_after_holders()
+            sessions.NETNS_LAB.keep_up_after_holders()
         ok = run_demo(plan, info)
         if args.keep:
             print(
@@ -124,9 +129,9 @@ def _demo(args: argparse.Namespace) -> int:
             )
         else:
             print("== removing the lab (pass --keep to leave it up)")
-            with sessions.lab_lock():
-                if sessions.other_live_holders():
-                    sessions.take_down_after_holders()
+            with sessions.NETNS_LAB.lock():
+                if sessions.NETNS_LAB.other_live_holders():
+                    sessions.NETNS_LAB.take_down_after_holders()
                 else:
                     lab.down()
     except lab.LabError as exc:
@@ -136,92 +141,51 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def _guard(action: str, fn: Callable[[], object]) -> int:
-    try:
-        fn()
-    except lab.LabError as exc:
-        print(f"lab {action}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
-
-
 def _up(args: argparse.Namespace) -> int:
-    # The lock makes a concurrent pytest session wait instead of racing this up.
-    with sessions.lab_lock():
-        result = _guard("up", lambda: lab.up(args.nodes or 3, sample=args.sample))
-        if result == EXIT_OK:
-            sessions.keep_up_after_holders()
-        return result
+    return verbs.up(sessions.NETNS_LAB, "up", lambda: lab.up(args.nodes or 3, sample=args.sample))
 
 
 def _down(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    with sessions.lab_lock():
-        holders = sessions.other_live_holders()
-        if holders and args.when_idle and not args.force:
-            sessions.take_down_after_holders()
-            print(f"lab: in use by {holders}; the last of them will take it down")
-            return EXIT_OK
-        if holders and not args.force:
-            print(
-                f"lab down: processes {holders} (pytest sessions?) are using the lab; "
-                "wait for them, or use --when-idle or --force",
-                file=sys.stderr,
-            )
-            return EXIT_FAILED
-        result = _guard("down", lab.down)
-    if result == EXIT_OK:
-        print(f"lab: down in {time.monotonic() - started:.1f}s")
-    return result
+    return verbs.down(
+        sessions.NETNS_LAB, "down", lab.down, force=args.force, when_idle=args.when_idle, label="netns lab"
+    )
 
 
 def _status(args: argparse.Namespace) -> int:
     report = lab.status()
     if args.json:
         print(json.dumps(report, indent=2))
-        return EXIT_OK
-    if not report["up"]:
+    elif not report["up"]:
         print("lab: down")
-        return EXIT_OK
-    print(f"Prometheus: {report['prometheus_url']}    manager: {report['manager_url']}")
-    print(f"memory (all lab processes, RSS): {report['memory_rss_mib']} MiB")
-    if "error" in report:
-        print(f"error: {report['error']}")
-    for node in report.get("swarm_nodes", []):
-        print(f"  node {node['hostname']:<10} {node['role']:<8} {node['state']:<8} {node['addr']}")
-    for name, daemon in report["dockerd"].items():
-        if daemon["pid"] is None or not daemon["link_up"]:
-            print(f"  {name}: dockerd pid {daemon['pid']}, link {'up' if daemon['link_up'] else 'DOWN'}")
-    for service in report.get("services", []):
-        print(f"  service {service['name']:<12} {service['running']}/{service['replicas']} running")
+    else:
+        broken = [
+            f"{name}: dockerd pid {daemon['pid']}, link {'up' if daemon['link_up'] else 'DOWN'}"
+            for name, daemon in report["dockerd"].items()
+            if daemon["pid"] is None or not daemon["link_up"]
+        ]
+        memory = f"memory (all lab processes, RSS): {report['memory_rss_mib']} MiB"
+        verbs.print_status(report, [memory], broken)
     return EXIT_OK
 
 
 def _env(args: argparse.Namespace) -> int:
-    try:
-        info = lab.info()
-    except lab.LabError as exc:
-        print(f"lab env: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"export DOCKER_HOST={info.manager_url}")
-    print(f"export AUTOSCALER_PROMETHEUS__URL={info.prometheus_url}")
-    return EXIT_OK
+    return verbs.print_env("env", lab.info, lambda info: [])
 
 
 def _deploy_sample(args: argparse.Namespace) -> int:
-    return _guard("deploy-sample", lambda: lab.deploy_sample(args.replicas, args.work_ms))
+    return verbs.guard("deploy-sample", lambda: lab.deploy_sample(args.replicas, args.work_ms))
 
 
 def _load(args: argparse.Namespace) -> int:
     if args.rps is None:
         print("lab load: --rps is required", file=sys.stderr)
         return EXIT_FAILED
-    return _guard("load", lambda: lab.set_load(args.rps, args.service, args.duration))
+    return verbs.guard("load", lambda: lab.set_load(args.rps, args.service, args.duration))
 
 
 def _node_down(args: argparse.Namespace) -> int:
-    return _guard("node-down", lambda: lab.node_down(args.node, args.mode))
+    return verbs.guard("node-down", lambda: lab.node_down(args.node, args.mode))
 
 
 def _node_up(args: argparse.Namespace) -> int:
-    return _guard("node-up", lambda: lab.node_up(args.node))
+    return verbs.guard("node-up", lambda: lab.node_up(args.node))

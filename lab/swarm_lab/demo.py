@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,18 +56,29 @@ def _get_json(url: str) -> dict[str, Any] | None:
 class Controller:
     """``swarm-autoscaler run`` in a subprocess, its log in a file, its /decisions polled."""
 
-    def __init__(self, manager_url: str, prometheus_url: str, interval: float, workdir: Path) -> None:
+    def __init__(
+        self,
+        manager_url: str,
+        prometheus_url: str,
+        interval: float,
+        workdir: Path,
+        policies: Path = DEMO_POLICY,
+        service: str = SERVICE,
+        extra: Sequence[str] = (),
+    ) -> None:
+        self.service = service
         self.port = _free_port()
         self.log_path = workdir / "controller.log"
         self._log = self.log_path.open("wb")
         cmd = [
             sys.executable, "-m", "autoscaler", "run",
-            "--policies", str(DEMO_POLICY),
+            "--policies", str(policies),
             "--docker-host", manager_url,
             "--prometheus-url", prometheus_url,
             "--interval", f"{interval:g}",
             "--listen", f"127.0.0.1:{self.port}",
             "--log-format", "json",
+            *extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
 
@@ -81,7 +92,7 @@ class Controller:
         body = _get_json(f"{self.url}/decisions")
         if body is None:
             return None
-        record: dict[str, Any] | None = body.get("services", {}).get(SERVICE)
+        record: dict[str, Any] | None = body.get("services", {}).get(self.service)
         return record
 
     def stop(self) -> None:
@@ -96,7 +107,7 @@ class Controller:
 
     def explain(self) -> str:
         out = subprocess.run(
-            [sys.executable, "-m", "autoscaler", "explain", SERVICE, "--url", self.url],
+            [sys.executable, "-m", "autoscaler", "explain", self.service, "--url", self.url],
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         return out.stdout + out.stderr

@@ -105,15 +105,14 @@ class SharedLab(Generic[InfoT]):
 NETNS_LAB: SharedLab[LabInfo] = SharedLab(
     layout.CACHE_DIR / "sessions", layout.CACHE_DIR / "lab.lock", lab_api
 )
-lab_lock = NETNS_LAB.lock
-other_live_holders = NETNS_LAB.other_live_holders
-release = NETNS_LAB.release
-take_down_after_holders = NETNS_LAB.take_down_after_holders
-keep_up_after_holders = NETNS_LAB.keep_up_after_holders
 
 
 def acquire(node_count: int = 3) -> tuple[LabInfo, bool]:
     return NETNS_LAB.acquire(node_count)
+
+
+def release() -> None:
+    NETNS_LAB.release()
 
 
 class LabHandle:

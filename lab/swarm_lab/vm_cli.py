@@ -9,87 +9,56 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable
 
-from swarm_lab import vm_lab, vm_sessions
+from swarm_lab import verbs, vm_lab, vm_sessions
 from swarm_lab.errors import LabError
-
-EXIT_OK = 0
-EXIT_FAILED = 1
+from swarm_lab.verbs import EXIT_FAILED, EXIT_OK
 
 
 def _guard(action: str, fn: Callable[[], object]) -> int:
-    try:
-        fn()
-    except LabError as exc:
-        print(f"lab {action} --backend vm: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    return verbs.guard(f"{action} --backend vm", fn)
 
 
 def up(args: argparse.Namespace) -> int:
-    with vm_sessions.lab_lock():
-        result = _guard("up", lambda: vm_lab.up(args.nodes or 1))
-        if result == EXIT_OK:
-            vm_sessions.keep_up_after_holders()
-        return result
+    return verbs.up(vm_sessions.VM_LAB, "up --backend vm", lambda: vm_lab.up(args.nodes or 1))
 
 
 def down(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    with vm_sessions.lab_lock():
-        holders = vm_sessions.other_live_holders()
-        if holders and args.when_idle and not args.force:
-            vm_sessions.take_down_after_holders()
-            print(f"lab: in use by {holders}; the last of them will take it down")
-            return EXIT_OK
-        if holders and not args.force:
-            print(
-                f"lab down --backend vm: processes {holders} are using the VM lab; "
-                "wait for them, or use --when-idle or --force",
-                file=sys.stderr,
-            )
-            return EXIT_FAILED
-        result = _guard("down", vm_lab.down)
-    if result == EXIT_OK:
-        print(f"lab: VM lab down in {time.monotonic() - started:.1f}s")
-    return result
+    return verbs.down(
+        vm_sessions.VM_LAB,
+        "down --backend vm",
+        vm_lab.down,
+        force=args.force,
+        when_idle=args.when_idle,
+        label="VM lab",
+    )
 
 
 def status(args: argparse.Namespace) -> int:
     report = vm_lab.status()
     if args.json:
         print(json.dumps(report, indent=2))
-        return EXIT_OK
-    if not report["up"]:
+    elif not report["up"]:
         print("VM lab: down")
-        return EXIT_OK
-    print(f"Prometheus: {report['prometheus_url']}    manager: {report['manager_url']}")
-    print(f"accelerator: {report['accel']}")
-    print(f"memory (QEMU processes, RSS): {report['memory_rss_mib']} MiB")
-    if "error" in report:
-        print(f"error: {report['error']}")
-    for node in report.get("swarm_nodes", []):
-        print(f"  node {node['hostname']:<10} {node['role']:<8} {node['state']:<8} {node['addr']}")
-    for name, vm in report["vms"].items():
-        if vm["qemu_pid"] is None or not vm["link_up"]:
-            print(f"  {name}: qemu pid {vm['qemu_pid']}, link {'up' if vm['link_up'] else 'DOWN'}")
-    for service in report.get("services", []):
-        print(f"  service {service['name']:<12} {service['running']}/{service['replicas']} running")
+    else:
+        header = [
+            f"accelerator: {report['accel']}    guests read the code of: {report['guest_source']}",
+            f"memory (QEMU processes, RSS): {report['memory_rss_mib']} MiB",
+        ]
+        broken = [
+            f"{name}: qemu pid {vm['qemu_pid']}, link {'up' if vm['link_up'] else 'DOWN'}"
+            for name, vm in report["vms"].items()
+            if vm["qemu_pid"] is None or not vm["link_up"]
+        ]
+        verbs.print_status(report, header, broken)
     return EXIT_OK
 
 
 def env(args: argparse.Namespace) -> int:
-    try:
-        info = vm_lab.info()
-    except LabError as exc:
-        print(f"lab env --backend vm: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"export DOCKER_HOST={info.manager_url}")
-    print(f"export AUTOSCALER_PROMETHEUS__URL={info.prometheus_url}")
-    print(f"export LAB_NODE_ADDRS='{' '.join(info.node_ips)}'")
-    return EXIT_OK
+    return verbs.print_env(
+        "env --backend vm", vm_lab.info, lambda info: [f"export LAB_NODE_ADDRS='{' '.join(info.node_ips)}'"]
+    )
 
 
 def load(args: argparse.Namespace) -> int:
@@ -121,6 +90,33 @@ def exec_command(args: argparse.Namespace) -> int:
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     return result.returncode
+
+
+def demo(args: argparse.Namespace) -> int:
+    from swarm_lab.vm_demo import VmDemoPlan, lab_for_demo, run_vm_demo
+
+    plan = VmDemoPlan(port=args.port, interval=args.interval)
+    try:
+        with vm_sessions.VM_LAB.lock():
+            info, started = lab_for_demo(args.nodes)
+            if started:  # a test session finishing meanwhile must not take it down under the demo
+                vm_sessions.VM_LAB.keep_up_after_holders()
+        print(f"== VM lab: {info.nodes} QEMU node(s) with a real kernel ({info.accel}), {info.node_ips}")
+        ok = run_vm_demo(plan, info)
+        if not started or args.keep:
+            print("== the VM lab is still up (lab status --backend vm); remove it: lab down --backend vm")
+        else:
+            print("== removing the VM lab the demo brought up (pass --keep to leave it up)")
+            with vm_sessions.VM_LAB.lock():
+                if vm_sessions.VM_LAB.other_live_holders():
+                    vm_sessions.VM_LAB.take_down_after_holders()
+                else:
+                    vm_lab.down()
+    except LabError as exc:
+        print(f"lab demo --backend vm: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print("demo finished" if ok else "demo finished, but a phase did not (see above)")
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def register_exec(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

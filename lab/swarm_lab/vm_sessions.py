@@ -16,15 +16,14 @@ from swarm_lab.vm_lab import VmLabInfo
 VM_LAB: sessions.SharedLab[VmLabInfo] = sessions.SharedLab(
     vm_layout.CACHE_DIR / "vm-sessions", vm_layout.CACHE_DIR / "vm-lab.lock", vm_lab
 )
-lab_lock = VM_LAB.lock
-other_live_holders = VM_LAB.other_live_holders
-release = VM_LAB.release
-take_down_after_holders = VM_LAB.take_down_after_holders
-keep_up_after_holders = VM_LAB.keep_up_after_holders
 
 
 def acquire(node_count: int = 1) -> tuple[VmLabInfo, bool]:
     return VM_LAB.acquire(node_count)
+
+
+def release() -> None:
+    VM_LAB.release()
 
 
 @contextlib.contextmanager

@@ -16,9 +16,8 @@ from pathlib import Path
 import docker
 import pytest
 from controller_helpers import ControllerProcess
-from docker.types import EndpointSpec
 from timing import wait_until
-from vm_helpers import HTTPD, TCG_DEADLINE, manager, unique, wait_running
+from vm_helpers import TCG_DEADLINE, create_web, manager, unique, wait_running
 
 from swarm_lab import vm_lab as vm_lab_api
 from swarm_lab.vm_lab import VmLabInfo
@@ -52,14 +51,7 @@ def _policy(service: str) -> str:
 def service(vm_lab: VmLabInfo) -> Iterator[tuple[docker.DockerClient, str]]:
     name = unique("vmt-conn")
     with manager(vm_lab) as client:
-        client.services.create(
-            f"{vm_lab.images['busybox']}:latest",
-            ["sh", "-c", HTTPD],
-            name=name,
-            init=True,
-            mode=docker.types.ServiceMode("replicated", replicas=1),
-            endpoint_spec=EndpointSpec(ports={random.randint(30000, 32000): 3000}),
-        )
+        create_web(client, vm_lab, name, 1, random.randint(30000, 32000))
         try:
             wait_running(client, name, 1)
             yield client, name

@@ -13,18 +13,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import docker
 import pytest
-from docker.types import EndpointSpec
 from timing import wait_until
 from vm_helpers import (
-    HTTPD,
     TCG_DEADLINE,
-    guest,
+    create_web,
     http_get,
+    ingress_backends,
     manager,
     need_nodes,
-    parse_ipvsadm,
     task_address,
     task_hostname,
     unique,
@@ -35,7 +32,6 @@ from swarm_lab.vm_lab import VmLabInfo
 from swarm_lab.vm_layout import VmNode
 
 SERVING, ASKED = VmNode(1), VmNode(2)
-INGRESS = "/var/run/docker/netns/ingress_sbox"
 REQUESTS = 6
 pytestmark = pytest.mark.timeout(600)  # TCG: a task start and the overlay's setup take minutes when busy
 
@@ -53,15 +49,7 @@ def on_node_one(vm_lab: VmLabInfo) -> Iterator[OnNodeOne]:
     name = unique("vmt-x")
     port = random.randint(33000, 34999)  # several sessions may share the VM lab
     with manager(vm_lab) as client:
-        client.services.create(
-            f"{vm_lab.images['busybox']}:latest",
-            ["sh", "-c", HTTPD],
-            name=name,
-            init=True,
-            constraints=[f"node.hostname=={SERVING.hostname}"],
-            mode=docker.types.ServiceMode("replicated", replicas=1),
-            endpoint_spec=EndpointSpec(ports={port: 3000}),
-        )
+        create_web(client, vm_lab, name, 1, port, constraints=[f"node.hostname=={SERVING.hostname}"])
         try:
             [task] = wait_running(client, name, 1)
             yield OnNodeOne(name, port, task)
@@ -74,21 +62,6 @@ def _answer(node: VmNode, port: int) -> str | None:
         return http_get(node.ip, port, timeout=10)
     except OSError:
         return None
-
-
-def _ingress_backends(node: VmNode, port: int) -> set[str] | None:
-    """The addresses IPVS in ``node``'s ingress_sbox balances ``port`` to (None: no rule yet)."""
-    mangle = guest(node, "nsenter", f"--net={INGRESS}", "iptables-save", "-t", "mangle")
-    marks = [
-        line.split("--set-xmark ")[1].split("/")[0]
-        for line in mangle.splitlines()
-        if f"--dport {port} " in line and "--set-xmark" in line
-    ]
-    if not marks:
-        return None
-    table = parse_ipvsadm(guest(node, "nsenter", f"--net={INGRESS}", "ipvsadm", "-Ln", "--exact"))
-    servers = table.get(f"FWM {int(marks[0], 16)}")
-    return None if servers is None else {server[0] for server in servers}
 
 
 def test_node_two_serves_its_published_port_with_the_task_on_node_one(
@@ -109,10 +82,10 @@ def test_node_two_serves_its_published_port_with_the_task_on_node_one(
 
     address = task_address(on_node_one.task, "ingress")
     backends = wait_until(
-        lambda: _ingress_backends(ASKED, on_node_one.port),
+        lambda: ingress_backends(ASKED, on_node_one.port),
         deadline=TCG_DEADLINE,
         every=1.0,
         what=f"node 2's ingress_sbox marking :{on_node_one.port} into an IPVS service",
     )
     assert backends == {address}  # node 2's IPVS balances to the task on node 1, and only to it
-    assert _ingress_backends(SERVING, on_node_one.port) == {address}  # the same table on node 1
+    assert ingress_backends(SERVING, on_node_one.port) == {address}  # the same table on node 1

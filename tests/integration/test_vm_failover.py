@@ -14,8 +14,6 @@ running-to-routed gap.
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -24,16 +22,15 @@ from typing import Any
 
 import docker
 import pytest
-from docker.types import EndpointSpec
 from prometheus_client import CollectorRegistry
 from timing import eventually, wait_until
 from vm_helpers import (
-    HTTPD,
     TCG_DEADLINE,
-    guest,
+    create_web,
+    ingress_backends,
+    lab_cli,
     manager,
     need_nodes,
-    parse_ipvsadm,
     task_address,
     unique,
     wait_running,
@@ -49,7 +46,6 @@ from swarm_lab.vm_lab import VmLabInfo
 from swarm_lab.vm_layout import VmNode
 
 SURVIVOR, VICTIM = VmNode(1), VmNode(2)
-INGRESS = "/var/run/docker/netns/ingress_sbox"
 pytestmark = pytest.mark.timeout(1200)  # TCG: a node's detection, a task start, a guest's boot
 
 
@@ -60,10 +56,9 @@ class Published:
     lost: dict[str, Any]  # the task on node 2
 
 
-def lab_cli(*args: str) -> None:
-    """``swarm-autoscaler lab ARGS --backend vm``, as a person runs it."""
-    argv = [sys.executable, "-m", "autoscaler", "lab", *args, "--backend", "vm"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+def run_lab(*args: str) -> None:
+    """``swarm-autoscaler lab ARGS --backend vm``, as a person runs it; it must succeed."""
+    done = lab_cli(*args, "--backend", "vm")
     assert done.returncode == 0, f"`lab {' '.join(args)} --backend vm` failed: {done.stdout}{done.stderr}"
 
 
@@ -77,14 +72,7 @@ def published(vm_lab: VmLabInfo) -> Iterator[Published]:
     name = unique("vmt-fo")
     port = random.randint(35000, 36999)  # several sessions may share the VM lab
     with manager(vm_lab) as client:
-        client.services.create(
-            f"{vm_lab.images['busybox']}:latest",
-            ["sh", "-c", HTTPD],
-            name=name,
-            init=True,
-            mode=docker.types.ServiceMode("replicated", replicas=2),
-            endpoint_spec=EndpointSpec(ports={port: 3000}),
-        )
+        create_web(client, vm_lab, name, 2, port)
         try:
             tasks = wait_running(client, name, 2)
             on_victim = [t for t in tasks if _node_of(client, t) == VICTIM.hostname]
@@ -126,16 +114,8 @@ async def monitor(vm_lab: VmLabInfo, published: Published) -> AsyncIterator[Fail
         await nodes.close()
 
 
-def _ingress_backends(node: VmNode, port: int) -> set[str]:
-    """The addresses IPVS in ``node``'s ingress_sbox balances ``port`` to, read with ipvsadm."""
-    mangle = guest(node, "nsenter", f"--net={INGRESS}", "iptables-save", "-t", "mangle")
-    mark = next(
-        line.split("--set-xmark ")[1].split("/")[0]
-        for line in mangle.splitlines()
-        if f"--dport {port} " in line and "--set-xmark" in line
-    )
-    table = parse_ipvsadm(guest(node, "nsenter", f"--net={INGRESS}", "ipvsadm", "-Ln", "--exact"))
-    return {server[0] for server in table.get(f"FWM {int(mark, 16)}", [])}
+def _routed(node: VmNode, port: int) -> set[str]:
+    return ingress_backends(node, port) or set()
 
 
 def _lab_is_whole(client: docker.DockerClient) -> bool:
@@ -154,7 +134,7 @@ async def test_replacement_is_confirmed_only_once_ipvs_routes_to_it(
 ) -> None:
     lost_address = task_address(published.lost, "ingress")
     wait_until(
-        lambda: lost_address in _ingress_backends(SURVIVOR, published.port),
+        lambda: lost_address in _routed(SURVIVOR, published.port),
         deadline=TCG_DEADLINE,
         every=1.0,
         what="node 1's ingress IPVS routing to the task on node 2",
@@ -163,7 +143,7 @@ async def test_replacement_is_confirmed_only_once_ipvs_routes_to_it(
     # (seconds since node-down, status, reason, whether node 1's kernel routes to the replacement)
     timeline: list[tuple[float, str, str, str]] = []
     started = time.monotonic()
-    lab_cli("node-down", "2", "--mode", "kill")
+    run_lab("node-down", "2", "--mode", "kill")
     try:
 
         async def confirmed() -> dict[str, Any] | None:
@@ -172,12 +152,12 @@ async def test_replacement_is_confirmed_only_once_ipvs_routes_to_it(
             if failover is None or not failover["tasks"]:
                 return None
             [task] = failover["tasks"]
-            seen = (task["status"], task["pending_reason"] or task["confirm_reason"] or "", _routed(task))
+            seen = (task["status"], task["pending_reason"] or task["confirm_reason"] or "", _kernel(task))
             if not timeline or timeline[-1][1:] != seen:
                 timeline.append((round(time.monotonic() - started, 1), *seen))
             return task if task["status"] == "confirmed" else None
 
-        def _routed(task: dict[str, Any]) -> str:
+        def _kernel(task: dict[str, Any]) -> str:
             """Whether ipvsadm on node 1 lists the replacement now (the kernel's own answer)."""
             if task["replacement"] is None:
                 return "-"
@@ -185,13 +165,13 @@ async def test_replacement_is_confirmed_only_once_ipvs_routes_to_it(
                 found = client.api.tasks(filters={"id": task["replacement"]})
             if not found or not found[0].get("NetworksAttachments"):
                 return "no address yet"
-            routed = task_address(found[0], "ingress") in _ingress_backends(SURVIVOR, published.port)
+            routed = task_address(found[0], "ingress") in _routed(SURVIVOR, published.port)
             return "kernel routes it" if routed else "kernel does not route it"
 
         task = await eventually(
             confirmed, deadline=2 * TCG_DEADLINE, every=1.0, what="the replacement confirmed"
         )
-        routed = _ingress_backends(SURVIVOR, published.port)  # right then, as the kernel has it
+        routed = _routed(SURVIVOR, published.port)  # right then, as the kernel has it
         print(f"\nfailover of {VICTIM.hostname}, seconds since node-down:")
         for at, status, reason, kernel in timeline:
             print(f"  {at:6.1f}  {status:<10} [{kernel}] {reason}")
@@ -208,7 +188,7 @@ async def test_replacement_is_confirmed_only_once_ipvs_routes_to_it(
         assert lost_address not in routed
         assert task["running_after"] <= task["confirmed_after"]
     finally:
-        lab_cli("node-up", "2")
+        run_lab("node-up", "2")
     with manager(vm_lab) as client:
         wait_until(
             lambda: _lab_is_whole(client),

@@ -6,6 +6,8 @@ import contextlib
 import json
 import re
 import socket
+import subprocess
+import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from swarm_lab.vm_layout import VmNode
 PROBE = Path(__file__).relative_to(Path(__file__).parents[2]).with_name("vm_probe.py")
 # A web server that answers with its container's hostname, so a response names its task.
 HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 3000 -h /www"
+INGRESS = "/var/run/docker/netns/ingress_sbox"
 TCG_DEADLINE = 240.0  # container starts take seconds each under TCG on a shared host
 
 
@@ -46,6 +49,43 @@ def unique(prefix: str) -> str:
 def manager(info: VmLabInfo) -> Iterator[docker.DockerClient]:
     with vm_lab.client(VmNode(1), timeout=120) as client:
         yield client
+
+
+def create_web(
+    client: docker.DockerClient, info: VmLabInfo, name: str, replicas: int, port: int, **extra: Any
+) -> None:
+    """A busybox web service (each task answers with its container's name) published on
+    ``port`` through the routing mesh (ingress mode)."""
+    client.services.create(
+        f"{info.images['busybox']}:latest",
+        ["sh", "-c", HTTPD],
+        name=name,
+        init=True,  # busybox httpd as PID 1 ignores SIGTERM: removal would wait 10 s per task
+        mode=docker.types.ServiceMode("replicated", replicas=replicas),
+        endpoint_spec=docker.types.EndpointSpec(ports={port: 3000}),
+        **extra,
+    )
+
+
+def ingress_backends(node: VmNode, port: int) -> set[str] | None:
+    """The addresses IPVS in ``node``'s ingress_sbox balances published ``port`` to, read with the
+    guest's own tools (iptables-save for the mark, ipvsadm); None while no rule marks the port."""
+    mangle = guest(node, "nsenter", f"--net={INGRESS}", "iptables-save", "-t", "mangle")
+    marks = [
+        line.split("--set-xmark ")[1].split("/")[0]
+        for line in mangle.splitlines()
+        if f"--dport {port} " in line and "--set-xmark" in line
+    ]
+    if not marks:
+        return None
+    table = parse_ipvsadm(guest(node, "nsenter", f"--net={INGRESS}", "ipvsadm", "-Ln", "--exact"))
+    return {server[0] for server in table.get(f"FWM {int(marks[0], 16)}", [])}
+
+
+def lab_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``swarm-autoscaler lab ARGS`` as a person runs it (this checkout's code)."""
+    argv = [sys.executable, "-m", "autoscaler", "lab", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
 
 
 def running_tasks(client: docker.DockerClient, name: str) -> list[dict[str, Any]]:
