@@ -58,8 +58,10 @@ class Published:
 
 def run_lab(*args: str) -> None:
     """``swarm-autoscaler lab ARGS --backend vm``, as a person runs it; it must succeed."""
+    started = time.monotonic()
     done = lab_cli(*args, "--backend", "vm")
     assert done.returncode == 0, f"`lab {' '.join(args)} --backend vm` failed: {done.stdout}{done.stderr}"
+    print(f"\n`lab {' '.join(args)} --backend vm`: {time.monotonic() - started:.0f} s {done.stdout.strip()}")
 
 
 def _node_of(client: docker.DockerClient, task: dict[str, Any]) -> str:
