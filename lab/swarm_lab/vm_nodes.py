@@ -80,11 +80,13 @@ def node_down(n: int, mode: VmNodeDownMode = "link") -> None:
         vm_qemu.stop(node)
     elif mode == "stop":
         vm_exec.run(node, ["sh", "-c", "kill -TERM $(pidof dockerd) 2>/dev/null; true"])
-        deadline = time.monotonic() + 60.0
-        while daemons.answers(node):
+        # Gone, not only silent: dockerd stops answering long before it has stopped its
+        # containers and exited, and `node-up` must not find it still alive then (seen).
+        deadline = time.monotonic() + 180.0
+        while _dockerd_alive(node):
             if time.monotonic() > deadline:
-                raise LabError(f"dockerd of VM node {n} still answers 60 s after SIGTERM")
-            time.sleep(0.5)
+                raise LabError(f"dockerd of VM node {n} still runs 180 s after SIGTERM")
+            time.sleep(1.0)
     else:
         raise LabError(f"unknown node_down mode {mode!r}: use link, kill or stop")
 
@@ -106,9 +108,27 @@ def node_up(n: int) -> None:
             )
         _boot_again(node)
     elif not daemons.answers(node):
-        vm_exec.run(node, ["swl-start-dockerd"])
-        wait_docker(node)
+        _start_dockerd(node)
     swarm.wait_nodes_ready(vm_layout.MANAGER, vm_state.info().nodes, VM_SWARM.ready_timeout)
+
+
+def _dockerd_alive(node: VmNode) -> bool:
+    return vm_exec.run(node, ["pidof", "dockerd"]).returncode == 0
+
+
+def _start_dockerd(node: VmNode, timeout: float = BOOT_TIMEOUT) -> None:
+    """dockerd started again and answering. swl-start-dockerd does nothing while a dockerd
+    process lives, so it is asked again until one answers: a dockerd still exiting from
+    ``--mode stop`` (or that crashed meanwhile) is followed by a fresh one."""
+    deadline = time.monotonic() + timeout
+    while not daemons.answers(node):
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"dockerd of VM node {node.index} not answering {timeout:.0f}s after node-up; its log:\n"
+                + vm_exec.run(node, ["tail", "-n", "15", "/var/log/dockerd.log"]).stdout
+            )
+        vm_exec.run(node, ["swl-start-dockerd"])
+        time.sleep(3.0)
 
 
 def _boot_again(node: VmNode) -> None:
