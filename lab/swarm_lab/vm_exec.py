@@ -74,7 +74,7 @@ def _channel(node: VmNode, timeout: float) -> Iterator[_Channel]:
     path = node.guest_agent_socket
     if not path.exists():
         raise LabError(f"node {node.index} has no guest agent socket ({path}): is the VM running?")
-    # QEMU serves one client per socket: callers on this host take turns.
+    # QEMU serves one client per socket: callers on this host take turns, one exchange each.
     with (node.run_dir / "qga.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -107,15 +107,18 @@ def run(node: VmNode, argv: Sequence[str], timeout: float = 120.0, stdin: bytes 
     if stdin is not None:
         arguments["input-data"] = base64.b64encode(stdin).decode()
     deadline = time.monotonic() + timeout
+    # The guest agent is held for one exchange at a time, not for the whole command: a long
+    # command (a bench in the guest) must not keep every other caller on this node waiting.
     with _channel(node, timeout=min(timeout, 30.0)) as channel:
         pid = channel.call("guest-exec", arguments)["pid"]
-        while True:
+    while True:
+        with _channel(node, timeout=min(timeout, 30.0)) as channel:
             status = channel.call("guest-exec-status", {"pid": pid})
-            if status.get("exited"):
-                break
-            if time.monotonic() > deadline:
-                raise LabError(f"`{' '.join(argv)}` on node {node.index} still runs after {timeout:.0f}s")
-            time.sleep(0.02)  # polling the guest; the loop's condition decides
+        if status.get("exited"):
+            break
+        if time.monotonic() > deadline:
+            raise LabError(f"`{' '.join(argv)}` on node {node.index} still runs after {timeout:.0f}s")
+        time.sleep(0.1)  # polling the guest; the loop's condition decides
     decode = base64.b64decode
     return ExecResult(
         returncode=int(status.get("exitcode", -status.get("signal", 1))),
