@@ -168,7 +168,7 @@ def _scale_on_connections(info: vm_lab.VmLabInfo, plan: VmDemoPlan, say: Callabl
         say(f"== {plan.connections} connections held open through {MANAGER.ip}:{plan.port} (5 per replica)")
         vm_lab.set_load(SERVICE, connections=plan.connections, duration_s=plan.phase_timeout * 2)
         ok &= _watch_scale(ctl, plan.connections, 3, plan.phase_timeout, say, started)
-        say("== connections closed: back to 1 after the 10 s scale-down window")
+        say("== connections closed: back to 1 after the 30 s scale-down window")
         vm_lab.set_load(SERVICE, connections=0)
         ok &= _watch_scale(ctl, 0, 1, plan.phase_timeout, say, started)
     finally:
