@@ -85,6 +85,10 @@ def test_vip_connections_are_read_in_the_lb_namespace_and_named(
                 networks=[net_name],
                 init=True,
                 mode=docker.types.ServiceMode("replicated", replicas=CLIENTS),
+                # A client's connection is balanced in the lb_ namespace of the node it runs on,
+                # and this test reads node 1's agent: on two nodes, a client on node 2 was
+                # counted there, so node 1 never saw both (CI, 420 s).
+                constraints=[f"node.hostname=={NODE.hostname}"],
             )
         )
         wait_running(client, server, 2)
