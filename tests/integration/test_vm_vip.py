@@ -75,6 +75,7 @@ def test_vip_connections_are_read_in_the_lb_namespace_and_named(
                 init=True,
                 mode=docker.types.ServiceMode("replicated", replicas=2),
                 endpoint_spec=docker.types.EndpointSpec(mode="vip"),
+                constraints=[f"node.hostname=={NODE.hostname}"],
             )
         )
         services.append(
@@ -87,7 +88,10 @@ def test_vip_connections_are_read_in_the_lb_namespace_and_named(
                 mode=docker.types.ServiceMode("replicated", replicas=CLIENTS),
                 # A client's connection is balanced in the lb_ namespace of the node it runs on,
                 # and this test reads node 1's agent: on two nodes, a client on node 2 was
-                # counted there, so node 1 never saw both (CI, 420 s).
+                # counted there, so node 1 never saw both (CI, 420 s). The servers stay on node
+                # 1 too: a server task failing on node 2 (after the verbs tests restarted its
+                # dockerd, "docker_gwbridge ... same bridge name") left a client's connection
+                # hanging on a backend that was gone, never counted again.
                 constraints=[f"node.hostname=={NODE.hostname}"],
             )
         )
