@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from timing import wait_until
-from vm_helpers import TCG_DEADLINE, lab_cli, need_nodes
+from vm_helpers import TCG_DEADLINE, lab_cli, manager, need_nodes, remove_network, unique, wait_running
 
 from swarm_lab import daemons, swarm
 from swarm_lab.vm_lab import VmLabInfo
@@ -58,3 +58,27 @@ def test_node_down_then_node_up_brings_the_worker_back(vm_lab: VmLabInfo, mode: 
     assert up.returncode == 0, up.stderr
     assert daemons.answers(VICTIM)
     assert _state_of_victim() == "ready"  # node-up returns once every node is ready
+    if mode == "stop":
+        _runs_a_task_on_an_overlay(vm_lab)
+
+
+def _runs_a_task_on_an_overlay(vm_lab: VmLabInfo) -> None:
+    """The restarted engine starts a task on an overlay network, which needs docker_gwbridge:
+    before node-up cleared its local network store, every such task failed there ("networks
+    have same bridge name")."""
+    name = unique("vmt-after-stop")
+    with manager(vm_lab) as client:
+        net = client.networks.create(name, driver="overlay", scope="swarm")
+        service = client.services.create(
+            f"{vm_lab.images['busybox']}:latest",
+            ["sleep", "3600"],
+            name=name,
+            networks=[name],
+            init=True,
+            constraints=[f"node.hostname=={VICTIM.hostname}"],
+        )
+        try:
+            wait_running(client, name, 1)
+        finally:
+            service.remove()
+            remove_network(net)

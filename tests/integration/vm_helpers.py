@@ -32,6 +32,21 @@ INGRESS = "/var/run/docker/netns/ingress_sbox"
 TCG_DEADLINE = 420.0
 
 
+def remove_network(net: docker.models.networks.Network) -> None:
+    """``net`` removed, asked again while the tasks that use it stop (TCG: minutes)."""
+
+    def removed() -> bool:
+        try:
+            net.remove()
+        except docker.errors.NotFound:
+            return True
+        except docker.errors.APIError:  # still in use while the tasks stop
+            return False
+        return True
+
+    wait_until(removed, deadline=TCG_DEADLINE, every=1.0, what=f"network {net.name} removed")
+
+
 def need_nodes(info: VmLabInfo, count: int) -> None:
     """Fail (not skip) a test that needs ``count`` nodes on a VM lab that has fewer."""
     if info.nodes < count:
