@@ -11,7 +11,9 @@ Output: one CSV per day asked for, in the simulator's trace format, one row per 
 README.md). Only July days are accepted: the counts run on without a gap from July's file
 into August's, so August's dates cannot be placed.
 
-Run: ``python bench/traces/nasa_http.py workload.txt 1995-07-06 1995-07-13``.
+Run (held back, then training; see README.md):
+``python bench/traces/nasa_http.py workload.txt 1995-07-06 1995-07-13 1995-07-05 1995-07-07 \\
+1995-07-12 1995-07-14``.
 """
 
 from __future__ import annotations
