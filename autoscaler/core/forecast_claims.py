@@ -5,8 +5,12 @@ need N". That recommendation then sits in the scale-down stabilization window (3
 default) like any other. Once the time it was made for has come, the engine asks target
 tracking about the load actually read (each metric's highest reading from the forecast's
 evaluation up to its due time), as if N replicas were serving it (so the tolerance judges
-the forecast's count, not today's). If that confirms N or more, the
-forecast came true and nothing changes: its count is held like a reactive one. If it asks
+the forecast's count, not today's). If that keeps N (the peak within N's scale-down
+tolerance) or asks for more, the forecast came true and nothing changes: its count is held
+like a reactive one. The peak is judged against N's capacity, not against the forecast
+value: a forecast within the tolerance band of the current count already asks to keep it,
+so a check within tolerance of that value again would confirm a count on a load down to
+81 % of its target (the two tolerances compounded). If it asks
 for fewer, the forecast overshot: the recommendations made from the forecast's time until
 its due time are taken back to that answer, never below what the readings of their own
 time asked for (``RecommendationHistory.take_back``). So a forecast counts for the horizon
@@ -37,14 +41,14 @@ class Claim:
     peaks: dict[str, float] = field(default_factory=dict)
 
     def verdict(self, trackers: Sequence[MetricTracker]) -> int | None:
-        """None if the readings bore the forecast out (a metric's peak came within its
-        scale-down tolerance of its forecast), else the replicas the peaks ask for."""
+        """None if the readings bore the forecast out (target tracking on a metric's peak at
+        ``replicas`` keeps that count or asks for more), else the replicas the peaks ask for."""
         asked = []
         for t in trackers:
-            forecast, peak = self.forecasts.get(t.name), self.peaks.get(t.name)
-            if forecast is None or peak is None:
+            peak = self.peaks.get(t.name)
+            if t.name not in self.forecasts or peak is None:
                 continue
-            if peak >= forecast * (1.0 - t.tolerance.down):
+            if t.track(peak, self.replicas, self.replicas)[0] >= self.replicas:
                 return None
             asked.append(t.needed(peak, self.replicas))
         return max(asked, default=None)

@@ -69,12 +69,13 @@ def test_take_back_lowers_only_settled_records_and_never_below_their_floor() -> 
     assert hist.add_and_bounds(41, 1) == (1, 12)
 
 
-def test_a_claim_within_tolerance_of_its_forecast_is_borne_out() -> None:
+def test_a_claim_whose_peak_keeps_its_count_within_tolerance_is_borne_out() -> None:
     tracker = MetricTracker("rps", per_replica=True, target=TARGET, tolerance=Tolerances(0.1, 0.1))
     claims = ForecastClaims()
     claims.add(0.0, 20.0, 20, {"rps": 2000.0}, {"rps": 1500.0})
     claims.add(5.0, 25.0, 20, {"rps": 2000.0}, {"rps": 1500.0})
-    # Peak 1850 >= 2000 x (1 - 0.1): the first claim came true; nothing to take back.
+    # Peak 1850 over 20 replicas = 92.5 per replica, within 10 % of the target 100: target
+    # tracking at the claim's 20 keeps 20, so the first claim came true; nothing to take back.
     assert claims.settle(20.0, {"rps": 1850.0}, [tracker]) == []
     # At t=25 the peak since t=5 is still 1850 (1700 now): the second is borne out too.
     assert claims.settle(25.0, {"rps": 1700.0}, [tracker]) == [] and len(claims) == 0
@@ -82,6 +83,17 @@ def test_a_claim_within_tolerance_of_its_forecast_is_borne_out() -> None:
     assert len(claims.settle(45.0, {"rps": 1600.0}, [tracker])) == 0 and len(claims) == 1  # not due yet
     [(claim, verdict)] = claims.settle(50.0, {"rps": 1550.0}, [tracker])
     assert claim.replicas == 20 and verdict == math.ceil(1600.0 / TARGET)  # the peak, 1600 < 1800
+
+
+def test_a_claim_is_judged_at_its_count_not_within_tolerance_of_its_forecast_value() -> None:
+    """A forecast of 1850 at 20 replicas (92.5 per replica, inside the band) asks to keep 20.
+    A peak of 1700 is within 10 % of 1850 but 85 per replica at 20: the tolerance band of the
+    count does not hold it, so the claim overshot and the peak asks for ceil(1700 / 100)."""
+    tracker = MetricTracker("rps", per_replica=True, target=TARGET, tolerance=Tolerances(0.1, 0.1))
+    claims = ForecastClaims()
+    claims.add(0.0, 20.0, 20, {"rps": 1850.0}, {"rps": 1600.0})
+    [(claim, verdict)] = claims.settle(20.0, {"rps": 1700.0}, [tracker])
+    assert claim.replicas == 20 and verdict == math.ceil(1700.0 / TARGET)
 
 
 def test_a_forecast_that_overshot_is_taken_back_before_the_scale_down_window() -> None:
