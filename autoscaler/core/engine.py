@@ -289,6 +289,7 @@ class Engine:
                     running=running,
                     recommendation=recommendation,
                     act=self._forecaster.config.mode is PredictiveMode.ACT,
+                    readings=valid,
                 )
                 parts.extend(notes)
                 if recommendation > reactive:

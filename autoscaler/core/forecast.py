@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from autoscaler.core.decision import Forecast
 from autoscaler.core.predictive_policy import ForecastMethod, Predictive
@@ -255,12 +255,18 @@ def raise_by_forecasts(
     running: int,
     recommendation: int,
     act: bool,
+    readings: Mapping[str, float],
 ) -> tuple[int, list[str]]:
     """The recommendation after the forecasts, and the reason fragments that explain it.
 
     A forecast only ever raises the recommendation: the result is the larger of
     ``recommendation`` (the reactive one) and what target tracking asks for at each
-    forecast value. With ``act`` False (``mode: forecastOnly``) the recommendation is left
+    forecast value. One exception to the tolerance: when a metric's reading (``readings``)
+    is already over its target and its forecast is higher still, the forecast asks for the
+    count its value needs even inside the scale-up tolerance. The tolerance leaves a ratio
+    near 1 alone because noise may be all there is to it, but here the load is over target
+    now and the forecast says it will go on rising, so waiting only means overload until it
+    leaves the band. With ``act`` False (``mode: forecastOnly``) the recommendation is left
     alone and the fragments say what the forecast would have done.
     """
     parts: list[str] = []
@@ -270,8 +276,16 @@ def raise_by_forecasts(
         if f.value is None:
             parts.append(f"forecast not used: {head} {f.note}")
             continue
-        desired, _ = trackers[f.metric].track(f.value, current, running)
-        text = f"{head} in {_num(f.horizon)} s ({f.method}) -> {desired}"
+        tracker = trackers[f.metric]
+        desired, _ = tracker.track(f.value, current, running)
+        why = ""
+        now = readings.get(f.metric)
+        if now is not None and f.value > now and tracker.over_target(now, running):
+            needs = tracker.needed(f.value, running)
+            if needs > desired:
+                desired = needs
+                why = f"; {_num(now)} is over target at {running} running and rising, past the tolerance"
+        text = f"{head} in {_num(f.horizon)} s ({f.method}) -> {desired}{why}"
         if not act:
             parts.append(f"forecastOnly: {text}, not acted on")
         elif desired > raised:

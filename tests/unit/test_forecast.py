@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from autoscaler.core.decision import MetricReading
+from autoscaler.core.decision import Decision, MetricReading
 from autoscaler.core.engine import Engine
 from autoscaler.core.forecast import DAY, MAX_SAMPLES, Forecaster, MetricHistory, fit_line
 from autoscaler.core.policy import PolicySpec
@@ -147,6 +147,32 @@ def test_a_rising_trend_raises_the_recommendation_and_says_so() -> None:
     assert "forecast not used: rps too little history" in decisions[1].reason
     # 1025 over 10 running is within the 10 % tolerance of 100 per replica: keep 10.
     assert decisions[1].recommendation == 10 and "Forecast" not in decisions[1].limits
+
+
+def slow_rise(start: float, predictive: dict[str, Any] | None = None) -> list[Decision]:
+    """10 replicas serving ``start`` + 1 rps per second for a minute (target 100 per replica)."""
+    engine = Engine(spec(predictive), now=0.0, current=10)
+    return [
+        engine.decide(now=float(t), current=10, running=10, readings={"rps": MetricReading("rps", start + t)})
+        for t in range(0, 61, 5)
+    ]
+
+
+def test_a_rise_foretold_from_over_target_is_not_left_to_the_tolerance() -> None:
+    last = slow_rise(1000.0)[-1]
+    # 1060 over 10 running is 106 per replica: over target, inside the 10 % tolerance, so the
+    # reading alone keeps 10. Its forecast, 1060 + 1/s x 20 s = 1080, is inside the band too,
+    # but the load is over target now and rising: the forecast asks ceil(1080 / 100).
+    assert last.metrics[0].desired == 10 and "within tolerance" in last.metrics[0].reason
+    assert last.recommendation == math.ceil(1080.0 / 100) and "Forecast" in last.limits
+    expected = "forecast rps 1080 in 20 s (trend over 60 s) -> 11; 1060 is over target at 10 running"
+    assert expected in last.reason
+
+
+def test_a_rise_foretold_from_under_target_stays_within_the_tolerance() -> None:
+    # 960 rising to a forecast 980: under target now, the band keeps 10, forecast or not.
+    last = slow_rise(900.0)[-1]
+    assert last.recommendation == 10 and "Forecast" not in last.limits
 
 
 def test_forecast_only_computes_and_explains_without_acting() -> None:
