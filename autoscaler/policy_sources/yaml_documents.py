@@ -2,13 +2,14 @@
 
 PyYAML's ``safe_load_all`` throws the node marks away and silently keeps the last of two
 equal keys; an operator then edits the first one and nothing changes. So we compose the
-node tree ourselves, report duplicate keys, and keep a map from each YAML path (the same
-shape as pydantic's error ``loc``) to its line, before constructing plain Python data.
+node tree ourselves, report duplicate keys, and keep the tree to find the line of a YAML
+path (the same shape as pydantic's error ``loc``) when a message needs one, after
+constructing plain Python data from the same tree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -16,17 +17,18 @@ from typing import Protocol
 import yaml
 
 from autoscaler.policy_sources.problems import Problem, clip
-from autoscaler.policy_sources.yaml_limits import check_limits
+from autoscaler.policy_sources.yaml_limits import check_limits, exceeds_limits
 
 
-class _Composer(Protocol):
-    """The part of a PyYAML loader (pure or libyaml) that parses events and builds node trees."""
+class _Loader(Protocol):
+    """The part of a PyYAML loader (pure or libyaml) that parses events, composes and constructs."""
 
     def check_node(self) -> bool: ...
     def get_node(self) -> yaml.Node | None: ...
     def check_event(self) -> bool: ...
     def get_event(self) -> yaml.Event: ...
     def resolve(self, kind: type[yaml.Node], value: str, implicit: tuple[bool, bool]) -> str: ...
+    def construct_document(self, node: yaml.Node) -> object: ...
     def dispose(self) -> None: ...
 
 
@@ -35,9 +37,9 @@ YamlPath = tuple[str | int, ...]
 
 _MERGE_KEY = "<<"
 
-# libyaml parses policy files about 10x faster than pure Python (it matters when hundreds
+# libyaml parses policy files about 10x faster than pure Python (it matters when thousands
 # of files load at start-up); it is optional in PyYAML builds, hence the fallback.
-_FAST_LOADER: Callable[[str], _Composer] | None = getattr(yaml, "CSafeLoader", None)
+_FAST_LOADER: Callable[[str], _Loader] | None = getattr(yaml, "CSafeLoader", None)
 
 # PyYAML's wording for the usual slips, followed by what the operator most likely did.
 _SYNTAX_HINTS = (
@@ -50,22 +52,60 @@ _SYNTAX_HINTS = (
 )
 
 
+@dataclass
+class AsWritten:
+    """What constructing the data loses of the tree as the file wrote it; ``line_of`` needs it."""
+
+    # (id of a mapping or sequence node, position in its value) of every use of an alias:
+    # the node found there was met earlier in the file, where its anchor is.
+    aliases: set[tuple[int, int]] = field(default_factory=set)
+    # id of a mapping with a '<<' key -> its entries as composed: PyYAML's constructor
+    # merges the '<<' entries into the node itself.
+    merging: dict[int, list[tuple[yaml.Node, yaml.Node]]] = field(default_factory=dict)
+
+    def entries(self, node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
+        as_composed = self.merging.get(id(node))
+        return node.value if as_composed is None else as_composed
+
+
 @dataclass(frozen=True)
 class YamlDocument:
-    """One ``---``-separated document of a file."""
+    """One ``---``-separated document of a file, with the node tree its data came from."""
 
     data: object
     number: int  # 1-based position in the file, for messages
     line: int  # where the document's content starts
-    lines: dict[YamlPath, int] = field(repr=False)
+    node: yaml.Node = field(repr=False)
+    written: AsWritten = field(repr=False)
 
     def line_of(self, path: YamlPath) -> int:
-        """Line of ``path``, or of its nearest existing parent (a missing field's mapping)."""
-        for end in range(len(path), -1, -1):
-            found = self.lines.get(path[:end])
-            if found is not None:
-                return found
-        return self.line
+        """Line of ``path``, or of its nearest existing parent (a missing field's mapping).
+
+        Of two equal keys, the first (the other is a problem already). Below an alias, the
+        line that uses the alias: the anchored part may be shared by several fields.
+        """
+        node, line = self.node, self.line
+        for part in path:
+            step = _step(node, part, self.written)
+            if step is None:
+                break
+            position, child, line = step
+            if (id(node), position) in self.written.aliases:
+                break
+            node = child
+        return line
+
+
+def _step(node: yaml.Node, part: str | int, written: AsWritten) -> tuple[int, yaml.Node, int] | None:
+    """Where ``part`` of a path leads from ``node``: its position there, its node, its line."""
+    if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+        for position, (key_node, value_node) in enumerate(written.entries(node)):
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == part:
+                return position, value_node, key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        item = node.value[part]
+        return part, item, item.start_mark.line + 1
+    return None
 
 
 def format_path(path: YamlPath) -> str:
@@ -87,51 +127,85 @@ def parse_documents(text: str, path: Path) -> tuple[list[YamlDocument], list[Pro
     validated by the caller) and the error is the last problem. A file beyond the bounds
     of ``yaml_limits`` (alias expansion, nesting, number length) gives only that problem.
     """
-    loaders = [yaml.SafeLoader] if _FAST_LOADER is None else [_FAST_LOADER, yaml.SafeLoader]
+    loaders: list[Callable[[str], _Loader]] = [yaml.SafeLoader]
+    if _FAST_LOADER is not None:
+        loaders.insert(0, _FAST_LOADER)
+        try:
+            return _parse_composed_first(_FAST_LOADER, loaders, text, path)
+        except yaml.YAMLError:
+            pass  # libyaml words errors differently; the pure parser's wording is what we explain
     refused = check_limits(loaders, text, path)
     if refused:
         return [], refused
-    if _FAST_LOADER is not None:
-        try:
-            return _parse_with(_FAST_LOADER, text, path, raise_syntax_errors=True)
-        except yaml.YAMLError:
-            pass  # libyaml words errors differently; the pure parser's wording is what we explain
-    return _parse_with(yaml.SafeLoader, text, path, raise_syntax_errors=False)
+    return _parse_one_by_one(yaml.SafeLoader, text, path)
 
 
-def _parse_with(
-    loader_class: Callable[[str], _Composer], text: str, path: Path, *, raise_syntax_errors: bool
+def _parse_composed_first(
+    loader_class: Callable[[str], _Loader], loaders: list[Callable[[str], _Loader]], text: str, path: Path
 ) -> tuple[list[YamlDocument], list[Problem]]:
+    """libyaml: every document composed, the bounds checked on the trees, then constructed.
+
+    Raises ``yaml.YAMLError`` for any error: the caller parses again with the pure parser.
+    """
+    loader = loader_class(text)
+    try:
+        nodes = _compose_all(loader)
+        if any(exceeds_limits(node) for node in nodes):
+            # The tree keeps no alias's name or line; the event stream, read again, does.
+            refused = check_limits(loaders, text, path)
+            if refused:
+                return [], refused
+        documents: list[YamlDocument] = []
+        problems: list[Problem] = []
+        for number, node in enumerate(nodes, start=1):
+            if not _is_empty(node):  # a stray '---' at the end of a file is common and harmless
+                documents.append(_document(loader, node, number, path, problems))
+        return documents, problems
+    finally:
+        loader.dispose()
+
+
+def _parse_one_by_one(
+    loader_class: Callable[[str], _Loader], text: str, path: Path
+) -> tuple[list[YamlDocument], list[Problem]]:
+    """The pure parser, document by document: those before a syntax error are kept."""
     documents: list[YamlDocument] = []
     problems: list[Problem] = []
-    try:
-        for number, node in enumerate(_compose_all(loader_class, text), start=1):
-            if _is_empty(node):
-                continue  # a stray '---' at the end of a file is common and harmless
-            lines: dict[YamlPath, int] = {}
-            _index_lines(node, (), lines, problems, path, set())
-            data = yaml.SafeLoader("").construct_document(node)
-            documents.append(YamlDocument(data, number, node.start_mark.line + 1, lines))
-    except yaml.MarkedYAMLError as exc:
-        if raise_syntax_errors:
-            raise
-        problems.append(_syntax_problem(exc, path, len(text)))
-    except yaml.YAMLError as exc:  # unmarked: reader errors such as bad bytes
-        if raise_syntax_errors:
-            raise
-        problems.append(Problem(path, 1, None, "", f"not readable as YAML: {exc}"))
-    return documents, problems
-
-
-def _compose_all(loader_class: Callable[[str], _Composer], text: str) -> Iterator[yaml.Node]:
     loader = loader_class(text)
+    number = 0
     try:
         while loader.check_node():
             node = loader.get_node()
-            if node is not None:
-                yield node
+            if node is None:
+                continue
+            number += 1
+            if not _is_empty(node):  # a stray '---' at the end of a file is common and harmless
+                documents.append(_document(loader, node, number, path, problems))
+    except yaml.MarkedYAMLError as exc:
+        problems.append(_syntax_problem(exc, path, len(text)))
+    except yaml.YAMLError as exc:  # unmarked: reader errors such as bad bytes
+        problems.append(Problem(path, 1, None, "", f"not readable as YAML: {exc}"))
     finally:
         loader.dispose()
+    return documents, problems
+
+
+def _compose_all(loader: _Loader) -> list[yaml.Node]:
+    nodes = []
+    while loader.check_node():
+        node = loader.get_node()
+        if node is not None:
+            nodes.append(node)
+    return nodes
+
+
+def _document(
+    loader: _Loader, node: yaml.Node, number: int, path: Path, problems: list[Problem]
+) -> YamlDocument:
+    written = AsWritten()
+    _check_keys(node, (), path, problems, set(), written)  # before constructing: see AsWritten
+    data = loader.construct_document(node)
+    return YamlDocument(data, number, node.start_mark.line + 1, node, written)
 
 
 def _is_empty(node: yaml.Node) -> bool:
@@ -156,24 +230,24 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, path: Path, text_length: int) -> 
     return Problem(path, line, column, "", f"YAML syntax error: {what}{hint}")
 
 
-def _index_lines(
+def _check_keys(
     node: yaml.Node,
     at: YamlPath,
-    lines: dict[YamlPath, int],
-    problems: list[Problem],
     path: Path,
-    indexed: set[int],
+    problems: list[Problem],
+    walked: set[int],
+    written: AsWritten,
 ) -> None:
-    lines.setdefault(at, node.start_mark.line + 1)
-    if id(node) in indexed:
-        # An alias of a node indexed already (or a recursive one, &a [*a]): descending again
-        # would repeat its duplicate-key problems and, for nested aliases, take exponential
-        # time. Errors below this path point at the line that uses the alias.
-        return
-    indexed.add(id(node))
+    """Duplicate keys below ``node``, as problems; and in ``written``, what ``line_of`` needs.
+
+    A node met again is an alias (or a recursive one, &a [*a]): descending again would
+    repeat its duplicate-key problems and, for nested aliases, take exponential time.
+    """
+    walked.add(id(node))
+    children: list[tuple[int, yaml.Node, YamlPath]] = []
     if isinstance(node, yaml.MappingNode):
         first_seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
+        for position, (key_node, value_node) in enumerate(node.value):
             if not isinstance(key_node, yaml.ScalarNode):
                 continue  # complex keys never match a policy field; pydantic reports them
             key = str(key_node.value)
@@ -191,8 +265,13 @@ def _index_lines(
                 )
                 continue
             first_seen[key] = key_line
-            lines[(*at, key)] = key_line
-            _index_lines(value_node, (*at, key), lines, problems, path, indexed)
+            children.append((position, value_node, (*at, key)))
+        if _MERGE_KEY in first_seen:
+            written.merging[id(node)] = list(node.value)
     elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _index_lines(item, (*at, index), lines, problems, path, indexed)
+        children = [(index, item, (*at, index)) for index, item in enumerate(node.value)]
+    for position, child, child_at in children:
+        if id(child) in walked:
+            written.aliases.add((id(node), position))
+        else:
+            _check_keys(child, child_at, path, problems, walked, written)

@@ -1,12 +1,26 @@
-"""Bounds on what one policy file may make the parser do, checked before any node is built.
+"""Bounds on what one policy file may make the parser do, checked before anything is constructed.
 
 A YAML file can describe far more data than its size suggests: nine nested levels of
 aliases in 750 bytes expand to 387 million nodes (the "billion laughs"), and 10,000
-opening brackets nest deeper than Python's recursion limit. PyYAML composes and
-constructs recursively and expands nothing lazily once pydantic or a message walks the
-data, so the bounds are checked on the parser's flat event stream, which costs one pass
-and no recursion. A file over a bound is refused as a whole with one problem saying
-which bound and where; the other files load as usual.
+opening brackets nest deeper than Python's recursion limit. PyYAML constructs the data
+recursively, and pydantic or a message walking it expands every alias, so a file over a
+bound is refused as a whole with one problem saying which bound and where; the other
+files load as usual.
+
+The bounds are checked in one of two places, depending on the parser:
+
+* libyaml composes the node tree in C and stops at 1,000 nesting levels itself, so its
+  tree is safe to compose first; ``exceeds_limits`` then walks it (no deeper than the
+  bound) before anything is constructed. Within the bounds, as every policy is, that is
+  the only check. The tree keeps no alias's name or line, so a file beyond them is read
+  once more as events, by ``check_limits``, for the problem.
+* PyYAML's pure-Python composer is recursive: 10,000 levels would overflow it. So
+  ``check_limits`` walks the parser's flat event stream first, which costs one pass and
+  no recursion, and nothing is composed from a file beyond a bound.
+
+Both count the same things: collections open at once; scalars that resolve to numbers;
+aliases, each as the nodes it stands for (its anchor's, with aliases written out), summed
+per document; an alias inside the node it names.
 """
 
 from __future__ import annotations
@@ -49,6 +63,59 @@ class _Open:
 
     anchor: str | None
     nodes: int = 1  # itself, plus every node below it as if aliases were written out
+
+
+def exceeds_limits(document: yaml.Node) -> bool:
+    """Whether a document composed by libyaml is beyond a bound ``check_limits`` reports.
+
+    Walks the tree in the order of the file, as ``check_limits`` walks the events, so both
+    stop at the same bound; the tree is walked no deeper than ``MAX_DEPTH``.
+    """
+    return _TreeWalk().expanded(document, 1) is None
+
+
+class _TreeWalk:
+    """One document's node tree, each node walked once: a node met again is an alias."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[int, int] = {}  # id(node) -> its node count, aliases written out
+        self.open: set[int] = set()  # ids of the collections being walked
+        self.alias_nodes = 0
+
+    def expanded(self, node: yaml.Node, depth: int) -> int | None:
+        """The nodes ``node`` stands for with aliases written out; None beyond a bound."""
+        if isinstance(node, yaml.ScalarNode):
+            total: int | None = None if _number_excess(node.tag, node.value) else 1
+        elif depth > MAX_DEPTH:
+            return None
+        else:
+            self.open.add(id(node))
+            total = self._collection(node, depth)
+            self.open.discard(id(node))
+        if total is not None:
+            self.sizes[id(node)] = total
+        return total
+
+    def _collection(self, node: yaml.Node, depth: int) -> int | None:
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:  # a mapping: each key, then its value, as the events come
+            children = [child for pair in node.value for child in pair]
+        total = 1
+        for child in children:
+            size = self.sizes.get(id(child))
+            if size is not None:  # an alias of a node walked already
+                self.alias_nodes += size
+                if self.alias_nodes > MAX_ALIAS_NODES:
+                    return None
+            elif id(child) in self.open:  # an alias inside the node it names
+                return None
+            else:
+                size = self.expanded(child, depth + 1)
+                if size is None:
+                    return None
+            total += size
+        return total
 
 
 def check_limits(
@@ -122,12 +189,19 @@ def _add(open_nodes: list[_Open], nodes: int) -> None:
 
 
 def _long_number(loader: _EventSource, event: yaml.ScalarEvent) -> str:
-    if event.style or len(event.value) <= MAX_NUMBER_CHARS:
-        return ""  # quoted scalars are strings whatever they look like (plain: None or "")
-    tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
-    if tag not in _NUMBER_TAGS:
+    if len(event.value) <= MAX_NUMBER_CHARS:
         return ""
-    return f"a number of {len(event.value):,} characters; numbers here have at most {MAX_NUMBER_CHARS}"
+    tag = event.tag
+    if tag is None or tag == "!":  # not tagged in the file: the tag the composer will resolve
+        tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+    return _number_excess(tag, event.value)
+
+
+def _number_excess(tag: str, value: str) -> str:
+    # By tag, not by look: a quoted scalar resolves to a string unless tagged !!int.
+    if tag not in _NUMBER_TAGS or len(value) <= MAX_NUMBER_CHARS:
+        return ""
+    return f"a number of {len(value):,} characters; numbers here have at most {MAX_NUMBER_CHARS}"
 
 
 def _short(text: str) -> str:
