@@ -155,7 +155,12 @@ class FileTooLarge(Exception):
 def _read_capped(path: Path) -> bytes:
     """The file's bytes; never reads more than one byte past the cap, whatever the file."""
     with path.open("rb") as file:
-        data = file.read(MAX_FILE_BYTES + 1)
+        # As much as the file holds, not a buffer the size of the cap: allocating 1 MiB for
+        # each policy of ~1 KiB took longer than reading it (issue 15: 10,000 files).
+        size = os.fstat(file.fileno()).st_size
+        data = file.read(min(size, MAX_FILE_BYTES) + 1)
+        if len(data) > size:  # it grew since: on up to the cap
+            data += file.read(MAX_FILE_BYTES + 1 - len(data))
     if len(data) > MAX_FILE_BYTES:
         raise FileTooLarge(
             f"refused: larger than {MAX_FILE_BYTES // 1024:,} KiB; a policy is about 1 KiB, "

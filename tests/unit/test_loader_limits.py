@@ -198,3 +198,18 @@ def test_validate_exits_1_for_problems_and_70_for_a_crash(
     err = capsys.readouterr().err
     assert "RuntimeError: a bug" in err
     assert "internal error (a bug, not a problem in your input)" in err
+
+
+def test_a_file_that_grows_while_read_is_read_whole_up_to_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # _read_capped reads as much as fstat says the file holds, then on if there is more.
+    class Shrunk:
+        st_size = 10
+
+    monkeypatch.setattr(loader.os, "fstat", lambda fd: Shrunk())
+    [loaded] = load_paths([write(tmp_path / "good.yaml", GOOD)])
+    assert loaded.policy.name == "good"
+    huge = write(tmp_path / "huge.yaml", GOOD + "#" * MAX_FILE_BYTES + "\n")
+    [problem] = problems_of([huge])
+    assert problem.message.startswith("refused: larger than 1,024 KiB")
