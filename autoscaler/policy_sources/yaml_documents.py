@@ -152,6 +152,8 @@ def _parse_composed_first(
         nodes = _compose_all(loader)
         if any(exceeds_limits(node) for node in nodes):
             # The tree keeps no alias's name or line; the event stream, read again, does.
+            # It is also what decided before the tree was checked: were the two ever to
+            # disagree, the file would load as it did then.
             refused = check_limits(loaders, text, path)
             if refused:
                 return [], refused
