@@ -28,6 +28,7 @@ from test_deploy_stack import (
     Image,
     Stack,
     build_image,
+    chart_values,
     scales_up_under_load,
     stack,
     test_stack_runs_with_the_endpoint_and_publish_modes_of_its_values,
@@ -66,7 +67,10 @@ def chart_lab(vm_lab: VmLabInfo) -> ChartLab:
         node_urls=list(vm_lab.node_urls),
         images={"python": lab_images.PYTHON, "prometheus": lab_images.PROMETHEUS},
         values_files=[],
-        env={},
+        # The chart's own lease and loop interval, not the take-over test's 6 s / 2 s (that test
+        # runs on the netns lab only): under TCG a 6 s lease lapsed and was taken back every
+        # ~10 s, renewals being slower than its margin (seen).
+        env={name: chart_values([], {})[name] for name in ("LEASE_SECONDS", "LOOP_INTERVAL")},
         compose_files=[TCG_OVERRIDE],
         patience=PATIENCE,
     )
