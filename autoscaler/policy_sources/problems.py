@@ -25,8 +25,8 @@ class Problem:
 
     ``line`` is 1-based; 0 means the problem concerns the whole file (it does not exist,
     cannot be read), so there is no line to point at. ``column`` (1-based) is only known for
-    YAML syntax errors. ``field`` is the camelCase YAML path (``spec.metrics[0].target``),
-    empty when the problem is not about one field.
+    YAML syntax errors and values their tag refuses. ``field`` is the camelCase YAML path
+    (``spec.metrics[0].target``), empty when the problem is not about one field.
     """
 
     path: Path

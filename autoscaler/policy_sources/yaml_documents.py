@@ -161,7 +161,9 @@ def _parse_composed_first(
         problems: list[Problem] = []
         for number, node in enumerate(nodes, start=1):
             if not _is_empty(node):  # a stray '---' at the end of a file is common and harmless
-                documents.append(_document(loader, node, number, path, problems))
+                document = _document(loader, node, number, path, problems)
+                if document is not None:
+                    documents.append(document)
         return documents, problems
     finally:
         loader.dispose()
@@ -182,7 +184,9 @@ def _parse_one_by_one(
                 continue
             number += 1
             if not _is_empty(node):  # a stray '---' at the end of a file is common and harmless
-                documents.append(_document(loader, node, number, path, problems))
+                document = _document(loader, node, number, path, problems)
+                if document is not None:
+                    documents.append(document)
     except yaml.MarkedYAMLError as exc:
         problems.append(_syntax_problem(exc, path, len(text)))
     except yaml.YAMLError as exc:  # unmarked: reader errors such as bad bytes
@@ -203,11 +207,56 @@ def _compose_all(loader: _Loader) -> list[yaml.Node]:
 
 def _document(
     loader: _Loader, node: yaml.Node, number: int, path: Path, problems: list[Problem]
-) -> YamlDocument:
+) -> YamlDocument | None:
+    """The document's data, or None with a problem when a tagged value is not of its tag."""
     written = AsWritten()
     _check_keys(node, (), path, problems, set(), written)  # before constructing: see AsWritten
-    data = loader.construct_document(node)
+    try:
+        data = loader.construct_document(node)
+    except ValueError:
+        refused = _refused_scalar(node)
+        if refused is None:
+            raise
+        problems.append(_tag_problem(*refused, path))
+        return None
     return YamlDocument(data, number, node.start_mark.line + 1, node, written)
+
+
+def _refused_scalar(node: yaml.Node) -> tuple[yaml.ScalarNode, ValueError] | None:
+    """The first scalar, in file order, whose explicit tag its text does not fit (``!!int
+    abc``: PyYAML's constructor raises a bare ValueError, with no line), and that error.
+
+    Only walked after constructing the document failed, with a loader of its own: the one
+    that failed is left mid-construction.
+    """
+    constructor = yaml.SafeLoader("")
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, yaml.ScalarNode):
+            try:
+                constructor.construct_object(current)
+            except ValueError as exc:
+                return current, exc
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(reversed(current.value))
+        elif isinstance(current, yaml.MappingNode):
+            stack.extend(child for pair in reversed(current.value) for child in reversed(pair))
+    return None
+
+
+def _tag_problem(scalar: yaml.ScalarNode, exc: ValueError, path: Path) -> Problem:
+    tag = scalar.tag.replace("tag:yaml.org,2002:", "!!")
+    mark = scalar.start_mark
+    message = (
+        f"{scalar.value!r} is tagged {tag} but cannot be read as one ({clip(str(exc))}): "
+        "fix the value, or remove the tag"
+    )
+    return Problem(path, mark.line + 1, mark.column + 1, "", message)
 
 
 def _is_empty(node: yaml.Node) -> bool:

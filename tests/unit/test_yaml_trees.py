@@ -111,3 +111,17 @@ def test_a_field_below_an_alias_points_at_the_line_that_uses_the_alias(tmp_path:
         (line_of(file, "selectPolicy: Mi"), "spec.behavior.scaleUp.selectPolicy"),
         (line_of(file, "scaleDown: *rules"), "spec.behavior.scaleDown.selectPolicy"),
     ]
+
+
+@pytest.mark.usefixtures("parser")
+@pytest.mark.parametrize(("tagged", "reason"), [("!!int abc", "int()"), ("!!float zz", "float")])
+def test_a_value_its_tag_refuses_is_a_problem_at_its_line(tmp_path: Path, tagged: str, reason: str) -> None:
+    # PyYAML's constructor raises a bare ValueError for these, which said "cannot be read"
+    # about the whole file, with no line.
+    file = write(tmp_path / "p.yaml", GOOD.replace("  maxReplicas: 5\n", f"  maxReplicas: {tagged}\n"))
+    [problem] = problems_of([file])
+    assert (problem.line, problem.column) == (line_of(file, tagged), len("  maxReplicas: ") + 1)
+    assert problem.message.startswith(
+        f"{tagged.split()[1]!r} is tagged {tagged.split()[0]} but cannot be read"
+    )
+    assert reason in problem.message and problem.message.endswith("fix the value, or remove the tag")
