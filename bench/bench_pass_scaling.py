@@ -16,7 +16,10 @@ ratio of the two is then not skewed by load that changed during the run.
 After each live child the services it scaled (0 -> 1) are set back to 0, so every tree
 and every size starts from the same swarm.
 
-Usage: python bench/bench_pass_scaling.py --docker-url unix:///path/docker.sock \\
+A private engine for it, apart from the labs (its own dockerd in network namespace
+``s10k``): ``bash bench/private_engine.sh up`` (``down`` removes it and everything in it).
+
+Usage: python bench/bench_pass_scaling.py --docker-url unix:///tmp/s10k/run/docker.sock \\
            [--sizes 100,1000,3000,10000] [--baseline /tmp/base]
 """
 
@@ -113,6 +116,35 @@ def row(f: ChildFigures) -> str:
     )
 
 
+def busy_cores(window: float) -> float:
+    """CPUs busy on the whole machine over ``window`` seconds (``/proc/stat``: all but idle
+    and iowait), e.g. 1.4 on two cores of which one is fully busy and the other 40 %."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]
+
+    total0, idle0 = sample()
+    time.sleep(window)  # a rate needs two samples: this is the measurement, not a wait for something
+    total1, idle1 = sample()
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / max(1, total1 - total0))
+
+
+def wait_for_quiet(below: float, deadline: float) -> str:
+    """Wait (up to ``deadline`` seconds) until the machine is quiet: fewer than ``below``
+    CPUs busy over 2 s. Growing the swarm by thousands of services keeps dockerd busy for
+    tens of seconds after the last create returns; a first pass measured then took 5.1 s
+    instead of 3.6 s. Returns what was seen, for the log."""
+    started = time.monotonic()
+    while True:
+        busy = busy_cores(2.0)
+        waited = time.monotonic() - started
+        if busy < below:
+            return f"quiet after {waited:.0f} s ({busy:.2f} CPUs busy)"
+        if waited > deadline:
+            return f"NOT quiet after {waited:.0f} s ({busy:.2f} CPUs busy): measured anyway"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -128,6 +160,12 @@ def main() -> None:
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--image", default="lab/busybox")
     parser.add_argument("--keep", action="store_true", help="leave the services in place afterwards")
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=0.3,
+        help="before each measurement wait until fewer than this many CPUs are busy (0: do not wait)",
+    )
     parser.add_argument(
         "--reuse",
         action="store_true",
@@ -189,6 +227,8 @@ async def measure(args: argparse.Namespace, sizes: list[int], trees: dict[str, P
                 if (step + turn) % 2:
                     order.reverse()
                 for tree_name, tree in order:
+                    if args.quiet_below > 0:
+                        print(wait_for_quiet(args.quiet_below, deadline=300.0), flush=True)
                     got = run_child(args, tree, variant, policies, prometheus.url)
                     figures.append(child_figures(got, tree_name, size, variant))
                     print(row(figures[-1]), flush=True)

@@ -174,8 +174,11 @@ class Reconciler:
         That load and pass make what lives as long as the controller: the policies, an engine
         per service, the clients. Collecting while they pile up walks the growing heap again
         and again to free next to nothing; afterwards every full collection would walk it
-        again every pass or two (at 10,000 services a third of each pass; issue 15). So: one
-        collection at the end, then ``gc.freeze()`` leaves what survived out of later ones.
+        again every pass or two (at 10,000 services a third of each pass; issue 15). So
+        ``gc.freeze()`` at the end leaves all of it out of later collections. No collection
+        before freezing: at 10,000 services it walked 651,000 objects in 0.42 s (a tenth of
+        the first pass) to find 64 in garbage cycles, which freezing now keeps (a few KB,
+        once). Acyclic garbage is freed as usual, by reference counting.
         """
         if not self._freeze_pending:
             yield
@@ -186,7 +189,6 @@ class Reconciler:
         finally:
             gc.enable()
             if self.status.records:  # it governed services (not a pass that found Docker down)
-                gc.collect()
                 gc.freeze()
                 self._freeze_pending = False
 
