@@ -100,7 +100,7 @@ class ScalingBehavior:
             left = self._history.take_back(claim.made, claim.due, verdict, now)
             if left:
                 notes.append(
-                    f"forecast -> {claim.replicas} for {when(claim.due)} overshot (the load since asks "
+                    f"forecast -> {claim.replicas} for {when(claim.due)} overshot (the load then asks "
                     f"{verdict} at {claim.replicas} replicas): its recommendations count as {left} at most"
                 )
         return notes

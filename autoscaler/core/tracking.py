@@ -70,13 +70,14 @@ class MetricTracker:
             return ceil_replicas(value / self.target)
         return ceil_replicas(running * value / self.target)
 
-    def over_target(self, value: float, running: int) -> bool:
-        """Whether ``value`` is above the target for ``running`` replicas (ratio above 1),
-        tolerance or not; never with 0 running (nothing to average over)."""
+    def over_target(self, value: float, running: int, margin: float = 0.0) -> bool:
+        """Whether ``value`` is more than ``margin`` above the target for ``running``
+        replicas (ratio above 1 + margin), tolerance or not; never with 0 running (nothing
+        to average over)."""
         if running == 0:
             return False
         ratio = value / (running * self.target) if self.per_replica else value / self.target
-        return ratio > 1.0
+        return ratio > 1.0 + margin
 
     def track(self, value: float, current: int, running: int) -> tuple[int, str]:
         """(desired replicas, reason) for a valid ``value``."""

@@ -169,6 +169,16 @@ def test_a_rise_foretold_from_over_target_is_not_left_to_the_tolerance() -> None
     assert expected in last.reason
 
 
+def test_a_rise_foretold_from_just_over_target_stays_within_the_tolerance() -> None:
+    # 1010 over 10 running is 1 % over target, within the first fifth of the 10 % band
+    # (OVER_TARGET_SHARE): the band still keeps 10, though the forecast (1030) is higher.
+    last = slow_rise(950.0)[-1]
+    assert last.recommendation == 10 and "Forecast" not in last.limits
+    # 1025 is 2.5 % over, past that fifth: the forecast 1045 asks ceil(1045 / 100).
+    last = slow_rise(965.0)[-1]
+    assert last.recommendation == math.ceil(1045.0 / 100) and "Forecast" in last.limits
+
+
 def test_a_rise_foretold_from_under_target_stays_within_the_tolerance() -> None:
     # 960 rising to a forecast 980: under target now, the band keeps 10, forecast or not.
     last = slow_rise(900.0)[-1]

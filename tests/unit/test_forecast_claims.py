@@ -69,20 +69,32 @@ def test_take_back_lowers_only_settled_records_and_never_below_their_floor() -> 
     assert hist.add_and_bounds(41, 1) == (1, 12)
 
 
-def test_a_claim_whose_peak_keeps_its_count_within_tolerance_is_borne_out() -> None:
+def test_a_claim_is_judged_on_the_reading_at_its_due_time() -> None:
     tracker = MetricTracker("rps", per_replica=True, target=TARGET, tolerance=Tolerances(0.1, 0.1))
     claims = ForecastClaims()
     claims.add(0.0, 20.0, 20, {"rps": 2000.0}, {"rps": 1500.0})
     claims.add(5.0, 25.0, 20, {"rps": 2000.0}, {"rps": 1500.0})
-    # Peak 1850 over 20 replicas = 92.5 per replica, within 10 % of the target 100: target
+    # 1850 at t=20 over 20 replicas = 92.5 per replica, within 10 % of the target 100: target
     # tracking at the claim's 20 keeps 20, so the first claim came true; nothing to take back.
     assert claims.settle(20.0, {"rps": 1850.0}, [tracker]) == []
-    # At t=25 the peak since t=5 is still 1850 (1700 now): the second is borne out too.
-    assert claims.settle(25.0, {"rps": 1700.0}, [tracker]) == [] and len(claims) == 0
+    # At t=25 the load is 1700 (85 per replica at 20): the 1850 read before its due time does
+    # not hold the second claim, which overshot; 1700 asks for 17.
+    [(claim, verdict)] = claims.settle(25.0, {"rps": 1700.0}, [tracker])
+    assert claim.made == 5.0 and verdict == math.ceil(1700.0 / TARGET) and len(claims) == 0
     claims.add(30.0, 50.0, 20, {"rps": 2000.0}, {"rps": 1500.0})
-    assert len(claims.settle(45.0, {"rps": 1600.0}, [tracker])) == 0 and len(claims) == 1  # not due yet
+    assert len(claims.settle(45.0, {"rps": 1900.0}, [tracker])) == 0 and len(claims) == 1  # not due yet
     [(claim, verdict)] = claims.settle(50.0, {"rps": 1550.0}, [tracker])
-    assert claim.replicas == 20 and verdict == math.ceil(1600.0 / TARGET)  # the peak, 1600 < 1800
+    assert claim.replicas == 20 and verdict == math.ceil(1550.0 / TARGET)  # at due, not 1900 before
+
+
+def test_a_metric_with_no_reading_at_the_due_time_is_judged_on_its_last_one() -> None:
+    tracker = MetricTracker("rps", per_replica=True, target=TARGET, tolerance=Tolerances(0.1, 0.1))
+    claims = ForecastClaims()
+    claims.add(0.0, 20.0, 20, {"rps": 2000.0}, {"rps": 1500.0})
+    claims.settle(15.0, {"rps": 1900.0}, [tracker])
+    # No valid reading at t=20 (a failed query): the newest one, 1900 (95 per replica at 20,
+    # within tolerance), keeps the claim's count.
+    assert claims.settle(20.0, {}, [tracker]) == [] and len(claims) == 0
 
 
 def test_a_claim_is_judged_at_its_count_not_within_tolerance_of_its_forecast_value() -> None:
@@ -105,7 +117,7 @@ def test_a_forecast_that_overshot_is_taken_back_before_the_scale_down_window() -
     assert overshot, "a forecast above what came must be checked and taken back"
     first = overshot[0]
     assert first.at <= peak.at + 20  # checked when due (horizon 15 s startup + 5 s), not 300 s later
-    assert f"the load since asks {need_at_top} at " in first.reason
+    assert f"the load then asks {need_at_top} at " in first.reason
     # Long before 300 s after the top, the service is back below the forecast's count, at one
     # the flat load keeps within the 10 % tolerance, and never went below what the load needs.
     final = decisions[-1].desired
