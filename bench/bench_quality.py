@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,6 +257,12 @@ def main() -> None:
         help="which traces to replay: tune on 'training', check 'held-back' (default: all)",
     )
     parser.add_argument("--plot", type=Path, help="write a PNG of load and ready replicas per trace")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="TREE",
+        help="also replay 'ours' with the engine of another checkout (predictive off: no worse than before?)",
+    )
     args = parser.parse_args()
     traces = load_traces(args.seed, args.traces)
     rows = [run_trace(name, trace, held, args.startup_delay, args.predictive) for name, trace, held in traces]
@@ -265,6 +274,43 @@ def main() -> None:
     if args.plot:
         plot(rows, {n: t for n, t, _ in traces}, args.plot)
         print(f"plot: {args.plot}")
+    if args.baseline:
+        print_baseline(rows, traces, args.baseline, args.startup_delay)
+
+
+def print_baseline(
+    rows: list[Row], traces: list[tuple[str, Trace, bool]], tree: Path, startup: float
+) -> None:
+    """'ours' of this tree against 'ours' of ``tree``, same traces and replay (replay_ours.py)."""
+    with tempfile.TemporaryDirectory() as work:
+        for name, trace, _ in traces:
+            (metric,) = trace.metric_names
+            lines = [f"t,{metric}"] + [
+                f"{t!r},{'' if v is None else repr(v)}"
+                for t, v in zip(trace.times, trace.values[metric], strict=True)
+            ]
+            (Path(work) / f"{name}.csv").write_text("\n".join(lines) + "\n")
+        spec = base_spec(100, False).model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        (Path(work) / "spec.json").write_text(json.dumps(spec))
+        child = [sys.executable, str(Path(__file__).with_name("replay_ours.py")), work, str(startup)]
+        env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
+        theirs = json.loads(
+            subprocess.run(child, env=env, cwd="/", capture_output=True, text=True, check=True).stdout
+        )
+    print(f"\nours (predictive off) here vs ours in {tree}: overload-seconds, replica-seconds")
+    for label, held in (("training", False), ("held back", True)):
+        picked = [r for r in rows if r.held_back == held]
+        if not picked:
+            continue
+        here = [
+            sum(r.results["ours"].summary.overload_seconds for r in picked),
+            sum(r.results["ours"].summary.replica_seconds for r in picked),
+        ]
+        there = [sum(theirs[r.trace][0] for r in picked), sum(theirs[r.trace][1] for r in picked)]
+        print(
+            f"  all {label}: {here[0]:.0f} / {here[1]:.0f} vs {there[0]:.0f} / {there[1]:.0f}"
+            f" = {ratio(here[0], there[0], 3)}, {ratio(here[1], there[1], 4)}"
+        )
 
 
 if __name__ == "__main__":
