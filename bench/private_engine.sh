@@ -56,14 +56,16 @@ up() {
 
 down() {
     if [ -f "$ROOT/run/dockerd.pid" ]; then
-        kill "$(cat "$ROOT/run/dockerd.pid")" 2>/dev/null || true
+        local pid
+        pid=$(cat "$ROOT/run/dockerd.pid")  # read once: dockerd removes it as it exits
+        kill "$pid" 2>/dev/null || true
         for _ in $(seq 120); do
-            kill -0 "$(cat "$ROOT/run/dockerd.pid")" 2>/dev/null || break
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.5  # waiting for dockerd to exit, with a deadline
         done
     fi
     pkill -f "containerd-shim.*$ROOT" 2>/dev/null || true
-    grep " $ROOT" /proc/mounts | awk '{print $2}' | sort -r | xargs -r umount -l
+    { grep " $ROOT" /proc/mounts || true; } | awk '{print $2}' | sort -r | xargs -r umount -l
     ip netns del "$NS" 2>/dev/null || true
     ip link del s10kh 2>/dev/null || true
     rm -rf "$ROOT"
