@@ -292,7 +292,13 @@ def print_baseline(
             (Path(work) / f"{name}.csv").write_text("\n".join(lines) + "\n")
         spec = base_spec(100, False).model_dump(mode="json", by_alias=True, exclude_defaults=True)
         (Path(work) / "spec.json").write_text(json.dumps(spec))
-        child = [sys.executable, str(Path(__file__).with_name("replay_ours.py")), work, str(startup)]
+        child = [
+            sys.executable,
+            str(Path(__file__).with_name("replay_ours.py")),
+            work,
+            str(startup),
+            str(OUR_INTERVAL),
+        ]
         env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
         theirs = json.loads(
             subprocess.run(child, env=env, cwd="/", capture_output=True, text=True, check=True).stdout

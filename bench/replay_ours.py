@@ -6,7 +6,7 @@ as today's figures. Only the core's oldest, stable names are imported (policy, s
 trace), so a tree from before issue 14 runs it too. Prints one JSON object: trace name ->
 [overload-seconds, replica-seconds].
 
-Usage: PYTHONPATH=/path/to/tree python bench/replay_ours.py DIR STARTUP_DELAY
+Usage: PYTHONPATH=/path/to/tree python bench/replay_ours.py DIR STARTUP_DELAY INTERVAL
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from autoscaler.core.trace import parse_trace
 
 
 def main() -> None:
-    directory, startup = Path(sys.argv[1]), float(sys.argv[2])
+    directory, startup, interval = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
     spec = json.loads((directory / "spec.json").read_text())
     policy = PolicySpec.model_validate(spec)
-    config = SimulationConfig(interval=5.0, startup_delay=startup, initial_replicas=None)
+    config = SimulationConfig(interval=interval, startup_delay=startup, initial_replicas=None)
     out = {}
     for path in sorted(directory.glob("*.csv")):
         summary = simulate(policy, parse_trace(path.read_text(), where=str(path)), config).summary

@@ -83,33 +83,29 @@ def test_a_long_number_tagged_in_quotes_is_refused_not_a_value_error(tmp_path: P
 
 
 @pytest.mark.usefixtures("parser")
-def test_a_field_merged_from_an_anchor_points_at_the_mapping_that_merges_it(tmp_path: Path) -> None:
-    # PyYAML's constructor merges '<<' entries into the node tree in place; the line is
-    # still found in the tree as the file wrote it.
+@pytest.mark.parametrize(
+    ("scale_down", "used_at"),
+    [
+        # PyYAML's constructor merges '<<' entries into the node tree in place; the line is
+        # still found in the tree as the file wrote it.
+        ("    scaleDown:\n      <<: *rules\n      stabilizationWindowSeconds: 0\n", "scaleDown:"),
+        # A field below an alias points at the line that uses the alias.
+        ("    scaleDown: *rules\n", "scaleDown: *rules"),
+    ],
+    ids=["merged-from-an-anchor", "below-an-alias"],
+)
+def test_a_field_from_an_anchor_points_at_the_line_that_uses_it(
+    tmp_path: Path, scale_down: str, used_at: str
+) -> None:
     text = GOOD.replace(
         "  maxReplicas: 5\n",
-        "  maxReplicas: 5\n  behavior:\n    scaleUp: &rules\n      selectPolicy: Mi\n"
-        "    scaleDown:\n      <<: *rules\n      stabilizationWindowSeconds: 0\n",
+        "  maxReplicas: 5\n  behavior:\n    scaleUp: &rules\n      selectPolicy: Mi\n" + scale_down,
     )
     file = write(tmp_path / "p.yaml", text)
     problems = problems_of([file])
     assert [(p.line, p.field) for p in problems] == [
         (line_of(file, "selectPolicy: Mi"), "spec.behavior.scaleUp.selectPolicy"),
-        (line_of(file, "scaleDown:"), "spec.behavior.scaleDown.selectPolicy"),
-    ]
-
-
-@pytest.mark.usefixtures("parser")
-def test_a_field_below_an_alias_points_at_the_line_that_uses_the_alias(tmp_path: Path) -> None:
-    text = GOOD.replace(
-        "  maxReplicas: 5\n",
-        "  maxReplicas: 5\n  behavior:\n    scaleUp: &rules\n      selectPolicy: Mi\n    scaleDown: *rules\n",
-    )
-    file = write(tmp_path / "p.yaml", text)
-    problems = problems_of([file])
-    assert [(p.line, p.field) for p in problems] == [
-        (line_of(file, "selectPolicy: Mi"), "spec.behavior.scaleUp.selectPolicy"),
-        (line_of(file, "scaleDown: *rules"), "spec.behavior.scaleDown.selectPolicy"),
+        (line_of(file, used_at), "spec.behavior.scaleDown.selectPolicy"),
     ]
 
 
